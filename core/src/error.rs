@@ -1,0 +1,125 @@
+//! The one error type of the core's operations.
+
+use core::fmt;
+
+use crate::{ConnectionHandle, ContextError, ManagerHandle};
+
+/// A bounded resource that refused an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Limit {
+    /// [`Config::max_users`](crate::Config::max_users) managers are active.
+    Users,
+    /// The user already has [`Config::max_connections_per_user`](crate::Config::max_connections_per_user) open connections.
+    ConnectionsPerUser,
+    /// [`Config::max_connections`](crate::Config::max_connections) connections are open,
+    /// or the connection table is full of closing connections not yet released.
+    Connections,
+    /// The user's offline buffer holds [`Config::offline_buffer`](crate::Config::offline_buffer) messages.
+    OfflineBuffer,
+    /// The shared pool of queued-message slots is exhausted.
+    QueueSlots,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Users => "maximum number of active users reached",
+            Limit::ConnectionsPerUser => "user reached the maximum number of connections",
+            Limit::Connections => "maximum number of connections reached",
+            Limit::OfflineBuffer => "offline buffer of the user is full",
+            Limit::QueueSlots => "no free queued-message slot",
+        })
+    }
+}
+
+/// How an operation tried to cross from one user's lane into another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Violation {
+    /// A connection claiming another user was offered to this user's manager.
+    ForeignUser,
+    /// The connection handle belongs to another user's manager.
+    ForeignConnection {
+        /// The manager that owns the connection.
+        owner: ManagerHandle,
+    },
+}
+
+/// Why an operation of the core was refused. Every refusal is also counted in
+/// [`Stats`](crate::Stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// A context failed validation.
+    InvalidContext(ContextError),
+    /// The manager was deactivated or reclaimed; its handle is dead for good.
+    /// Displays as "manager is no longer active".
+    ManagerInactive(ManagerHandle),
+    /// The handle was never issued by this factory.
+    UnknownManager(ManagerHandle),
+    /// The connection is gone (or never existed).
+    UnknownConnection(ConnectionHandle),
+    /// The connection is closing and takes no new work.
+    ConnectionClosing(ConnectionHandle),
+    /// The operation named another user's connection or identity.
+    IsolationViolation {
+        /// The manager the operation went through.
+        manager: ManagerHandle,
+        /// What was crossed.
+        violation: Violation,
+    },
+    /// A bounded resource is exhausted.
+    LimitReached(Limit),
+    /// A connection's outbound queue is full and the policy is
+    /// [`RejectSend`](crate::SlowConsumerPolicy::RejectSend); nothing was enqueued.
+    QueueFull(ConnectionHandle),
+    /// The user has no open connection and the offline buffer is disabled.
+    NoConnections(ManagerHandle),
+    /// The lifecycle event queue is full: drain
+    /// [`poll_event`](crate::ManagerFactory::poll_event) and retry.
+    EventsPending,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidContext(e) => write!(f, "{e}"),
+            Error::ManagerInactive(_) => f.write_str("manager is no longer active"),
+            Error::UnknownManager(_) => f.write_str("unknown manager handle"),
+            Error::UnknownConnection(_) => f.write_str("unknown connection handle"),
+            Error::ConnectionClosing(_) => f.write_str("connection is closing"),
+            Error::IsolationViolation { violation: Violation::ForeignUser, .. } => {
+                f.write_str("isolation violation: connection belongs to another user")
+            }
+            Error::IsolationViolation { violation: Violation::ForeignConnection { .. }, .. } => {
+                f.write_str("isolation violation: connection is owned by another user's manager")
+            }
+            Error::LimitReached(l) => write!(f, "limit reached: {l}"),
+            Error::QueueFull(_) => f.write_str("outbound queue of a connection is full; nothing was sent"),
+            Error::NoConnections(_) => {
+                f.write_str("user has no open connection and offline buffering is disabled")
+            }
+            Error::EventsPending => f.write_str("event queue is full; drain poll_event first"),
+        }
+    }
+}
+
+impl From<ContextError> for Error {
+    fn from(e: ContextError) -> Self {
+        Error::InvalidContext(e)
+    }
+}
+
+#[cfg(feature = "std")]
+mod std_impls {
+    extern crate std;
+    impl std::error::Error for super::Error {}
+    impl std::error::Error for crate::ContextError {}
+    impl std::error::Error for crate::ConfigError {}
+    impl std::error::Error for crate::InvalidCloseCode {}
+}

@@ -1,0 +1,327 @@
+//! Commands from the application: create, connect, send, close, deactivate.
+
+use super::lanes::Departure;
+use super::slots::{empty_link, idle_link, user_link, ConnState, EV_READY};
+use super::ManagerFactory;
+use crate::list::NIL;
+use crate::{
+    CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Instant, Limit,
+    ManagerHandle, Released, SendOutcome, SlowConsumerPolicy, UserContext, Violation,
+};
+
+impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
+    ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+{
+    /// Returns the isolated manager of `ctx.user_id()`, creating it if the
+    /// user has none. Calling it again while the manager is active returns the
+    /// same handle, creates nothing and keeps the first context.
+    ///
+    /// Errors: [`Limit::Users`] when `max_users` managers are active;
+    /// [`Error::EventsPending`] when the event queue must be drained first.
+    pub fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error> {
+        let now = self.tick(now);
+        if let Some(existing) = self.manager_for_user(ctx.user_id()) {
+            return Ok(existing);
+        }
+        let refused = if self.stats.managers_active >= u64::from(self.config.max_users) {
+            Some(Error::LimitReached(Limit::Users))
+        } else if self.events.is_full() {
+            Some(Error::EventsPending)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            self.count_refusal(&e);
+            return Err(e);
+        }
+        let Some(u) = self.alloc_user() else {
+            let e = Error::LimitReached(Limit::Users);
+            self.count_refusal(&e);
+            return Err(e);
+        };
+        self.index_user(u, ctx.user_id());
+        let slot = &mut self.users[u];
+        slot.ctx = Some(ctx);
+        slot.stats = super::slots::UserSlot::free(NIL).stats;
+        slot.stats.created_at = now;
+        slot.stats.empty_since = Some(now);
+        let handle = ManagerHandle { index: u as u32, generation: slot.generation };
+        self.empty.push_back(&mut self.users, u as u32, empty_link);
+        self.stats.managers_created += 1;
+        self.stats.managers_active += 1;
+        self.stats.users_with_active_managers += 1;
+        // Capacity was checked above.
+        let _ = self.events.push_back(Event::ManagerCreated(handle));
+        Ok(handle)
+    }
+
+    /// Opens a connection for the manager's user. `claim` is the identity the
+    /// connection authenticated as; if it names another user the connection
+    /// is refused as an isolation violation. If the user had no open
+    /// connection, the offline buffer is replayed into the new connection's
+    /// queue, in order.
+    ///
+    /// Errors: inactive/unknown manager, [`Error::IsolationViolation`],
+    /// [`Limit::ConnectionsPerUser`], [`Limit::Connections`].
+    pub fn add_connection(
+        &mut self,
+        manager: ManagerHandle,
+        claim: &UserContext,
+        now: Instant,
+    ) -> Result<ConnectionHandle, Error> {
+        let now = self.tick(now);
+        let u = self.checked_user(manager)?;
+        let user = &self.users[u];
+        let same_user = user.ctx.as_ref().is_some_and(|c| c.user_id() == claim.user_id());
+        let refused = if !same_user {
+            Some(Error::IsolationViolation { manager, violation: Violation::ForeignUser })
+        } else if user.conns.len >= self.config.max_connections_per_user {
+            Some(Error::LimitReached(Limit::ConnectionsPerUser))
+        } else if self.stats.connections_active >= u64::from(self.config.max_connections)
+            || self.conn_free == NIL
+        {
+            Some(Error::LimitReached(Limit::Connections))
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            match e {
+                Error::IsolationViolation { .. } => self.users[u].stats.security_violations += 1,
+                _ => self.users[u].stats.limit_hits += 1,
+            }
+            self.count_refusal(&e);
+            return Err(e);
+        }
+        let Some(c) = self.alloc_conn(manager, now) else {
+            let e = Error::LimitReached(Limit::Connections);
+            self.count_refusal(&e);
+            return Err(e);
+        };
+        if self.users[u].conns.len == 0 {
+            self.empty.unlink(&mut self.users, u as u32, empty_link);
+            self.users[u].stats.empty_since = None;
+        }
+        self.users[u].conns.push_back(&mut self.conns, c as u32, user_link);
+        self.idle.push_back(&mut self.conns, c as u32, idle_link);
+        self.stats.total_connections_managed += 1;
+        self.stats.connections_active += 1;
+        let user = &mut self.users[u];
+        user.stats.connections += 1;
+        user.stats.connections_opened += 1;
+        let replayed = user.offline.len;
+        if replayed > 0 {
+            let mut offline = core::mem::replace(&mut user.offline, crate::pool::Fifo::EMPTY);
+            user.stats.offline_now = 0;
+            user.stats.offline_replayed += replayed;
+            user.stats.messages_queued += replayed;
+            self.pool.append(&mut self.conns[c].queue, &mut offline);
+            let r = u64::from(replayed);
+            self.stats.offline_now -= r;
+            self.stats.offline_replayed += r;
+            self.stats.messages_queued += r;
+            self.stats.messages_queued_now += r;
+            self.flag_event(c, EV_READY);
+        }
+        Ok(ConnectionHandle { index: c as u32, generation: self.conns[c].generation })
+    }
+
+    /// Removes one of the user's connections at once (open or closing): its
+    /// slot is free for the next connection, and messages still queued for it
+    /// are counted as dropped and reported in [`Released`].
+    ///
+    /// Errors: inactive/unknown manager, unknown connection,
+    /// [`Error::IsolationViolation`] for another user's connection.
+    pub fn remove_connection(
+        &mut self,
+        manager: ManagerHandle,
+        connection: ConnectionHandle,
+        now: Instant,
+    ) -> Result<Released, Error> {
+        let now = self.tick(now);
+        let u = self.checked_user(manager)?;
+        let c = self.checked_conn(manager, u, connection)?;
+        Ok(self.release(c, Departure::Removed, now))
+    }
+
+    /// Closes one of the user's open connections with `code` (reason
+    /// [`CloseReason::Application`]): queued messages are transmitted first,
+    /// then the close. The connection stops counting toward the limits at once.
+    pub fn close_connection(
+        &mut self,
+        manager: ManagerHandle,
+        connection: ConnectionHandle,
+        code: CloseCode,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let now = self.tick(now);
+        let u = self.checked_user(manager)?;
+        let c = self.checked_conn(manager, u, connection)?;
+        if self.conns[c].state != ConnState::Open {
+            let e = Error::ConnectionClosing(connection);
+            self.count_refusal(&e);
+            return Err(e);
+        }
+        self.begin_close(c, CloseFrame::new(code, CloseReason::Application), now);
+        Ok(())
+    }
+
+    /// Queues `payload` for every open connection of the manager's user,
+    /// keeping each connection's FIFO order. With no open connection the
+    /// message goes to the offline buffer. Nothing is dropped silently: the
+    /// outcome says how many connections got it, and every refusal is an error
+    /// returned before anything was enqueued.
+    ///
+    /// Errors: inactive/unknown manager; [`Error::QueueFull`] (policy
+    /// `RejectSend`); [`Limit::QueueSlots`]; [`Limit::OfflineBuffer`];
+    /// [`Error::NoConnections`] when buffering is off.
+    pub fn send_to_user(
+        &mut self,
+        manager: ManagerHandle,
+        payload: P,
+        now: Instant,
+    ) -> Result<SendOutcome, Error> {
+        let now = self.tick(now);
+        let u = match self.checked_user(manager) {
+            Ok(u) => u,
+            Err(e) => {
+                self.stats.sends_refused += 1;
+                return Err(e);
+            }
+        };
+        let result = if self.users[u].conns.len == 0 {
+            self.buffer_offline(u, manager, payload)
+        } else {
+            self.fan_out(u, payload, now)
+        };
+        match &result {
+            Ok(_) => {
+                self.stats.sends_accepted += 1;
+                self.users[u].stats.sends_accepted += 1;
+            }
+            Err(e) => {
+                self.count_refusal(e);
+                self.stats.sends_refused += 1;
+                let st = &mut self.users[u].stats;
+                st.sends_refused += 1;
+                if matches!(e, Error::LimitReached(_) | Error::QueueFull(_)) {
+                    st.limit_hits += 1;
+                }
+            }
+        }
+        result
+    }
+
+    fn buffer_offline(&mut self, u: usize, manager: ManagerHandle, payload: P) -> Result<SendOutcome, Error> {
+        let cap = self.config.offline_buffer;
+        if cap == 0 {
+            return Err(Error::NoConnections(manager));
+        }
+        if self.users[u].offline.len >= cap {
+            return Err(Error::LimitReached(Limit::OfflineBuffer));
+        }
+        if self.pool.push(&mut self.users[u].offline, payload).is_err() {
+            return Err(Error::LimitReached(Limit::QueueSlots));
+        }
+        let st = &mut self.users[u].stats;
+        st.offline_now += 1;
+        st.offline_buffered += 1;
+        self.stats.offline_buffered += 1;
+        self.stats.offline_now += 1;
+        Ok(SendOutcome::Buffered { buffered: self.users[u].offline.len })
+    }
+
+    fn fan_out(&mut self, u: usize, payload: P, now: Instant) -> Result<SendOutcome, Error> {
+        let depth = self.config.queue_depth;
+        let mut full = 0u32;
+        let mut first_full = None;
+        let mut i = self.users[u].conns.head;
+        while i != NIL {
+            let c = &self.conns[i as usize];
+            if c.queue.len >= depth {
+                full += 1;
+                first_full.get_or_insert(ConnectionHandle { index: i, generation: c.generation });
+            }
+            i = c.user_link.next;
+        }
+        if let (Some(conn), SlowConsumerPolicy::RejectSend) = (first_full, self.config.slow_consumer) {
+            return Err(Error::QueueFull(conn));
+        }
+        let wanted = self.users[u].conns.len - full;
+        if self.pool.free() < wanted {
+            return Err(Error::LimitReached(Limit::QueueSlots));
+        }
+        let slow = CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
+        let mut i = self.users[u].conns.head;
+        while i != NIL {
+            let c = i as usize;
+            i = self.conns[c].user_link.next;
+            if self.conns[c].queue.len >= depth {
+                self.begin_close(c, slow, now);
+                continue;
+            }
+            let was_empty = self.conns[c].queue.len == 0;
+            // The pool was checked for `wanted` free slots above.
+            let _ = self.pool.push(&mut self.conns[c].queue, payload.clone());
+            if was_empty {
+                self.flag_event(c, EV_READY);
+            }
+        }
+        let w = u64::from(wanted);
+        self.stats.messages_queued += w;
+        self.stats.messages_queued_now += w;
+        self.stats.messages_closed_slow += u64::from(full);
+        let st = &mut self.users[u].stats;
+        st.messages_queued += wanted;
+        st.messages_closed_slow += full;
+        Ok(SendOutcome::Queued { queued_for: wanted, closed_slow: full })
+    }
+
+    /// Deactivates the manager for good: every open connection is closed
+    /// (code 1000, reason [`CloseReason::ManagerDeactivated`]), the offline
+    /// buffer is discarded (and counted), and from now on every operation
+    /// through this handle fails with [`Error::ManagerInactive`]. A later
+    /// [`create_manager`](Self::create_manager) for the user makes a fresh
+    /// manager with a new handle. Returns the number of connections closed.
+    pub fn deactivate(&mut self, manager: ManagerHandle, now: Instant) -> Result<u32, Error> {
+        let now = self.tick(now);
+        let u = self.checked_user(manager)?;
+        if self.events.is_full() {
+            let e = Error::EventsPending;
+            self.count_refusal(&e);
+            return Err(e);
+        }
+        let closed = self.close_all_of(u, CloseFrame::new(CloseCode::NORMAL, CloseReason::ManagerDeactivated), now);
+        let discarded_offline = self.retire_user(u);
+        self.stats.managers_deactivated += 1;
+        let _ = self.events.push_back(Event::ManagerDeactivated {
+            manager,
+            closed_connections: closed,
+            discarded_offline,
+        });
+        Ok(closed)
+    }
+
+    /// Closes every open connection of every user with `close` (for example
+    /// 1001 / [`CloseReason::ServerShutdown`] on shutdown). Managers stay
+    /// active, so messages sent meanwhile go to offline buffers. Returns the
+    /// number of connections closed. O(open connections).
+    pub fn close_all(&mut self, close: CloseFrame, now: Instant) -> u32 {
+        let now = self.tick(now);
+        let mut closed = 0;
+        while let Some(c) = self.idle.front() {
+            self.begin_close(c as usize, close, now);
+            closed += 1;
+        }
+        closed
+    }
+
+    fn close_all_of(&mut self, u: usize, close: CloseFrame, now: Instant) -> u32 {
+        let mut closed = 0;
+        while let Some(c) = self.users[u].conns.front() {
+            self.begin_close(c as usize, close, now);
+            closed += 1;
+        }
+        closed
+    }
+}
+

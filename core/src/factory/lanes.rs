@@ -1,0 +1,233 @@
+//! Internal bookkeeping shared by commands and I/O: handle checks that count
+//! refusals, slot allocation, and the transitions of connections and managers.
+
+use super::slots::{
+    bucket_of, empty_link, event_link, idle_link, next_generation, user_link, ConnState, EV_CLOSED,
+};
+use super::ManagerFactory;
+use crate::list::NIL;
+use crate::log::log_warn;
+use crate::{
+    CloseFrame, CloseReason, ConnectionHandle, Error, Instant, Limit, ManagerHandle, Released,
+    Violation,
+};
+
+/// Why an open connection stopped being open, for the stats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Departure {
+    Removed,
+    Lost,
+}
+
+impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
+    ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+{
+    /// Advances the factory's clock; an instant earlier than one already seen
+    /// is treated as that one, so timers never run backwards.
+    pub(super) fn tick(&mut self, now: Instant) -> Instant {
+        if now > self.now {
+            self.now = now;
+        }
+        self.now
+    }
+
+    /// [`Self::user_index`], counting the refusal.
+    pub(super) fn checked_user(&mut self, h: ManagerHandle) -> Result<usize, Error> {
+        self.user_index(h).inspect_err(|e| self.count_refusal(e))
+    }
+
+    /// Resolves `conn` for an operation through manager slot `u`, refusing a
+    /// connection that belongs to another user.
+    pub(super) fn checked_conn(
+        &mut self,
+        manager: ManagerHandle,
+        u: usize,
+        conn: ConnectionHandle,
+    ) -> Result<usize, Error> {
+        let c = self.conn_index(conn).inspect_err(|e| self.count_refusal(e))?;
+        let owner = self.conns[c].owner;
+        if owner != manager {
+            let e = Error::IsolationViolation {
+                manager,
+                violation: Violation::ForeignConnection { owner },
+            };
+            self.users[u].stats.security_violations += 1;
+            self.count_refusal(&e);
+            return Err(e);
+        }
+        Ok(c)
+    }
+
+    /// Counts a refusal in the factory stats (and the manager's, when known).
+    pub(super) fn count_refusal(&mut self, e: &Error) {
+        let s = &mut self.stats;
+        match e {
+            Error::ManagerInactive(_) => s.rejected_inactive_manager += 1,
+            Error::UnknownManager(_) | Error::UnknownConnection(_) => s.rejected_unknown_handle += 1,
+            Error::ConnectionClosing(_) => s.rejected_closing_connection += 1,
+            Error::IsolationViolation { manager, violation } => {
+                s.security_violations_detected += 1;
+                log_warn!(
+                    "userlane: isolation violation refused on manager {}: {:?}",
+                    manager.to_bits(),
+                    violation
+                );
+            }
+            Error::LimitReached(limit) => {
+                s.resource_limit_hits += 1;
+                match limit {
+                    Limit::Users => s.rejected_user_limit += 1,
+                    Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
+                    Limit::Connections => s.rejected_total_connections += 1,
+                    Limit::OfflineBuffer => s.rejected_offline_full += 1,
+                    Limit::QueueSlots => s.rejected_queue_slots += 1,
+                }
+            }
+            Error::QueueFull(_) => {
+                s.resource_limit_hits += 1;
+                s.rejected_queue_full += 1;
+            }
+            Error::NoConnections(_) => s.rejected_no_connections += 1,
+            Error::EventsPending => s.rejected_events_pending += 1,
+            Error::InvalidContext(_) => {}
+        }
+    }
+
+    /// Marks an event of connection `c` for `poll_event`.
+    pub(super) fn flag_event(&mut self, c: usize, flag: u8) {
+        if self.conns[c].events == 0 {
+            self.conn_events.push_back(&mut self.conns, c as u32, event_link);
+        }
+        self.conns[c].events |= flag;
+    }
+
+    /// Drops every unreported event of connection `c`.
+    pub(super) fn clear_events(&mut self, c: usize) {
+        if self.conns[c].events != 0 {
+            self.conn_events.unlink(&mut self.conns, c as u32, event_link);
+            self.conns[c].events = 0;
+        }
+    }
+
+    /// Takes an open connection out of its user's list and the idle order.
+    /// The owner is active: a manager with open connections always is.
+    fn detach_open(&mut self, c: usize, now: Instant) {
+        let u = self.conns[c].owner.index as usize;
+        self.users[u].conns.unlink(&mut self.conns, c as u32, user_link);
+        self.idle.unlink(&mut self.conns, c as u32, idle_link);
+        self.stats.connections_active -= 1;
+        let user = &mut self.users[u];
+        user.stats.connections -= 1;
+        if user.conns.len == 0 {
+            user.stats.empty_since = Some(now);
+            self.empty.push_back(&mut self.users, u as u32, empty_link);
+        }
+    }
+
+    /// Closes an open connection: its queue drains, then `close` is sent.
+    pub(super) fn begin_close(&mut self, c: usize, close: CloseFrame, now: Instant) {
+        self.detach_open(c, now);
+        self.conns[c].state = ConnState::Closing { close, close_sent: false };
+        self.stats.connections_closing += 1;
+        let s = &mut self.stats;
+        match close.reason {
+            CloseReason::IdleTimeout => s.closed_idle_timeout += 1,
+            CloseReason::SlowConsumer => s.closed_slow_consumer += 1,
+            CloseReason::ManagerDeactivated => s.closed_deactivated += 1,
+            CloseReason::Application => s.closed_application += 1,
+            CloseReason::ServerShutdown => s.closed_shutdown += 1,
+        }
+        self.flag_event(c, EV_CLOSED);
+    }
+
+    /// Frees connection slot `c` in any state, discarding (and counting) what
+    /// its queue still held.
+    pub(super) fn release(&mut self, c: usize, why: Departure, now: Instant) -> Released {
+        match self.conns[c].state {
+            ConnState::Open => {
+                self.detach_open(c, now);
+                match why {
+                    Departure::Removed => self.stats.connections_removed += 1,
+                    Departure::Lost => self.stats.connections_lost += 1,
+                }
+            }
+            ConnState::Closing { .. } => self.stats.connections_closing -= 1,
+            ConnState::Free => return Released { undelivered: 0 },
+        }
+        self.clear_events(c);
+        let undelivered = self.pool.clear(&mut self.conns[c].queue);
+        self.stats.messages_dropped += u64::from(undelivered);
+        self.stats.messages_queued_now -= u64::from(undelivered);
+        let slot = &mut self.conns[c];
+        slot.state = ConnState::Free;
+        slot.generation = next_generation(slot.generation);
+        slot.user_link.next = self.conn_free;
+        self.conn_free = c as u32;
+        Released { undelivered }
+    }
+
+    /// Takes a free connection slot for `owner`.
+    pub(super) fn alloc_conn(&mut self, owner: ManagerHandle, now: Instant) -> Option<usize> {
+        let c = self.conn_free;
+        if c == NIL {
+            return None;
+        }
+        let slot = &mut self.conns[c as usize];
+        self.conn_free = slot.user_link.next;
+        slot.state = ConnState::Open;
+        slot.owner = owner;
+        slot.last_activity = now;
+        slot.events = 0;
+        Some(c as usize)
+    }
+
+    /// Takes a free manager slot (one always exists below `max_users`).
+    pub(super) fn alloc_user(&mut self) -> Option<usize> {
+        let u = self.user_free;
+        if u == NIL {
+            return None;
+        }
+        self.user_free = self.users[u as usize].next;
+        Some(u as usize)
+    }
+
+    /// Adds manager slot `u` to its hash bucket.
+    pub(super) fn index_user(&mut self, u: usize, user_id: &str) {
+        let b = bucket_of(user_id, self.config.hash_seed, USERS);
+        self.users[u].next = self.buckets[b];
+        self.buckets[b] = u as u32;
+    }
+
+    /// Retires active manager slot `u`, which has no open connection: drops
+    /// its offline buffer and hash entry, and moves the generation on so every
+    /// old handle is refused. Returns the discarded offline messages.
+    pub(super) fn retire_user(&mut self, u: usize) -> u32 {
+        let discarded = self.pool.clear(&mut self.users[u].offline);
+        self.stats.offline_discarded += u64::from(discarded);
+        self.stats.offline_now -= u64::from(discarded);
+        self.empty.unlink(&mut self.users, u as u32, empty_link);
+        if let Some(ctx) = self.users[u].ctx.take() {
+            let b = bucket_of(ctx.user_id(), self.config.hash_seed, USERS);
+            let mut prev = NIL;
+            let mut i = self.buckets[b];
+            while i != NIL && i as usize != u {
+                prev = i;
+                i = self.users[i as usize].next;
+            }
+            let next = self.users[u].next;
+            if prev == NIL {
+                self.buckets[b] = next;
+            } else {
+                self.users[prev as usize].next = next;
+            }
+        }
+        let slot = &mut self.users[u];
+        slot.generation = next_generation(slot.generation);
+        slot.next = self.user_free;
+        self.user_free = u as u32;
+        self.stats.managers_active -= 1;
+        self.stats.users_with_active_managers -= 1;
+        self.stats.managers_cleaned_up += 1;
+        discarded
+    }
+}

@@ -1,0 +1,232 @@
+//! `ManagerFactory`: the tables, the handle checks and the read-only queries.
+//!
+//! Commands live in [`commands`], the `handle_*` / `poll_*` I/O surface in
+//! [`io`], internal bookkeeping shared by both in [`lanes`].
+
+mod commands;
+mod io;
+mod lanes;
+mod slots;
+
+use heapless::Deque;
+
+use crate::list::{List, NIL};
+use crate::pool::Pool;
+use crate::{
+    Config, ConfigError, ConnectionHandle, Error, Event, Instant, ManagerHandle, ManagerStats,
+    Stats, UserContext,
+};
+use slots::{bucket_of, ConnSlot, ConnState, UserSlot};
+
+/// Creates and owns one isolated manager per user, in preallocated tables.
+///
+/// Capacities are compile-time constants; the [`Config`] limits are runtime
+/// values no larger than them:
+///
+/// - `P`: the payload queued for connections (the std runtime uses a
+///   ref-counted buffer, so fan-out clones a pointer, never the bytes);
+/// - `USERS`: manager slots (and hash buckets);
+/// - `CONNS`: connection slots, shared by all users;
+/// - `SLOTS`: queued-message slots, shared by every outbound queue and
+///   offline buffer;
+/// - `EVENTS`: pending manager lifecycle events (default 16).
+///
+/// See the [crate documentation](crate) for the calling contract.
+pub struct ManagerFactory<
+    P,
+    const USERS: usize,
+    const CONNS: usize,
+    const SLOTS: usize,
+    const EVENTS: usize = 16,
+> {
+    config: Config,
+    now: Instant,
+    users: [UserSlot; USERS],
+    buckets: [u32; USERS],
+    user_free: u32,
+    conns: [ConnSlot; CONNS],
+    conn_free: u32,
+    /// Connections with unreported events, oldest first.
+    conn_events: List,
+    /// Open connections by last activity, oldest first.
+    idle: List,
+    /// Active managers without open connections, longest empty first.
+    empty: List,
+    pool: Pool<P, SLOTS>,
+    events: Deque<Event, EVENTS>,
+    stats: Stats,
+}
+
+impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
+    ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+{
+    const CAPACITIES_OK: () = assert!(
+        USERS > 0
+            && CONNS > 0
+            && SLOTS > 0
+            && EVENTS > 0
+            && USERS < NIL as usize
+            && CONNS < NIL as usize
+            && SLOTS < NIL as usize,
+        "capacities must be between 1 and u32::MAX - 1"
+    );
+
+    /// A factory with empty tables, or the reason `config` does not fit the
+    /// capacities.
+    ///
+    /// The value is as large as its tables: put big factories in a `static`,
+    /// or build them where the stack is large enough before boxing them.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CAPACITIES_OK;
+        config.validate(USERS, CONNS, SLOTS)?;
+        Ok(ManagerFactory {
+            config,
+            now: Instant::ZERO,
+            users: core::array::from_fn(|i| {
+                UserSlot::free(if i + 1 < USERS { i as u32 + 1 } else { NIL })
+            }),
+            buckets: [NIL; USERS],
+            user_free: 0,
+            conns: core::array::from_fn(|i| {
+                ConnSlot::free(if i + 1 < CONNS { i as u32 + 1 } else { NIL })
+            }),
+            conn_free: 0,
+            conn_events: List::EMPTY,
+            idle: List::EMPTY,
+            empty: List::EMPTY,
+            pool: Pool::new(),
+            events: Deque::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// The runtime limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A snapshot of every counter. Reading it changes nothing.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Free queued-message slots in the shared pool.
+    pub fn free_queue_slots(&self) -> u32 {
+        self.pool.free()
+    }
+
+    /// The latest instant the factory has been given.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The active manager of `user_id`, if there is one. O(1) expected.
+    pub fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle> {
+        let mut i = self.buckets[bucket_of(user_id, self.config.hash_seed, USERS)];
+        while i != NIL {
+            let slot = &self.users[i as usize];
+            if slot.ctx.as_ref().is_some_and(|c| c.user_id() == user_id) {
+                return Some(ManagerHandle { index: i, generation: slot.generation });
+            }
+            i = slot.next;
+        }
+        None
+    }
+
+    /// Whether `manager` is an active manager of this factory.
+    pub fn is_active(&self, manager: ManagerHandle) -> bool {
+        self.user_index(manager).is_ok()
+    }
+
+    /// The context the manager was created with.
+    pub fn context(&self, manager: ManagerHandle) -> Result<&UserContext, Error> {
+        let u = self.user_index(manager)?;
+        self.users[u].ctx.as_ref().ok_or(Error::UnknownManager(manager))
+    }
+
+    /// The manager's counters. Reading them is not activity.
+    pub fn manager_stats(&self, manager: ManagerHandle) -> Result<ManagerStats, Error> {
+        let u = self.user_index(manager)?;
+        Ok(self.users[u].stats)
+    }
+
+    /// The open connections of this manager's user, oldest first. Listing is
+    /// not activity. Connections of other users are never listed.
+    pub fn connections(
+        &self,
+        manager: ManagerHandle,
+    ) -> Result<impl Iterator<Item = ConnectionHandle> + '_, Error> {
+        let u = self.user_index(manager)?;
+        let mut i = self.users[u].conns.head;
+        Ok(core::iter::from_fn(move || {
+            if i == NIL {
+                return None;
+            }
+            let c = &self.conns[i as usize];
+            let handle = ConnectionHandle { index: i, generation: c.generation };
+            i = c.user_link.next;
+            Some(handle)
+        }))
+    }
+
+    /// Number of open connections of this manager's user.
+    pub fn connection_count(&self, manager: ManagerHandle) -> Result<u32, Error> {
+        let u = self.user_index(manager)?;
+        Ok(self.users[u].conns.len)
+    }
+
+    /// The manager a live connection belongs to (also while it is closing).
+    pub fn owner_of(&self, connection: ConnectionHandle) -> Result<ManagerHandle, Error> {
+        let c = self.conn_index(connection)?;
+        Ok(self.conns[c].owner)
+    }
+
+    /// Whether the connection is open (not closing, not gone).
+    pub fn is_open(&self, connection: ConnectionHandle) -> bool {
+        self.conn_index(connection)
+            .is_ok_and(|c| self.conns[c].state == ConnState::Open)
+    }
+
+    /// Messages waiting in the connection's outbound queue.
+    pub fn queued(&self, connection: ConnectionHandle) -> Result<u32, Error> {
+        let c = self.conn_index(connection)?;
+        Ok(self.conns[c].queue.len)
+    }
+
+    /// Resolves a manager handle to its slot, or says why it is refused.
+    fn user_index(&self, h: ManagerHandle) -> Result<usize, Error> {
+        let i = h.index as usize;
+        let Some(slot) = self.users.get(i) else {
+            return Err(Error::UnknownManager(h));
+        };
+        if slot.generation == h.generation && slot.is_active() {
+            Ok(i)
+        } else if h.generation != 0 && h.generation < slot.generation {
+            Err(Error::ManagerInactive(h))
+        } else {
+            Err(Error::UnknownManager(h))
+        }
+    }
+
+    /// Resolves a connection handle to its slot (open or closing).
+    fn conn_index(&self, h: ConnectionHandle) -> Result<usize, Error> {
+        let i = h.index as usize;
+        match self.conns.get(i) {
+            Some(c) if c.generation == h.generation && c.state != ConnState::Free => Ok(i),
+            _ => Err(Error::UnknownConnection(h)),
+        }
+    }
+}
+
+impl<P, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
+    core::fmt::Debug for ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ManagerFactory")
+            .field("config", &self.config)
+            .field("now", &self.now)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,138 @@
+//! The table slots behind manager and connection handles.
+
+use crate::list::{Link, List, NIL};
+use crate::pool::Fifo;
+use crate::{CloseFrame, Instant, ManagerHandle, ManagerStats, UserContext};
+
+/// One entry of the manager table.
+pub(crate) struct UserSlot {
+    /// Bumped every time the slot is freed; handles carry the value they were issued with.
+    pub(crate) generation: u32,
+    /// `Some` while the manager is active, `None` while the slot is free.
+    pub(crate) ctx: Option<UserContext>,
+    /// Next slot in the same hash bucket, or in the free list while free.
+    pub(crate) next: u32,
+    /// Open connections of this user (through [`ConnSlot::user_link`]).
+    pub(crate) conns: List,
+    /// Position in the factory's empty-manager list (active with no open connection).
+    pub(crate) empty_link: Link,
+    /// Messages waiting for the user's next connection.
+    pub(crate) offline: Fifo,
+    /// Per-manager counters.
+    pub(crate) stats: ManagerStats,
+}
+
+impl UserSlot {
+    pub(crate) const fn free(next: u32) -> Self {
+        UserSlot {
+            generation: 1,
+            ctx: None,
+            next,
+            conns: List::EMPTY,
+            empty_link: Link::DETACHED,
+            offline: Fifo::EMPTY,
+            stats: ManagerStats {
+                created_at: Instant::ZERO,
+                empty_since: None,
+                connections: 0,
+                connections_opened: 0,
+                sends_accepted: 0,
+                sends_refused: 0,
+                messages_queued: 0,
+                messages_closed_slow: 0,
+                offline_now: 0,
+                offline_buffered: 0,
+                offline_replayed: 0,
+                security_violations: 0,
+                limit_hits: 0,
+            },
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.ctx.is_some()
+    }
+}
+
+/// Lifecycle of a connection slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    /// Not in use.
+    Free,
+    /// Open: receives messages, counts toward limits, watched for idleness.
+    Open,
+    /// Closed by the core; its queue drains, then `close` is transmitted once.
+    /// The slot is released by `handle_closed` / `remove_connection`.
+    Closing { close: CloseFrame, close_sent: bool },
+}
+
+/// Pending-event flags of a connection.
+pub(crate) const EV_READY: u8 = 1;
+pub(crate) const EV_CLOSED: u8 = 2;
+
+/// One entry of the connection table.
+pub(crate) struct ConnSlot {
+    pub(crate) generation: u32,
+    pub(crate) state: ConnState,
+    /// The manager the connection belongs to for its whole life.
+    pub(crate) owner: ManagerHandle,
+    /// Position in the owner's connection list (or the free list's `next`).
+    pub(crate) user_link: Link,
+    /// Position in the idle-order list while open.
+    pub(crate) idle_link: Link,
+    /// Position in the pending-event list while `events != 0`.
+    pub(crate) event_link: Link,
+    /// `EV_*` flags not yet reported by `poll_event`.
+    pub(crate) events: u8,
+    /// Outbound messages, oldest first.
+    pub(crate) queue: Fifo,
+    /// Last inbound activity.
+    pub(crate) last_activity: Instant,
+}
+
+impl ConnSlot {
+    pub(crate) const fn free(next: u32) -> Self {
+        ConnSlot {
+            generation: 1,
+            state: ConnState::Free,
+            owner: ManagerHandle { index: NIL, generation: 0 },
+            user_link: Link { prev: NIL, next },
+            idle_link: Link::DETACHED,
+            event_link: Link::DETACHED,
+            events: 0,
+            queue: Fifo::EMPTY,
+            last_activity: Instant::ZERO,
+        }
+    }
+}
+
+pub(crate) fn user_link(c: &mut ConnSlot) -> &mut Link {
+    &mut c.user_link
+}
+pub(crate) fn idle_link(c: &mut ConnSlot) -> &mut Link {
+    &mut c.idle_link
+}
+pub(crate) fn event_link(c: &mut ConnSlot) -> &mut Link {
+    &mut c.event_link
+}
+pub(crate) fn empty_link(u: &mut UserSlot) -> &mut Link {
+    &mut u.empty_link
+}
+
+/// Generations skip 0 so that a zeroed handle is never valid.
+pub(crate) fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
+/// FNV-1a of the user id, seeded, reduced to a bucket.
+pub(crate) fn bucket_of(user_id: &str, seed: u32, buckets: usize) -> usize {
+    let mut h: u32 = 0x811c_9dc5 ^ seed;
+    for b in user_id.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h as usize % buckets
+}

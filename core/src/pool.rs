@@ -1,0 +1,142 @@
+//! The shared pool of queued-message slots and the FIFO queues built on it.
+//!
+//! Every outbound queue and offline buffer takes its slots from one pool of
+//! `N` entries, so preallocated memory grows with the total number of queued
+//! messages, not with users × connections × queue depth. A queue is a singly
+//! linked FIFO through the pool; handing an offline buffer to a connection is
+//! an O(1) splice.
+
+use crate::list::NIL;
+
+/// A FIFO of pool slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fifo {
+    head: u32,
+    tail: u32,
+    pub(crate) len: u32,
+}
+
+impl Fifo {
+    pub(crate) const EMPTY: Fifo = Fifo { head: NIL, tail: NIL, len: 0 };
+}
+
+/// `N` message slots and their free list.
+pub(crate) struct Pool<P, const N: usize> {
+    items: [Option<P>; N],
+    next: [u32; N],
+    free_head: u32,
+    free_len: u32,
+}
+
+impl<P, const N: usize> Pool<P, N> {
+    pub(crate) fn new() -> Self {
+        Pool {
+            items: [const { None }; N],
+            next: core::array::from_fn(|i| if i + 1 < N { i as u32 + 1 } else { NIL }),
+            free_head: if N == 0 { NIL } else { 0 },
+            free_len: N as u32,
+        }
+    }
+
+    /// Free slots.
+    pub(crate) fn free(&self) -> u32 {
+        self.free_len
+    }
+
+    /// Appends `item` to `q`, or gives it back when the pool is empty.
+    pub(crate) fn push(&mut self, q: &mut Fifo, item: P) -> Result<(), P> {
+        let i = self.free_head;
+        if i == NIL {
+            return Err(item);
+        }
+        self.free_head = self.next[i as usize];
+        self.free_len -= 1;
+        self.items[i as usize] = Some(item);
+        self.next[i as usize] = NIL;
+        if q.tail == NIL {
+            q.head = i;
+        } else {
+            self.next[q.tail as usize] = i;
+        }
+        q.tail = i;
+        q.len += 1;
+        Ok(())
+    }
+
+    /// Takes the oldest item of `q`.
+    pub(crate) fn pop(&mut self, q: &mut Fifo) -> Option<P> {
+        let i = q.head;
+        if i == NIL {
+            return None;
+        }
+        q.head = self.next[i as usize];
+        if q.head == NIL {
+            q.tail = NIL;
+        }
+        q.len -= 1;
+        self.next[i as usize] = self.free_head;
+        self.free_head = i;
+        self.free_len += 1;
+        self.items[i as usize].take()
+    }
+
+    /// Empties `q`, returning how many items were discarded.
+    pub(crate) fn clear(&mut self, q: &mut Fifo) -> u32 {
+        let mut n = 0;
+        while self.pop(q).is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Moves every item of `src` to the end of `dst`, keeping order. O(1).
+    pub(crate) fn append(&mut self, dst: &mut Fifo, src: &mut Fifo) {
+        if src.head == NIL {
+            return;
+        }
+        if dst.tail == NIL {
+            dst.head = src.head;
+        } else {
+            self.next[dst.tail as usize] = src.head;
+        }
+        dst.tail = src.tail;
+        dst.len += src.len;
+        *src = Fifo::EMPTY;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_share_the_pool_and_keep_order() {
+        let mut pool: Pool<u32, 4> = Pool::new();
+        let (mut a, mut b) = (Fifo::EMPTY, Fifo::EMPTY);
+        assert_eq!(pool.push(&mut a, 1), Ok(()));
+        assert_eq!(pool.push(&mut b, 10), Ok(()));
+        assert_eq!(pool.push(&mut a, 2), Ok(()));
+        assert_eq!(pool.push(&mut b, 11), Ok(()));
+        assert_eq!(pool.free(), 0);
+        assert_eq!(pool.push(&mut a, 3), Err(3));
+        assert_eq!(pool.pop(&mut a), Some(1));
+        assert_eq!(pool.push(&mut b, 12), Ok(()));
+        pool.append(&mut a, &mut b);
+        assert_eq!((a.len, b.len), (4, 0));
+        let drained: std::vec::Vec<u32> = core::iter::from_fn(|| pool.pop(&mut a)).collect();
+        assert_eq!(drained, [2, 10, 11, 12]);
+        assert_eq!(pool.free(), 4);
+        assert_eq!(pool.pop(&mut b), None);
+    }
+
+    #[test]
+    fn clear_returns_every_slot() {
+        let mut pool: Pool<u8, 3> = Pool::new();
+        let mut q = Fifo::EMPTY;
+        for i in 0..3 {
+            pool.push(&mut q, i).unwrap();
+        }
+        assert_eq!(pool.clear(&mut q), 3);
+        assert_eq!((pool.free(), q), (3, Fifo::EMPTY));
+    }
+}

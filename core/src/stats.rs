@@ -1,0 +1,176 @@
+//! Counters of the whole factory and of one manager.
+
+use crate::Instant;
+
+/// A snapshot of the factory's counters. Totals only grow; gauges (`*_active`,
+/// `*_now`, `connections_closing`) go up and down. The counters always add up;
+/// [`Stats::is_consistent`] checks every identity listed on it.
+///
+/// The seed's factory metric names are kept where they map:
+/// `managers_created`, `managers_active`, `managers_cleaned_up`,
+/// `users_with_active_managers`, `resource_limit_hits`,
+/// `total_connections_managed`, `security_violations_detected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// Managers ever created.
+    pub managers_created: u64,
+    /// Managers active now.
+    pub managers_active: u64,
+    /// Managers deactivated by a command.
+    pub managers_deactivated: u64,
+    /// Managers reclaimed after `empty_manager_ttl_ms` without connections.
+    pub managers_reclaimed: u64,
+    /// `managers_deactivated + managers_reclaimed`.
+    pub managers_cleaned_up: u64,
+    /// Users with an active manager (one manager per user, so equal to `managers_active`).
+    pub users_with_active_managers: u64,
+
+    /// Connections ever opened.
+    pub total_connections_managed: u64,
+    /// Connections open now.
+    pub connections_active: u64,
+    /// Connections closed by the core whose slot the caller has not released yet.
+    pub connections_closing: u64,
+    /// Open connections removed by [`remove_connection`](crate::ManagerFactory::remove_connection).
+    pub connections_removed: u64,
+    /// Open connections whose socket went away ([`handle_closed`](crate::ManagerFactory::handle_closed)).
+    pub connections_lost: u64,
+    /// Connections closed for idleness.
+    pub closed_idle_timeout: u64,
+    /// Connections closed as slow consumers (1013).
+    pub closed_slow_consumer: u64,
+    /// Connections closed because their manager was deactivated.
+    pub closed_deactivated: u64,
+    /// Connections closed by the application.
+    pub closed_application: u64,
+    /// Connections closed for server shutdown.
+    pub closed_shutdown: u64,
+
+    /// Isolation violations refused (the seed's name).
+    pub security_violations_detected: u64,
+    /// Operations on a deactivated or reclaimed manager refused.
+    pub rejected_inactive_manager: u64,
+    /// Operations with an unknown manager or connection handle refused.
+    pub rejected_unknown_handle: u64,
+    /// Operations on a closing connection refused.
+    pub rejected_closing_connection: u64,
+    /// Manager creations refused by [`Limit::Users`](crate::Limit::Users).
+    pub rejected_user_limit: u64,
+    /// Connections refused by [`Limit::ConnectionsPerUser`](crate::Limit::ConnectionsPerUser).
+    pub rejected_connections_per_user: u64,
+    /// Connections refused by [`Limit::Connections`](crate::Limit::Connections).
+    pub rejected_total_connections: u64,
+    /// Sends refused because a queue was full under `RejectSend`.
+    pub rejected_queue_full: u64,
+    /// Sends refused because the offline buffer was full.
+    pub rejected_offline_full: u64,
+    /// Operations refused because the shared queue-slot pool was empty.
+    pub rejected_queue_slots: u64,
+    /// Sends refused because the user had no connection and buffering is off.
+    pub rejected_no_connections: u64,
+    /// Commands refused because the event queue was full.
+    pub rejected_events_pending: u64,
+    /// Sum of every limit refusal (user, per-user, total, queue full, offline full, queue slots).
+    pub resource_limit_hits: u64,
+
+    /// `send_to_user` calls that succeeded (queued or buffered).
+    pub sends_accepted: u64,
+    /// `send_to_user` calls refused, for any reason.
+    pub sends_refused: u64,
+    /// Messages put in a connection queue (one per connection; replays included).
+    pub messages_queued: u64,
+    /// Messages handed to the transport by `poll_transmit`.
+    pub messages_transmitted: u64,
+    /// Queued messages discarded because their connection was released first.
+    pub messages_dropped: u64,
+    /// Messages in connection queues now.
+    pub messages_queued_now: u64,
+    /// Deliveries not made because the connection was closed as a slow consumer.
+    pub messages_closed_slow: u64,
+    /// Messages put in an offline buffer.
+    pub offline_buffered: u64,
+    /// Offline messages replayed into a new connection's queue.
+    pub offline_replayed: u64,
+    /// Offline messages discarded by deactivation or reclamation.
+    pub offline_discarded: u64,
+    /// Messages in offline buffers now.
+    pub offline_now: u64,
+}
+
+impl Stats {
+    /// True when every identity between the counters holds:
+    ///
+    /// - `managers_created = managers_active + managers_deactivated + managers_reclaimed`
+    /// - `managers_cleaned_up = managers_deactivated + managers_reclaimed`
+    /// - `total_connections_managed = connections_active + removed + lost + Σ closed_*`
+    /// - `messages_queued = messages_transmitted + messages_dropped + messages_queued_now`
+    /// - `offline_buffered = offline_replayed + offline_discarded + offline_now`
+    /// - `resource_limit_hits` = the sum of the six limit refusals
+    pub fn is_consistent(&self) -> bool {
+        self.managers_created
+            == self.managers_active + self.managers_deactivated + self.managers_reclaimed
+            && self.managers_cleaned_up == self.managers_deactivated + self.managers_reclaimed
+            && self.users_with_active_managers == self.managers_active
+            && self.total_connections_managed
+                == self.connections_active
+                    + self.connections_removed
+                    + self.connections_lost
+                    + self.connections_closed()
+            && self.messages_queued
+                == self.messages_transmitted + self.messages_dropped + self.messages_queued_now
+            && self.offline_buffered
+                == self.offline_replayed + self.offline_discarded + self.offline_now
+            && self.resource_limit_hits
+                == self.rejected_user_limit
+                    + self.rejected_connections_per_user
+                    + self.rejected_total_connections
+                    + self.rejected_queue_full
+                    + self.rejected_offline_full
+                    + self.rejected_queue_slots
+    }
+
+    /// Connections closed by the core, all reasons together.
+    pub fn connections_closed(&self) -> u64 {
+        self.closed_idle_timeout
+            + self.closed_slow_consumer
+            + self.closed_deactivated
+            + self.closed_application
+            + self.closed_shutdown
+    }
+}
+
+/// Counters of one manager (one user), from
+/// [`manager_stats`](crate::ManagerFactory::manager_stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ManagerStats {
+    /// When the manager was created.
+    pub created_at: Instant,
+    /// Since when the manager has had no open connection, if it has none.
+    pub empty_since: Option<Instant>,
+    /// Open connections now.
+    pub connections: u32,
+    /// Connections ever opened through this manager.
+    pub connections_opened: u32,
+    /// `send_to_user` calls accepted.
+    pub sends_accepted: u32,
+    /// `send_to_user` calls refused.
+    pub sends_refused: u32,
+    /// Messages queued on this user's connections.
+    pub messages_queued: u32,
+    /// Deliveries skipped because a connection was closed as a slow consumer.
+    pub messages_closed_slow: u32,
+    /// Messages in the offline buffer now.
+    pub offline_now: u32,
+    /// Messages ever put in the offline buffer.
+    pub offline_buffered: u32,
+    /// Offline messages replayed into a connection.
+    pub offline_replayed: u32,
+    /// Isolation violations refused on this manager.
+    pub security_violations: u32,
+    /// Limit refusals on this manager.
+    pub limit_hits: u32,
+}
