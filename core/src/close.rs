@@ -146,10 +146,25 @@ mod tests {
 
     #[test]
     fn only_sendable_codes_are_accepted() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1014, 3000, 4001, 4999] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1014, 3000, 4001, 4999,
+        ] {
             assert_eq!(CloseCode::new(code).map(CloseCode::as_u16), Ok(code));
         }
-        for code in [0, 401, 500, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, u16::MAX] {
+        for code in [
+            0,
+            401,
+            500,
+            999,
+            1004,
+            1005,
+            1006,
+            1015,
+            1016,
+            2999,
+            5000,
+            u16::MAX,
+        ] {
             assert_eq!(CloseCode::new(code), Err(InvalidCloseCode(code)));
         }
     }

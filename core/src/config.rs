@@ -67,16 +67,31 @@ impl Config {
     }
 
     /// Checks the limits against the capacities of a factory.
-    pub fn validate(&self, users: usize, connections: usize, slots: usize) -> Result<(), ConfigError> {
+    pub fn validate(
+        &self,
+        users: usize,
+        connections: usize,
+        slots: usize,
+    ) -> Result<(), ConfigError> {
         let check = |field, value: u32, min: u32, max: usize| {
             if value < min || value as usize > max {
-                Err(ConfigError::OutOfRange { field, value, min, max: max.min(u32::MAX as usize) as u32 })
+                Err(ConfigError::OutOfRange {
+                    field,
+                    value,
+                    min,
+                    max: max.min(u32::MAX as usize) as u32,
+                })
             } else {
                 Ok(())
             }
         };
         check(ConfigField::MaxUsers, self.max_users, 1, users)?;
-        check(ConfigField::MaxConnections, self.max_connections, 1, connections)?;
+        check(
+            ConfigField::MaxConnections,
+            self.max_connections,
+            1,
+            connections,
+        )?;
         check(
             ConfigField::MaxConnectionsPerUser,
             self.max_connections_per_user,
@@ -84,9 +99,16 @@ impl Config {
             self.max_connections as usize,
         )?;
         check(ConfigField::QueueDepth, self.queue_depth, 1, slots)?;
-        check(ConfigField::OfflineBuffer, self.offline_buffer, 0, self.queue_depth as usize)?;
+        check(
+            ConfigField::OfflineBuffer,
+            self.offline_buffer,
+            0,
+            self.queue_depth as usize,
+        )?;
         if self.idle_timeout_ms == Some(0) {
-            return Err(ConfigError::ZeroDuration { field: ConfigField::IdleTimeout });
+            return Err(ConfigError::ZeroDuration {
+                field: ConfigField::IdleTimeout,
+            });
         }
         Ok(())
     }
@@ -152,13 +174,22 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::OutOfRange { field, value, min, max } => write!(
+            ConfigError::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(
                 f,
                 "config {} = {value} is out of range {min}..={max}",
                 field.name()
             ),
             ConfigError::ZeroDuration { field } => {
-                write!(f, "config {} must be positive (use None to disable)", field.name())
+                write!(
+                    f,
+                    "config {} must be positive (use None to disable)",
+                    field.name()
+                )
             }
         }
     }
@@ -179,15 +210,34 @@ mod tests {
         let base = Config::for_capacity(8, 32);
         let over = |c: Config| c.validate(8, 32, 512);
         assert_eq!(
-            over(Config { max_users: 9, ..base }),
-            Err(ConfigError::OutOfRange { field: ConfigField::MaxUsers, value: 9, min: 1, max: 8 })
+            over(Config {
+                max_users: 9,
+                ..base
+            }),
+            Err(ConfigError::OutOfRange {
+                field: ConfigField::MaxUsers,
+                value: 9,
+                min: 1,
+                max: 8
+            })
         );
         assert_eq!(
-            over(Config { max_connections: 0, ..base }),
-            Err(ConfigError::OutOfRange { field: ConfigField::MaxConnections, value: 0, min: 1, max: 32 })
+            over(Config {
+                max_connections: 0,
+                ..base
+            }),
+            Err(ConfigError::OutOfRange {
+                field: ConfigField::MaxConnections,
+                value: 0,
+                min: 1,
+                max: 32
+            })
         );
         assert_eq!(
-            over(Config { max_connections_per_user: 33, ..base }),
+            over(Config {
+                max_connections_per_user: 33,
+                ..base
+            }),
             Err(ConfigError::OutOfRange {
                 field: ConfigField::MaxConnectionsPerUser,
                 value: 33,
@@ -196,17 +246,45 @@ mod tests {
             })
         );
         assert_eq!(
-            over(Config { queue_depth: 513, ..base }),
-            Err(ConfigError::OutOfRange { field: ConfigField::QueueDepth, value: 513, min: 1, max: 512 })
+            over(Config {
+                queue_depth: 513,
+                ..base
+            }),
+            Err(ConfigError::OutOfRange {
+                field: ConfigField::QueueDepth,
+                value: 513,
+                min: 1,
+                max: 512
+            })
         );
         assert_eq!(
-            over(Config { offline_buffer: 17, ..base }),
-            Err(ConfigError::OutOfRange { field: ConfigField::OfflineBuffer, value: 17, min: 0, max: 16 })
+            over(Config {
+                offline_buffer: 17,
+                ..base
+            }),
+            Err(ConfigError::OutOfRange {
+                field: ConfigField::OfflineBuffer,
+                value: 17,
+                min: 0,
+                max: 16
+            })
         );
         assert_eq!(
-            over(Config { idle_timeout_ms: Some(0), ..base }),
-            Err(ConfigError::ZeroDuration { field: ConfigField::IdleTimeout })
+            over(Config {
+                idle_timeout_ms: Some(0),
+                ..base
+            }),
+            Err(ConfigError::ZeroDuration {
+                field: ConfigField::IdleTimeout
+            })
         );
-        assert_eq!(over(Config { offline_buffer: 0, idle_timeout_ms: None, ..base }), Ok(()));
+        assert_eq!(
+            over(Config {
+                offline_buffer: 0,
+                idle_timeout_ms: None,
+                ..base
+            }),
+            Ok(())
+        );
     }
 }

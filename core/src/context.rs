@@ -147,7 +147,12 @@ pub struct ContextError {
 
 impl fmt::Display for ContextError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid user context: {} {}", self.field.name(), self.reason)
+        write!(
+            f,
+            "invalid user context: {} {}",
+            self.field.name(),
+            self.reason
+        )
     }
 }
 
@@ -334,7 +339,13 @@ mod tests {
             .with_connection_id("conn-1")
             .unwrap();
         assert_eq!(
-            (c.user_id(), c.thread_id(), c.run_id(), c.request_id(), c.connection_id()),
+            (
+                c.user_id(),
+                c.thread_id(),
+                c.run_id(),
+                c.request_id(),
+                c.connection_id()
+            ),
             ("alice", "thread-1", "run-1", "req-1", Some("conn-1"))
         );
     }
@@ -363,7 +374,10 @@ mod tests {
             for (value, reason) in cases {
                 assert_eq!(
                     ctx_with(i, value),
-                    Err(ContextError { field: *field, reason }),
+                    Err(ContextError {
+                        field: *field,
+                        reason
+                    }),
                     "field {i} value {value:?}"
                 );
             }
@@ -371,7 +385,10 @@ mod tests {
         let base = UserContext::new("u", "t", "r", "q").unwrap();
         assert_eq!(
             base.with_connection_id("null"),
-            Err(ContextError { field: ContextField::ConnectionId, reason: IdError::Placeholder })
+            Err(ContextError {
+                field: ContextField::ConnectionId,
+                reason: IdError::Placeholder
+            })
         );
     }
 
@@ -387,7 +404,10 @@ mod tests {
     #[test]
     fn error_message_names_field() {
         let e = ctx_with(2, " ").unwrap_err();
-        assert_eq!(e.to_string(), "invalid user context: run_id is only whitespace");
+        assert_eq!(
+            e.to_string(),
+            "invalid user context: run_id is only whitespace"
+        );
     }
 
     #[cfg(feature = "serde")]
@@ -397,13 +417,17 @@ mod tests {
         let json = serde_json::to_string(&good).unwrap();
         assert_eq!(serde_json::from_str::<UserContext>(&json).unwrap(), good);
         let bad = r#"{"user_id":"u","thread_id":"null","run_id":"r","request_id":"q"}"#;
-        let err = serde_json::from_str::<UserContext>(bad).unwrap_err().to_string();
+        let err = serde_json::from_str::<UserContext>(bad)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("thread_id is a placeholder"), "{err}");
         let long = format!(
             r#"{{"user_id":"{}","thread_id":"t","run_id":"r","request_id":"q"}}"#,
             "z".repeat(100)
         );
-        let err = serde_json::from_str::<UserContext>(&long).unwrap_err().to_string();
+        let err = serde_json::from_str::<UserContext>(&long)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("user_id is longer than 64 bytes"), "{err}");
         let bytes = postcard::to_allocvec(&good).unwrap();
         assert_eq!(postcard::from_bytes::<UserContext>(&bytes).unwrap(), good);

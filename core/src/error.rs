@@ -93,14 +93,18 @@ impl fmt::Display for Error {
             Error::UnknownManager(_) => f.write_str("unknown manager handle"),
             Error::UnknownConnection(_) => f.write_str("unknown connection handle"),
             Error::ConnectionClosing(_) => f.write_str("connection is closing"),
-            Error::IsolationViolation { violation: Violation::ForeignUser, .. } => {
-                f.write_str("isolation violation: connection belongs to another user")
-            }
-            Error::IsolationViolation { violation: Violation::ForeignConnection { .. }, .. } => {
-                f.write_str("isolation violation: connection is owned by another user's manager")
-            }
+            Error::IsolationViolation {
+                violation: Violation::ForeignUser,
+                ..
+            } => f.write_str("isolation violation: connection belongs to another user"),
+            Error::IsolationViolation {
+                violation: Violation::ForeignConnection { .. },
+                ..
+            } => f.write_str("isolation violation: connection is owned by another user's manager"),
             Error::LimitReached(l) => write!(f, "limit reached: {l}"),
-            Error::QueueFull(_) => f.write_str("outbound queue of a connection is full; nothing was sent"),
+            Error::QueueFull(_) => {
+                f.write_str("outbound queue of a connection is full; nothing was sent")
+            }
             Error::NoConnections(_) => {
                 f.write_str("user has no open connection and offline buffering is disabled")
             }

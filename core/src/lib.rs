@@ -96,6 +96,7 @@ mod error;
 mod event;
 mod factory;
 mod handle;
+mod index;
 mod list;
 mod log;
 mod pool;
@@ -104,10 +105,18 @@ mod time;
 
 pub use close::{CloseCode, CloseFrame, CloseReason, InvalidCloseCode};
 pub use config::{Config, ConfigError, ConfigField, SlowConsumerPolicy};
-pub use context::{ContextError, ContextField, Id, IdError, UserContext, MAX_ID_LEN, PLACEHOLDER_IDS};
+pub use context::{
+    ContextError, ContextField, Id, IdError, UserContext, MAX_ID_LEN, PLACEHOLDER_IDS,
+};
 pub use error::{Error, Limit, Violation};
 pub use event::{Event, Released, SendOutcome, Transmit};
 pub use factory::ManagerFactory;
 pub use handle::{ConnectionHandle, ManagerHandle};
+pub use index::SlotIndex;
 pub use stats::{ManagerStats, Stats};
 pub use time::Instant;
+
+/// The examples in the repository README, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -8,15 +8,39 @@
 /// "No slot": the end of a list.
 pub(crate) const NIL: u32 = u32::MAX;
 
-/// The links of one slot in one list.
+use crate::index::SlotIndex;
+
+/// The links of one slot in one list, stored as `I`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Link {
-    pub(crate) prev: u32,
-    pub(crate) next: u32,
+pub(crate) struct Link<I> {
+    prev: I,
+    next: I,
 }
 
-impl Link {
-    pub(crate) const DETACHED: Link = Link { prev: NIL, next: NIL };
+impl<I: SlotIndex> Link<I> {
+    pub(crate) const DETACHED: Link<I> = Link {
+        prev: I::NIL,
+        next: I::NIL,
+    };
+
+    pub(crate) fn new(prev: u32, next: u32) -> Self {
+        Link {
+            prev: I::pack(prev),
+            next: I::pack(next),
+        }
+    }
+    pub(crate) fn prev(&self) -> u32 {
+        self.prev.unpack()
+    }
+    pub(crate) fn next(&self) -> u32 {
+        self.next.unpack()
+    }
+    pub(crate) fn set_prev(&mut self, v: u32) {
+        self.prev = I::pack(v);
+    }
+    pub(crate) fn set_next(&mut self, v: u32) {
+        self.next = I::pack(v);
+    }
 }
 
 /// Head, tail and length of one list.
@@ -28,7 +52,11 @@ pub(crate) struct List {
 }
 
 impl List {
-    pub(crate) const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
+    pub(crate) const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
 
     /// The first slot, if any.
     pub(crate) fn front(&self) -> Option<u32> {
@@ -36,30 +64,41 @@ impl List {
     }
 
     /// Appends slot `i`, which must not be in this list.
-    pub(crate) fn push_back<T>(&mut self, slots: &mut [T], i: u32, link: fn(&mut T) -> &mut Link) {
+    pub(crate) fn push_back<T, I: SlotIndex>(
+        &mut self,
+        slots: &mut [T],
+        i: u32,
+        link: fn(&mut T) -> &mut Link<I>,
+    ) {
         let old_tail = self.tail;
-        *link(&mut slots[i as usize]) = Link { prev: old_tail, next: NIL };
+        *link(&mut slots[i as usize]) = Link::new(old_tail, NIL);
         if old_tail == NIL {
             self.head = i;
         } else {
-            link(&mut slots[old_tail as usize]).next = i;
+            link(&mut slots[old_tail as usize]).set_next(i);
         }
         self.tail = i;
         self.len += 1;
     }
 
     /// Removes slot `i`, which must be in this list.
-    pub(crate) fn unlink<T>(&mut self, slots: &mut [T], i: u32, link: fn(&mut T) -> &mut Link) {
-        let Link { prev, next } = *link(&mut slots[i as usize]);
+    pub(crate) fn unlink<T, I: SlotIndex>(
+        &mut self,
+        slots: &mut [T],
+        i: u32,
+        link: fn(&mut T) -> &mut Link<I>,
+    ) {
+        let l = *link(&mut slots[i as usize]);
+        let (prev, next) = (l.prev(), l.next());
         if prev == NIL {
             self.head = next;
         } else {
-            link(&mut slots[prev as usize]).next = next;
+            link(&mut slots[prev as usize]).set_next(next);
         }
         if next == NIL {
             self.tail = prev;
         } else {
-            link(&mut slots[next as usize]).prev = prev;
+            link(&mut slots[next as usize]).set_prev(prev);
         }
         *link(&mut slots[i as usize]) = Link::DETACHED;
         self.len -= 1;
@@ -70,23 +109,23 @@ impl List {
 mod tests {
     use super::*;
 
-    fn link(l: &mut Link) -> &mut Link {
+    fn link(l: &mut Link<u16>) -> &mut Link<u16> {
         l
     }
 
-    fn collect(list: &List, slots: &[Link]) -> std::vec::Vec<u32> {
+    fn collect(list: &List, slots: &[Link<u16>]) -> std::vec::Vec<u32> {
         let mut out = std::vec::Vec::new();
         let mut i = list.head;
         while i != NIL {
             out.push(i);
-            i = slots[i as usize].next;
+            i = slots[i as usize].next();
         }
         out
     }
 
     #[test]
     fn push_and_unlink_keep_order() {
-        let mut slots = [Link::DETACHED; 5];
+        let mut slots = [Link::<u16>::DETACHED; 5];
         let mut list = List::EMPTY;
         for i in [3, 0, 4, 1] {
             list.push_back(&mut slots, i, link);

@@ -6,33 +6,38 @@
 //! linked FIFO through the pool; handing an offline buffer to a connection is
 //! an O(1) splice.
 
+use crate::index::SlotIndex;
 use crate::list::NIL;
 
 /// A FIFO of pool slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fifo {
-    head: u32,
-    tail: u32,
+pub(crate) struct Fifo<I> {
+    head: I,
+    tail: I,
     pub(crate) len: u32,
 }
 
-impl Fifo {
-    pub(crate) const EMPTY: Fifo = Fifo { head: NIL, tail: NIL, len: 0 };
+impl<I: SlotIndex> Fifo<I> {
+    pub(crate) const EMPTY: Fifo<I> = Fifo {
+        head: I::NIL,
+        tail: I::NIL,
+        len: 0,
+    };
 }
 
 /// `N` message slots and their free list.
-pub(crate) struct Pool<P, const N: usize> {
+pub(crate) struct Pool<P, const N: usize, I> {
     items: [Option<P>; N],
-    next: [u32; N],
+    next: [I; N],
     free_head: u32,
     free_len: u32,
 }
 
-impl<P, const N: usize> Pool<P, N> {
+impl<P, const N: usize, I: SlotIndex> Pool<P, N, I> {
     pub(crate) fn new() -> Self {
         Pool {
             items: [const { None }; N],
-            next: core::array::from_fn(|i| if i + 1 < N { i as u32 + 1 } else { NIL }),
+            next: core::array::from_fn(|i| I::pack(if i + 1 < N { i as u32 + 1 } else { NIL })),
             free_head: if N == 0 { NIL } else { 0 },
             free_len: N as u32,
         }
@@ -44,44 +49,44 @@ impl<P, const N: usize> Pool<P, N> {
     }
 
     /// Appends `item` to `q`, or gives it back when the pool is empty.
-    pub(crate) fn push(&mut self, q: &mut Fifo, item: P) -> Result<(), P> {
+    pub(crate) fn push(&mut self, q: &mut Fifo<I>, item: P) -> Result<(), P> {
         let i = self.free_head;
         if i == NIL {
             return Err(item);
         }
-        self.free_head = self.next[i as usize];
+        self.free_head = self.next[i as usize].unpack();
         self.free_len -= 1;
         self.items[i as usize] = Some(item);
-        self.next[i as usize] = NIL;
-        if q.tail == NIL {
-            q.head = i;
+        self.next[i as usize] = I::NIL;
+        if q.tail == I::NIL {
+            q.head = I::pack(i);
         } else {
-            self.next[q.tail as usize] = i;
+            self.next[q.tail.unpack() as usize] = I::pack(i);
         }
-        q.tail = i;
+        q.tail = I::pack(i);
         q.len += 1;
         Ok(())
     }
 
     /// Takes the oldest item of `q`.
-    pub(crate) fn pop(&mut self, q: &mut Fifo) -> Option<P> {
-        let i = q.head;
+    pub(crate) fn pop(&mut self, q: &mut Fifo<I>) -> Option<P> {
+        let i = q.head.unpack();
         if i == NIL {
             return None;
         }
         q.head = self.next[i as usize];
-        if q.head == NIL {
-            q.tail = NIL;
+        if q.head == I::NIL {
+            q.tail = I::NIL;
         }
         q.len -= 1;
-        self.next[i as usize] = self.free_head;
+        self.next[i as usize] = I::pack(self.free_head);
         self.free_head = i;
         self.free_len += 1;
         self.items[i as usize].take()
     }
 
     /// Empties `q`, returning how many items were discarded.
-    pub(crate) fn clear(&mut self, q: &mut Fifo) -> u32 {
+    pub(crate) fn clear(&mut self, q: &mut Fifo<I>) -> u32 {
         let mut n = 0;
         while self.pop(q).is_some() {
             n += 1;
@@ -90,14 +95,14 @@ impl<P, const N: usize> Pool<P, N> {
     }
 
     /// Moves every item of `src` to the end of `dst`, keeping order. O(1).
-    pub(crate) fn append(&mut self, dst: &mut Fifo, src: &mut Fifo) {
-        if src.head == NIL {
+    pub(crate) fn append(&mut self, dst: &mut Fifo<I>, src: &mut Fifo<I>) {
+        if src.head == I::NIL {
             return;
         }
-        if dst.tail == NIL {
+        if dst.tail == I::NIL {
             dst.head = src.head;
         } else {
-            self.next[dst.tail as usize] = src.head;
+            self.next[dst.tail.unpack() as usize] = src.head;
         }
         dst.tail = src.tail;
         dst.len += src.len;
@@ -111,7 +116,7 @@ mod tests {
 
     #[test]
     fn queues_share_the_pool_and_keep_order() {
-        let mut pool: Pool<u32, 4> = Pool::new();
+        let mut pool: Pool<u32, 4, u16> = Pool::new();
         let (mut a, mut b) = (Fifo::EMPTY, Fifo::EMPTY);
         assert_eq!(pool.push(&mut a, 1), Ok(()));
         assert_eq!(pool.push(&mut b, 10), Ok(()));
@@ -131,7 +136,7 @@ mod tests {
 
     #[test]
     fn clear_returns_every_slot() {
-        let mut pool: Pool<u8, 3> = Pool::new();
+        let mut pool: Pool<u8, 3, u32> = Pool::new();
         let mut q = Fifo::EMPTY;
         for i in 0..3 {
             pool.push(&mut q, i).unwrap();

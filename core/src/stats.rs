@@ -149,8 +149,6 @@ impl Stats {
 pub struct ManagerStats {
     /// When the manager was created.
     pub created_at: Instant,
-    /// Since when the manager has had no open connection, if it has none.
-    pub empty_since: Option<Instant>,
     /// Open connections now.
     pub connections: u32,
     /// Connections ever opened through this manager.

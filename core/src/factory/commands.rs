@@ -3,14 +3,21 @@
 use super::lanes::Departure;
 use super::slots::{empty_link, idle_link, user_link, ConnState, EV_READY};
 use super::ManagerFactory;
+use crate::index::SlotIndex;
 use crate::list::NIL;
 use crate::{
     CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Instant, Limit,
     ManagerHandle, Released, SendOutcome, SlowConsumerPolicy, UserContext, Violation,
 };
 
-impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
-    ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+impl<
+        P: Clone,
+        const USERS: usize,
+        const CONNS: usize,
+        const SLOTS: usize,
+        const EVENTS: usize,
+        I: SlotIndex,
+    > ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS, I>
 {
     /// Returns the isolated manager of `ctx.user_id()`, creating it if the
     /// user has none. Calling it again while the manager is active returns the
@@ -18,7 +25,11 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     ///
     /// Errors: [`Limit::Users`] when `max_users` managers are active;
     /// [`Error::EventsPending`] when the event queue must be drained first.
-    pub fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error> {
+    pub fn create_manager(
+        &mut self,
+        ctx: UserContext,
+        now: Instant,
+    ) -> Result<ManagerHandle, Error> {
         let now = self.tick(now);
         if let Some(existing) = self.manager_for_user(ctx.user_id()) {
             return Ok(existing);
@@ -42,10 +53,13 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         self.index_user(u, ctx.user_id());
         let slot = &mut self.users[u];
         slot.ctx = Some(ctx);
-        slot.stats = super::slots::UserSlot::free(NIL).stats;
+        slot.stats = crate::ManagerStats::default();
         slot.stats.created_at = now;
-        slot.stats.empty_since = Some(now);
-        let handle = ManagerHandle { index: u as u32, generation: slot.generation };
+        slot.empty_since = now;
+        let handle = ManagerHandle {
+            index: u as u32,
+            generation: slot.generation,
+        };
         self.empty.push_back(&mut self.users, u as u32, empty_link);
         self.stats.managers_created += 1;
         self.stats.managers_active += 1;
@@ -72,9 +86,15 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         let now = self.tick(now);
         let u = self.checked_user(manager)?;
         let user = &self.users[u];
-        let same_user = user.ctx.as_ref().is_some_and(|c| c.user_id() == claim.user_id());
+        let same_user = user
+            .ctx
+            .as_ref()
+            .is_some_and(|c| c.user_id() == claim.user_id());
         let refused = if !same_user {
-            Some(Error::IsolationViolation { manager, violation: Violation::ForeignUser })
+            Some(Error::IsolationViolation {
+                manager,
+                violation: Violation::ForeignUser,
+            })
         } else if user.conns.len >= self.config.max_connections_per_user {
             Some(Error::LimitReached(Limit::ConnectionsPerUser))
         } else if self.stats.connections_active >= u64::from(self.config.max_connections)
@@ -99,9 +119,10 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         };
         if self.users[u].conns.len == 0 {
             self.empty.unlink(&mut self.users, u as u32, empty_link);
-            self.users[u].stats.empty_since = None;
         }
-        self.users[u].conns.push_back(&mut self.conns, c as u32, user_link);
+        self.users[u]
+            .conns
+            .push_back(&mut self.conns, c as u32, user_link);
         self.idle.push_back(&mut self.conns, c as u32, idle_link);
         self.stats.total_connections_managed += 1;
         self.stats.connections_active += 1;
@@ -122,7 +143,10 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
             self.stats.messages_queued_now += r;
             self.flag_event(c, EV_READY);
         }
-        Ok(ConnectionHandle { index: c as u32, generation: self.conns[c].generation })
+        Ok(ConnectionHandle {
+            index: c as u32,
+            generation: self.conns[c].generation,
+        })
     }
 
     /// Removes one of the user's connections at once (open or closing): its
@@ -211,7 +235,12 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         result
     }
 
-    fn buffer_offline(&mut self, u: usize, manager: ManagerHandle, payload: P) -> Result<SendOutcome, Error> {
+    fn buffer_offline(
+        &mut self,
+        u: usize,
+        manager: ManagerHandle,
+        payload: P,
+    ) -> Result<SendOutcome, Error> {
         let cap = self.config.offline_buffer;
         if cap == 0 {
             return Err(Error::NoConnections(manager));
@@ -227,7 +256,9 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         st.offline_buffered += 1;
         self.stats.offline_buffered += 1;
         self.stats.offline_now += 1;
-        Ok(SendOutcome::Buffered { buffered: self.users[u].offline.len })
+        Ok(SendOutcome::Buffered {
+            buffered: self.users[u].offline.len,
+        })
     }
 
     fn fan_out(&mut self, u: usize, payload: P, now: Instant) -> Result<SendOutcome, Error> {
@@ -239,11 +270,16 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
             let c = &self.conns[i as usize];
             if c.queue.len >= depth {
                 full += 1;
-                first_full.get_or_insert(ConnectionHandle { index: i, generation: c.generation });
+                first_full.get_or_insert(ConnectionHandle {
+                    index: i,
+                    generation: c.generation,
+                });
             }
-            i = c.user_link.next;
+            i = c.user_link.next();
         }
-        if let (Some(conn), SlowConsumerPolicy::RejectSend) = (first_full, self.config.slow_consumer) {
+        if let (Some(conn), SlowConsumerPolicy::RejectSend) =
+            (first_full, self.config.slow_consumer)
+        {
             return Err(Error::QueueFull(conn));
         }
         let wanted = self.users[u].conns.len - full;
@@ -254,7 +290,7 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         let mut i = self.users[u].conns.head;
         while i != NIL {
             let c = i as usize;
-            i = self.conns[c].user_link.next;
+            i = self.conns[c].user_link.next();
             if self.conns[c].queue.len >= depth {
                 self.begin_close(c, slow, now);
                 continue;
@@ -273,7 +309,10 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         let st = &mut self.users[u].stats;
         st.messages_queued += wanted;
         st.messages_closed_slow += full;
-        Ok(SendOutcome::Queued { queued_for: wanted, closed_slow: full })
+        Ok(SendOutcome::Queued {
+            queued_for: wanted,
+            closed_slow: full,
+        })
     }
 
     /// Deactivates the manager for good: every open connection is closed
@@ -290,7 +329,11 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
             self.count_refusal(&e);
             return Err(e);
         }
-        let closed = self.close_all_of(u, CloseFrame::new(CloseCode::NORMAL, CloseReason::ManagerDeactivated), now);
+        let closed = self.close_all_of(
+            u,
+            CloseFrame::new(CloseCode::NORMAL, CloseReason::ManagerDeactivated),
+            now,
+        );
         let discarded_offline = self.retire_user(u);
         self.stats.managers_deactivated += 1;
         let _ = self.events.push_back(Event::ManagerDeactivated {
@@ -324,4 +367,3 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         closed
     }
 }
-

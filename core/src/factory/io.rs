@@ -4,20 +4,32 @@
 use super::lanes::Departure;
 use super::slots::{event_link, idle_link, ConnState, EV_CLOSED};
 use super::ManagerFactory;
+use crate::index::SlotIndex;
 use crate::{
-    CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Instant, Released,
-    Transmit,
+    CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Instant, Released, Transmit,
 };
 
-impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
-    ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+impl<
+        P: Clone,
+        const USERS: usize,
+        const CONNS: usize,
+        const SLOTS: usize,
+        const EVENTS: usize,
+        I: SlotIndex,
+    > ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS, I>
 {
     /// Inbound activity on a connection (a frame, a pong): it is not idle.
     /// Activity on a closing connection (its close handshake) is accepted and
     /// changes nothing.
-    pub fn handle_activity(&mut self, connection: ConnectionHandle, now: Instant) -> Result<(), Error> {
+    pub fn handle_activity(
+        &mut self,
+        connection: ConnectionHandle,
+        now: Instant,
+    ) -> Result<(), Error> {
         let now = self.tick(now);
-        let c = self.conn_index(connection).inspect_err(|e| self.count_refusal(e))?;
+        let c = self
+            .conn_index(connection)
+            .inspect_err(|e| self.count_refusal(e))?;
         if self.conns[c].state == ConnState::Open {
             self.conns[c].last_activity = now;
             self.idle.unlink(&mut self.conns, c as u32, idle_link);
@@ -31,9 +43,15 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     /// queued are counted as dropped and reported. Works whether or not the
     /// owning manager is still active, so a runtime can always release what
     /// it holds.
-    pub fn handle_closed(&mut self, connection: ConnectionHandle, now: Instant) -> Result<Released, Error> {
+    pub fn handle_closed(
+        &mut self,
+        connection: ConnectionHandle,
+        now: Instant,
+    ) -> Result<Released, Error> {
         let now = self.tick(now);
-        let c = self.conn_index(connection).inspect_err(|e| self.count_refusal(e))?;
+        let c = self
+            .conn_index(connection)
+            .inspect_err(|e| self.count_refusal(e))?;
         Ok(self.release(c, Departure::Lost, now))
     }
 
@@ -57,14 +75,20 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         if let Some(ttl) = self.config.empty_manager_ttl_ms {
             while let Some(u) = self.empty.front() {
                 let u = u as usize;
-                let since = self.users[u].stats.empty_since.unwrap_or(now);
+                let since = self.users[u].empty_since;
                 if since.saturating_add_millis(ttl) > now || self.events.is_full() {
                     break;
                 }
-                let manager = crate::ManagerHandle { index: u as u32, generation: self.users[u].generation };
+                let manager = crate::ManagerHandle {
+                    index: u as u32,
+                    generation: self.users[u].generation,
+                };
                 let discarded_offline = self.retire_user(u);
                 self.stats.managers_reclaimed += 1;
-                let _ = self.events.push_back(Event::ManagerReclaimed { manager, discarded_offline });
+                let _ = self.events.push_back(Event::ManagerReclaimed {
+                    manager,
+                    discarded_offline,
+                });
             }
         }
     }
@@ -73,18 +97,16 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     /// has work, or `None` if no timer is armed. O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.config.idle_timeout_ms.and_then(|t| {
-            self.idle
-                .front()
-                .map(|c| self.conns[c as usize].last_activity.saturating_add_millis(t))
-        });
-        let empty = self.config.empty_manager_ttl_ms.and_then(|t| {
-            self.empty.front().map(|u| {
-                self.users[u as usize]
-                    .stats
-                    .empty_since
-                    .unwrap_or(self.now)
+            self.idle.front().map(|c| {
+                self.conns[c as usize]
+                    .last_activity
                     .saturating_add_millis(t)
             })
+        });
+        let empty = self.config.empty_manager_ttl_ms.and_then(|t| {
+            self.empty
+                .front()
+                .map(|u| self.users[u as usize].empty_since.saturating_add_millis(t))
         });
         match (idle, empty) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -103,8 +125,14 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
             return Some(Transmit::Message(p));
         }
         match self.conns[c].state {
-            ConnState::Closing { close, close_sent: false } => {
-                self.conns[c].state = ConnState::Closing { close, close_sent: true };
+            ConnState::Closing {
+                close,
+                close_sent: false,
+            } => {
+                self.conns[c].state = ConnState::Closing {
+                    close,
+                    close_sent: true,
+                };
                 Some(Transmit::Close(close))
             }
             _ => None,
@@ -119,14 +147,22 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         }
         let c = self.conn_events.front()? as usize;
         let slot = &self.conns[c];
-        let connection = ConnectionHandle { index: c as u32, generation: slot.generation };
+        let connection = ConnectionHandle {
+            index: c as u32,
+            generation: slot.generation,
+        };
         let event = match slot.state {
             ConnState::Closing { close, .. } if slot.events & EV_CLOSED != 0 => {
-                Event::ConnectionClosed { connection, manager: slot.owner, close }
+                Event::ConnectionClosed {
+                    connection,
+                    manager: slot.owner,
+                    close,
+                }
             }
             _ => Event::Transmit(connection),
         };
-        self.conn_events.unlink(&mut self.conns, c as u32, event_link);
+        self.conn_events
+            .unlink(&mut self.conns, c as u32, event_link);
         self.conns[c].events = 0;
         Some(event)
     }

@@ -5,6 +5,7 @@ use super::slots::{
     bucket_of, empty_link, event_link, idle_link, next_generation, user_link, ConnState, EV_CLOSED,
 };
 use super::ManagerFactory;
+use crate::index::SlotIndex;
 use crate::list::NIL;
 use crate::log::log_warn;
 use crate::{
@@ -19,8 +20,14 @@ pub(super) enum Departure {
     Lost,
 }
 
-impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
-    ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+impl<
+        P: Clone,
+        const USERS: usize,
+        const CONNS: usize,
+        const SLOTS: usize,
+        const EVENTS: usize,
+        I: SlotIndex,
+    > ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS, I>
 {
     /// Advances the factory's clock; an instant earlier than one already seen
     /// is treated as that one, so timers never run backwards.
@@ -44,7 +51,9 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         u: usize,
         conn: ConnectionHandle,
     ) -> Result<usize, Error> {
-        let c = self.conn_index(conn).inspect_err(|e| self.count_refusal(e))?;
+        let c = self
+            .conn_index(conn)
+            .inspect_err(|e| self.count_refusal(e))?;
         let owner = self.conns[c].owner;
         if owner != manager {
             let e = Error::IsolationViolation {
@@ -63,7 +72,9 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         let s = &mut self.stats;
         match e {
             Error::ManagerInactive(_) => s.rejected_inactive_manager += 1,
-            Error::UnknownManager(_) | Error::UnknownConnection(_) => s.rejected_unknown_handle += 1,
+            Error::UnknownManager(_) | Error::UnknownConnection(_) => {
+                s.rejected_unknown_handle += 1
+            }
             Error::ConnectionClosing(_) => s.rejected_closing_connection += 1,
             Error::IsolationViolation { manager, violation } => {
                 s.security_violations_detected += 1;
@@ -96,7 +107,8 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     /// Marks an event of connection `c` for `poll_event`.
     pub(super) fn flag_event(&mut self, c: usize, flag: u8) {
         if self.conns[c].events == 0 {
-            self.conn_events.push_back(&mut self.conns, c as u32, event_link);
+            self.conn_events
+                .push_back(&mut self.conns, c as u32, event_link);
         }
         self.conns[c].events |= flag;
     }
@@ -104,7 +116,8 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     /// Drops every unreported event of connection `c`.
     pub(super) fn clear_events(&mut self, c: usize) {
         if self.conns[c].events != 0 {
-            self.conn_events.unlink(&mut self.conns, c as u32, event_link);
+            self.conn_events
+                .unlink(&mut self.conns, c as u32, event_link);
             self.conns[c].events = 0;
         }
     }
@@ -113,13 +126,15 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     /// The owner is active: a manager with open connections always is.
     fn detach_open(&mut self, c: usize, now: Instant) {
         let u = self.conns[c].owner.index as usize;
-        self.users[u].conns.unlink(&mut self.conns, c as u32, user_link);
+        self.users[u]
+            .conns
+            .unlink(&mut self.conns, c as u32, user_link);
         self.idle.unlink(&mut self.conns, c as u32, idle_link);
         self.stats.connections_active -= 1;
         let user = &mut self.users[u];
         user.stats.connections -= 1;
         if user.conns.len == 0 {
-            user.stats.empty_since = Some(now);
+            user.empty_since = now;
             self.empty.push_back(&mut self.users, u as u32, empty_link);
         }
     }
@@ -127,7 +142,10 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     /// Closes an open connection: its queue drains, then `close` is sent.
     pub(super) fn begin_close(&mut self, c: usize, close: CloseFrame, now: Instant) {
         self.detach_open(c, now);
-        self.conns[c].state = ConnState::Closing { close, close_sent: false };
+        self.conns[c].state = ConnState::Closing {
+            close,
+            close_sent: false,
+        };
         self.stats.connections_closing += 1;
         let s = &mut self.stats;
         match close.reason {
@@ -161,7 +179,7 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         let slot = &mut self.conns[c];
         slot.state = ConnState::Free;
         slot.generation = next_generation(slot.generation);
-        slot.user_link.next = self.conn_free;
+        slot.user_link.set_next(self.conn_free);
         self.conn_free = c as u32;
         Released { undelivered }
     }
@@ -173,7 +191,7 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
             return None;
         }
         let slot = &mut self.conns[c as usize];
-        self.conn_free = slot.user_link.next;
+        self.conn_free = slot.user_link.next();
         slot.state = ConnState::Open;
         slot.owner = owner;
         slot.last_activity = now;
@@ -187,7 +205,7 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         if u == NIL {
             return None;
         }
-        self.user_free = self.users[u as usize].next;
+        self.user_free = self.users[u as usize].next.unpack();
         Some(u as usize)
     }
 
@@ -195,7 +213,7 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     pub(super) fn index_user(&mut self, u: usize, user_id: &str) {
         let b = bucket_of(user_id, self.config.hash_seed, USERS);
         self.users[u].next = self.buckets[b];
-        self.buckets[b] = u as u32;
+        self.buckets[b] = I::pack(u as u32);
     }
 
     /// Retires active manager slot `u`, which has no open connection: drops
@@ -209,10 +227,10 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         if let Some(ctx) = self.users[u].ctx.take() {
             let b = bucket_of(ctx.user_id(), self.config.hash_seed, USERS);
             let mut prev = NIL;
-            let mut i = self.buckets[b];
+            let mut i = self.buckets[b].unpack();
             while i != NIL && i as usize != u {
                 prev = i;
-                i = self.users[i as usize].next;
+                i = self.users[i as usize].next.unpack();
             }
             let next = self.users[u].next;
             if prev == NIL {
@@ -223,7 +241,7 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
         }
         let slot = &mut self.users[u];
         slot.generation = next_generation(slot.generation);
-        slot.next = self.user_free;
+        slot.next = I::pack(self.user_free);
         self.user_free = u as u32;
         self.stats.managers_active -= 1;
         self.stats.users_with_active_managers -= 1;

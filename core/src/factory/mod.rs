@@ -10,6 +10,7 @@ mod slots;
 
 use heapless::Deque;
 
+use crate::index::SlotIndex;
 use crate::list::{List, NIL};
 use crate::pool::Pool;
 use crate::{
@@ -29,7 +30,9 @@ use slots::{bucket_of, ConnSlot, ConnState, UserSlot};
 /// - `CONNS`: connection slots, shared by all users;
 /// - `SLOTS`: queued-message slots, shared by every outbound queue and
 ///   offline buffer;
-/// - `EVENTS`: pending manager lifecycle events (default 16).
+/// - `EVENTS`: pending manager lifecycle events (default 16);
+/// - `I`: the integer type of the internal links, `u32` (default) or `u16`
+///   for small gateways (every capacity must then be below 65,535).
 ///
 /// See the [crate documentation](crate) for the calling contract.
 pub struct ManagerFactory<
@@ -38,13 +41,14 @@ pub struct ManagerFactory<
     const CONNS: usize,
     const SLOTS: usize,
     const EVENTS: usize = 16,
+    I: SlotIndex = u32,
 > {
     config: Config,
     now: Instant,
-    users: [UserSlot; USERS],
-    buckets: [u32; USERS],
+    users: [UserSlot<I>; USERS],
+    buckets: [I; USERS],
     user_free: u32,
-    conns: [ConnSlot; CONNS],
+    conns: [ConnSlot<I>; CONNS],
     conn_free: u32,
     /// Connections with unreported events, oldest first.
     conn_events: List,
@@ -52,23 +56,29 @@ pub struct ManagerFactory<
     idle: List,
     /// Active managers without open connections, longest empty first.
     empty: List,
-    pool: Pool<P, SLOTS>,
+    pool: Pool<P, SLOTS, I>,
     events: Deque<Event, EVENTS>,
     stats: Stats,
 }
 
-impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
-    ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+impl<
+        P: Clone,
+        const USERS: usize,
+        const CONNS: usize,
+        const SLOTS: usize,
+        const EVENTS: usize,
+        I: SlotIndex,
+    > ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS, I>
 {
     const CAPACITIES_OK: () = assert!(
         USERS > 0
             && CONNS > 0
             && SLOTS > 0
             && EVENTS > 0
-            && USERS < NIL as usize
-            && CONNS < NIL as usize
-            && SLOTS < NIL as usize,
-        "capacities must be between 1 and u32::MAX - 1"
+            && USERS < I::LIMIT
+            && CONNS < I::LIMIT
+            && SLOTS < I::LIMIT,
+        "capacities must be at least 1 and below the limit of the index type"
     );
 
     /// A factory with empty tables, or the reason `config` does not fit the
@@ -86,7 +96,7 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
             users: core::array::from_fn(|i| {
                 UserSlot::free(if i + 1 < USERS { i as u32 + 1 } else { NIL })
             }),
-            buckets: [NIL; USERS],
+            buckets: [I::NIL; USERS],
             user_free: 0,
             conns: core::array::from_fn(|i| {
                 ConnSlot::free(if i + 1 < CONNS { i as u32 + 1 } else { NIL })
@@ -123,13 +133,16 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
 
     /// The active manager of `user_id`, if there is one. O(1) expected.
     pub fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle> {
-        let mut i = self.buckets[bucket_of(user_id, self.config.hash_seed, USERS)];
+        let mut i = self.buckets[bucket_of(user_id, self.config.hash_seed, USERS)].unpack();
         while i != NIL {
             let slot = &self.users[i as usize];
             if slot.ctx.as_ref().is_some_and(|c| c.user_id() == user_id) {
-                return Some(ManagerHandle { index: i, generation: slot.generation });
+                return Some(ManagerHandle {
+                    index: i,
+                    generation: slot.generation,
+                });
             }
-            i = slot.next;
+            i = slot.next.unpack();
         }
         None
     }
@@ -142,13 +155,24 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     /// The context the manager was created with.
     pub fn context(&self, manager: ManagerHandle) -> Result<&UserContext, Error> {
         let u = self.user_index(manager)?;
-        self.users[u].ctx.as_ref().ok_or(Error::UnknownManager(manager))
+        self.users[u]
+            .ctx
+            .as_ref()
+            .ok_or(Error::UnknownManager(manager))
     }
 
     /// The manager's counters. Reading them is not activity.
     pub fn manager_stats(&self, manager: ManagerHandle) -> Result<ManagerStats, Error> {
         let u = self.user_index(manager)?;
         Ok(self.users[u].stats)
+    }
+
+    /// Since when the manager has had no open connection, or `None` while it
+    /// has one. A manager empty for `empty_manager_ttl_ms` is reclaimed.
+    pub fn empty_since(&self, manager: ManagerHandle) -> Result<Option<Instant>, Error> {
+        let u = self.user_index(manager)?;
+        let user = &self.users[u];
+        Ok((user.conns.len == 0).then_some(user.empty_since))
     }
 
     /// The open connections of this manager's user, oldest first. Listing is
@@ -164,8 +188,11 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
                 return None;
             }
             let c = &self.conns[i as usize];
-            let handle = ConnectionHandle { index: i, generation: c.generation };
-            i = c.user_link.next;
+            let handle = ConnectionHandle {
+                index: i,
+                generation: c.generation,
+            };
+            i = c.user_link.next();
             Some(handle)
         }))
     }
@@ -219,8 +246,14 @@ impl<P: Clone, const USERS: usize, const CONNS: usize, const SLOTS: usize, const
     }
 }
 
-impl<P, const USERS: usize, const CONNS: usize, const SLOTS: usize, const EVENTS: usize>
-    core::fmt::Debug for ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS>
+impl<
+        P,
+        const USERS: usize,
+        const CONNS: usize,
+        const SLOTS: usize,
+        const EVENTS: usize,
+        I: SlotIndex,
+    > core::fmt::Debug for ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS, I>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ManagerFactory")

@@ -1,51 +1,41 @@
 //! The table slots behind manager and connection handles.
 
+use crate::index::SlotIndex;
 use crate::list::{Link, List, NIL};
 use crate::pool::Fifo;
 use crate::{CloseFrame, Instant, ManagerHandle, ManagerStats, UserContext};
 
 /// One entry of the manager table.
-pub(crate) struct UserSlot {
+pub(crate) struct UserSlot<I> {
     /// Bumped every time the slot is freed; handles carry the value they were issued with.
     pub(crate) generation: u32,
     /// `Some` while the manager is active, `None` while the slot is free.
     pub(crate) ctx: Option<UserContext>,
     /// Next slot in the same hash bucket, or in the free list while free.
-    pub(crate) next: u32,
+    pub(crate) next: I,
     /// Open connections of this user (through [`ConnSlot::user_link`]).
     pub(crate) conns: List,
     /// Position in the factory's empty-manager list (active with no open connection).
-    pub(crate) empty_link: Link,
+    pub(crate) empty_link: Link<I>,
     /// Messages waiting for the user's next connection.
-    pub(crate) offline: Fifo,
+    pub(crate) offline: Fifo<I>,
     /// Per-manager counters.
     pub(crate) stats: ManagerStats,
+    /// When the manager last became empty (meaningful while it has no open connection).
+    pub(crate) empty_since: Instant,
 }
 
-impl UserSlot {
-    pub(crate) const fn free(next: u32) -> Self {
+impl<I: SlotIndex> UserSlot<I> {
+    pub(crate) fn free(next: u32) -> Self {
         UserSlot {
             generation: 1,
             ctx: None,
-            next,
+            next: I::pack(next),
             conns: List::EMPTY,
             empty_link: Link::DETACHED,
             offline: Fifo::EMPTY,
-            stats: ManagerStats {
-                created_at: Instant::ZERO,
-                empty_since: None,
-                connections: 0,
-                connections_opened: 0,
-                sends_accepted: 0,
-                sends_refused: 0,
-                messages_queued: 0,
-                messages_closed_slow: 0,
-                offline_now: 0,
-                offline_buffered: 0,
-                offline_replayed: 0,
-                security_violations: 0,
-                limit_hits: 0,
-            },
+            stats: ManagerStats::default(),
+            empty_since: Instant::ZERO,
         }
     }
 
@@ -71,32 +61,35 @@ pub(crate) const EV_READY: u8 = 1;
 pub(crate) const EV_CLOSED: u8 = 2;
 
 /// One entry of the connection table.
-pub(crate) struct ConnSlot {
+pub(crate) struct ConnSlot<I> {
     pub(crate) generation: u32,
     pub(crate) state: ConnState,
     /// The manager the connection belongs to for its whole life.
     pub(crate) owner: ManagerHandle,
     /// Position in the owner's connection list (or the free list's `next`).
-    pub(crate) user_link: Link,
+    pub(crate) user_link: Link<I>,
     /// Position in the idle-order list while open.
-    pub(crate) idle_link: Link,
+    pub(crate) idle_link: Link<I>,
     /// Position in the pending-event list while `events != 0`.
-    pub(crate) event_link: Link,
+    pub(crate) event_link: Link<I>,
     /// `EV_*` flags not yet reported by `poll_event`.
     pub(crate) events: u8,
     /// Outbound messages, oldest first.
-    pub(crate) queue: Fifo,
+    pub(crate) queue: Fifo<I>,
     /// Last inbound activity.
     pub(crate) last_activity: Instant,
 }
 
-impl ConnSlot {
-    pub(crate) const fn free(next: u32) -> Self {
+impl<I: SlotIndex> ConnSlot<I> {
+    pub(crate) fn free(next: u32) -> Self {
         ConnSlot {
             generation: 1,
             state: ConnState::Free,
-            owner: ManagerHandle { index: NIL, generation: 0 },
-            user_link: Link { prev: NIL, next },
+            owner: ManagerHandle {
+                index: NIL,
+                generation: 0,
+            },
+            user_link: Link::new(NIL, next),
             idle_link: Link::DETACHED,
             event_link: Link::DETACHED,
             events: 0,
@@ -106,16 +99,16 @@ impl ConnSlot {
     }
 }
 
-pub(crate) fn user_link(c: &mut ConnSlot) -> &mut Link {
+pub(crate) fn user_link<I>(c: &mut ConnSlot<I>) -> &mut Link<I> {
     &mut c.user_link
 }
-pub(crate) fn idle_link(c: &mut ConnSlot) -> &mut Link {
+pub(crate) fn idle_link<I>(c: &mut ConnSlot<I>) -> &mut Link<I> {
     &mut c.idle_link
 }
-pub(crate) fn event_link(c: &mut ConnSlot) -> &mut Link {
+pub(crate) fn event_link<I>(c: &mut ConnSlot<I>) -> &mut Link<I> {
     &mut c.event_link
 }
-pub(crate) fn empty_link(u: &mut UserSlot) -> &mut Link {
+pub(crate) fn empty_link<I>(u: &mut UserSlot<I>) -> &mut Link<I> {
     &mut u.empty_link
 }
 

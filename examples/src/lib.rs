@@ -1,0 +1,1 @@
+//! Runnable demos of userlane; see the binaries in `src/bin`.
