@@ -67,47 +67,71 @@ impl Config {
     }
 
     /// Checks the limits against the capacities of a factory.
-    pub fn validate(
+    pub const fn validate(
         &self,
         users: usize,
         connections: usize,
         slots: usize,
     ) -> Result<(), ConfigError> {
-        let check = |field, value: u32, min: u32, max: usize| {
+        const fn check(
+            field: ConfigField,
+            value: u32,
+            min: u32,
+            max: usize,
+        ) -> Result<(), ConfigError> {
             if value < min || value as usize > max {
+                let max = if max > u32::MAX as usize {
+                    u32::MAX
+                } else {
+                    max as u32
+                };
                 Err(ConfigError::OutOfRange {
                     field,
                     value,
                     min,
-                    max: max.min(u32::MAX as usize) as u32,
+                    max,
                 })
             } else {
                 Ok(())
             }
-        };
-        check(ConfigField::MaxUsers, self.max_users, 1, users)?;
-        check(
-            ConfigField::MaxConnections,
-            self.max_connections,
-            1,
-            connections,
-        )?;
-        check(
-            ConfigField::MaxConnectionsPerUser,
-            self.max_connections_per_user,
-            1,
-            self.max_connections as usize,
-        )?;
-        check(ConfigField::QueueDepth, self.queue_depth, 1, slots)?;
-        check(
-            ConfigField::OfflineBuffer,
-            self.offline_buffer,
-            0,
-            self.queue_depth as usize,
-        )?;
-        if self.idle_timeout_ms == Some(0) {
+        }
+        let checks = [
+            check(ConfigField::MaxUsers, self.max_users, 1, users),
+            check(
+                ConfigField::MaxConnections,
+                self.max_connections,
+                1,
+                connections,
+            ),
+            check(
+                ConfigField::MaxConnectionsPerUser,
+                self.max_connections_per_user,
+                1,
+                self.max_connections as usize,
+            ),
+            check(ConfigField::QueueDepth, self.queue_depth, 1, slots),
+            check(
+                ConfigField::OfflineBuffer,
+                self.offline_buffer,
+                0,
+                self.queue_depth as usize,
+            ),
+        ];
+        let mut i = 0;
+        while i < checks.len() {
+            if let Err(e) = checks[i] {
+                return Err(e);
+            }
+            i += 1;
+        }
+        if let Some(0) = self.idle_timeout_ms {
             return Err(ConfigError::ZeroDuration {
                 field: ConfigField::IdleTimeout,
+            });
+        }
+        if let Some(0) = self.empty_manager_ttl_ms {
+            return Err(ConfigError::ZeroDuration {
+                field: ConfigField::EmptyManagerTtl,
             });
         }
         Ok(())
@@ -131,6 +155,8 @@ pub enum ConfigField {
     OfflineBuffer,
     /// [`Config::idle_timeout_ms`]
     IdleTimeout,
+    /// [`Config::empty_manager_ttl_ms`]
+    EmptyManagerTtl,
 }
 
 impl ConfigField {
@@ -143,6 +169,7 @@ impl ConfigField {
             ConfigField::QueueDepth => "queue_depth",
             ConfigField::OfflineBuffer => "offline_buffer",
             ConfigField::IdleTimeout => "idle_timeout_ms",
+            ConfigField::EmptyManagerTtl => "empty_manager_ttl_ms",
         }
     }
 }

@@ -100,6 +100,8 @@ mod index;
 mod list;
 mod log;
 mod pool;
+#[cfg(feature = "shim")]
+pub mod shim;
 mod stats;
 mod time;
 

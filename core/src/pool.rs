@@ -25,22 +25,40 @@ impl<I: SlotIndex> Fifo<I> {
     };
 }
 
-/// `N` message slots and their free list.
+/// `N` message slots and their free list. Slots at or above `fresh` have
+/// never been used; they are handed out after the free list is empty, which
+/// lets [`Pool::new`] be a `const fn` with no initialization loop.
 pub(crate) struct Pool<P, const N: usize, I> {
     items: [Option<P>; N],
     next: [I; N],
     free_head: u32,
+    fresh: u32,
     free_len: u32,
 }
 
 impl<P, const N: usize, I: SlotIndex> Pool<P, N, I> {
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Pool {
             items: [const { None }; N],
-            next: core::array::from_fn(|i| I::pack(if i + 1 < N { i as u32 + 1 } else { NIL })),
-            free_head: if N == 0 { NIL } else { 0 },
+            next: [I::NIL; N],
+            free_head: NIL,
+            fresh: 0,
             free_len: N as u32,
         }
+    }
+
+    /// Takes a free slot index, preferring recycled ones.
+    fn take(&mut self) -> Option<u32> {
+        let i = self.free_head;
+        if i != NIL {
+            self.free_head = self.next[i as usize].unpack();
+        } else if (self.fresh as usize) < N {
+            self.fresh += 1;
+            return Some(self.fresh - 1);
+        } else {
+            return None;
+        }
+        Some(i)
     }
 
     /// Free slots.
@@ -50,11 +68,9 @@ impl<P, const N: usize, I: SlotIndex> Pool<P, N, I> {
 
     /// Appends `item` to `q`, or gives it back when the pool is empty.
     pub(crate) fn push(&mut self, q: &mut Fifo<I>, item: P) -> Result<(), P> {
-        let i = self.free_head;
-        if i == NIL {
+        let Some(i) = self.take() else {
             return Err(item);
-        }
-        self.free_head = self.next[i as usize].unpack();
+        };
         self.free_len -= 1;
         self.items[i as usize] = Some(item);
         self.next[i as usize] = I::NIL;

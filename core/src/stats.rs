@@ -100,6 +100,50 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Every counter at zero.
+    pub const ZERO: Stats = Stats {
+        managers_created: 0,
+        managers_active: 0,
+        managers_deactivated: 0,
+        managers_reclaimed: 0,
+        managers_cleaned_up: 0,
+        users_with_active_managers: 0,
+        total_connections_managed: 0,
+        connections_active: 0,
+        connections_closing: 0,
+        connections_removed: 0,
+        connections_lost: 0,
+        closed_idle_timeout: 0,
+        closed_slow_consumer: 0,
+        closed_deactivated: 0,
+        closed_application: 0,
+        closed_shutdown: 0,
+        security_violations_detected: 0,
+        rejected_inactive_manager: 0,
+        rejected_unknown_handle: 0,
+        rejected_closing_connection: 0,
+        rejected_user_limit: 0,
+        rejected_connections_per_user: 0,
+        rejected_total_connections: 0,
+        rejected_queue_full: 0,
+        rejected_offline_full: 0,
+        rejected_queue_slots: 0,
+        rejected_no_connections: 0,
+        rejected_events_pending: 0,
+        resource_limit_hits: 0,
+        sends_accepted: 0,
+        sends_refused: 0,
+        messages_queued: 0,
+        messages_transmitted: 0,
+        messages_dropped: 0,
+        messages_queued_now: 0,
+        messages_closed_slow: 0,
+        offline_buffered: 0,
+        offline_replayed: 0,
+        offline_discarded: 0,
+        offline_now: 0,
+    };
+
     /// True when every identity between the counters holds:
     ///
     /// - `managers_created = managers_active + managers_deactivated + managers_reclaimed`
@@ -171,4 +215,22 @@ pub struct ManagerStats {
     pub security_violations: u32,
     /// Limit refusals on this manager.
     pub limit_hits: u32,
+}
+
+impl ManagerStats {
+    /// Every counter at zero.
+    pub const ZERO: ManagerStats = ManagerStats {
+        created_at: Instant::ZERO,
+        connections: 0,
+        connections_opened: 0,
+        sends_accepted: 0,
+        sends_refused: 0,
+        messages_queued: 0,
+        messages_closed_slow: 0,
+        offline_now: 0,
+        offline_buffered: 0,
+        offline_replayed: 0,
+        security_violations: 0,
+        limit_hits: 0,
+    };
 }

@@ -98,7 +98,7 @@ impl<
         } else if user.conns.len >= self.config.max_connections_per_user {
             Some(Error::LimitReached(Limit::ConnectionsPerUser))
         } else if self.stats.connections_active >= u64::from(self.config.max_connections)
-            || self.conn_free == NIL
+            || !self.conn_available()
         {
             Some(Error::LimitReached(Limit::Connections))
         } else {

@@ -184,29 +184,44 @@ impl<
         Released { undelivered }
     }
 
-    /// Takes a free connection slot for `owner`.
+    /// Takes a free connection slot for `owner`: a released one first, else
+    /// one never used.
     pub(super) fn alloc_conn(&mut self, owner: ManagerHandle, now: Instant) -> Option<usize> {
-        let c = self.conn_free;
-        if c == NIL {
+        let c = if self.conn_free != NIL {
+            let c = self.conn_free as usize;
+            self.conn_free = self.conns[c].user_link.next();
+            c
+        } else if (self.conn_fresh as usize) < CONNS {
+            self.conn_fresh += 1;
+            self.conn_fresh as usize - 1
+        } else {
             return None;
-        }
-        let slot = &mut self.conns[c as usize];
-        self.conn_free = slot.user_link.next();
+        };
+        let slot = &mut self.conns[c];
         slot.state = ConnState::Open;
         slot.owner = owner;
         slot.last_activity = now;
         slot.events = 0;
-        Some(c as usize)
+        Some(c)
+    }
+
+    /// Whether a connection slot is free.
+    pub(super) fn conn_available(&self) -> bool {
+        self.conn_free != NIL || (self.conn_fresh as usize) < CONNS
     }
 
     /// Takes a free manager slot (one always exists below `max_users`).
     pub(super) fn alloc_user(&mut self) -> Option<usize> {
-        let u = self.user_free;
-        if u == NIL {
-            return None;
+        if self.user_free != NIL {
+            let u = self.user_free as usize;
+            self.user_free = self.users[u].next.unpack();
+            Some(u)
+        } else if (self.user_fresh as usize) < USERS {
+            self.user_fresh += 1;
+            Some(self.user_fresh as usize - 1)
+        } else {
+            None
         }
-        self.user_free = self.users[u as usize].next.unpack();
-        Some(u as usize)
     }
 
     /// Adds manager slot `u` to its hash bucket.

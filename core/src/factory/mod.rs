@@ -48,8 +48,12 @@ pub struct ManagerFactory<
     users: [UserSlot<I>; USERS],
     buckets: [I; USERS],
     user_free: u32,
+    /// Manager slots at or above this index have never been used.
+    user_fresh: u32,
     conns: [ConnSlot<I>; CONNS],
     conn_free: u32,
+    /// Connection slots at or above this index have never been used.
+    conn_fresh: u32,
     /// Connections with unreported events, oldest first.
     conn_events: List,
     /// Open connections by last activity, oldest first.
@@ -86,29 +90,34 @@ impl<
     ///
     /// The value is as large as its tables: put big factories in a `static`,
     /// or build them where the stack is large enough before boxing them.
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
+    pub const fn new(config: Config) -> Result<Self, ConfigError> {
+        if let Err(e) = config.validate(USERS, CONNS, SLOTS) {
+            return Err(e);
+        }
+        Ok(Self::with_valid_config(config))
+    }
+
+    /// Builds the tables for a config already checked by [`Config::validate`].
+    pub(crate) const fn with_valid_config(config: Config) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CAPACITIES_OK;
-        config.validate(USERS, CONNS, SLOTS)?;
-        Ok(ManagerFactory {
+        ManagerFactory {
             config,
             now: Instant::ZERO,
-            users: core::array::from_fn(|i| {
-                UserSlot::free(if i + 1 < USERS { i as u32 + 1 } else { NIL })
-            }),
+            users: [const { UserSlot::UNUSED }; USERS],
             buckets: [I::NIL; USERS],
-            user_free: 0,
-            conns: core::array::from_fn(|i| {
-                ConnSlot::free(if i + 1 < CONNS { i as u32 + 1 } else { NIL })
-            }),
-            conn_free: 0,
+            user_free: NIL,
+            user_fresh: 0,
+            conns: [const { ConnSlot::UNUSED }; CONNS],
+            conn_free: NIL,
+            conn_fresh: 0,
             conn_events: List::EMPTY,
             idle: List::EMPTY,
             empty: List::EMPTY,
             pool: Pool::new(),
             events: Deque::new(),
-            stats: Stats::default(),
-        })
+            stats: Stats::ZERO,
+        }
     }
 
     /// The runtime limits in force.

@@ -26,18 +26,17 @@ pub(crate) struct UserSlot<I> {
 }
 
 impl<I: SlotIndex> UserSlot<I> {
-    pub(crate) fn free(next: u32) -> Self {
-        UserSlot {
-            generation: 1,
-            ctx: None,
-            next: I::pack(next),
-            conns: List::EMPTY,
-            empty_link: Link::DETACHED,
-            offline: Fifo::EMPTY,
-            stats: ManagerStats::default(),
-            empty_since: Instant::ZERO,
-        }
-    }
+    /// A slot that has never been used.
+    pub(crate) const UNUSED: Self = UserSlot {
+        generation: 1,
+        ctx: None,
+        next: I::NIL,
+        conns: List::EMPTY,
+        empty_link: Link::DETACHED,
+        offline: Fifo::EMPTY,
+        stats: ManagerStats::ZERO,
+        empty_since: Instant::ZERO,
+    };
 
     pub(crate) fn is_active(&self) -> bool {
         self.ctx.is_some()
@@ -81,22 +80,21 @@ pub(crate) struct ConnSlot<I> {
 }
 
 impl<I: SlotIndex> ConnSlot<I> {
-    pub(crate) fn free(next: u32) -> Self {
-        ConnSlot {
-            generation: 1,
-            state: ConnState::Free,
-            owner: ManagerHandle {
-                index: NIL,
-                generation: 0,
-            },
-            user_link: Link::new(NIL, next),
-            idle_link: Link::DETACHED,
-            event_link: Link::DETACHED,
-            events: 0,
-            queue: Fifo::EMPTY,
-            last_activity: Instant::ZERO,
-        }
-    }
+    /// A slot that has never been used.
+    pub(crate) const UNUSED: Self = ConnSlot {
+        generation: 1,
+        state: ConnState::Free,
+        owner: ManagerHandle {
+            index: NIL,
+            generation: 0,
+        },
+        user_link: Link::DETACHED,
+        idle_link: Link::DETACHED,
+        event_link: Link::DETACHED,
+        events: 0,
+        queue: Fifo::EMPTY,
+        last_activity: Instant::ZERO,
+    };
 }
 
 pub(crate) fn user_link<I>(c: &mut ConnSlot<I>) -> &mut Link<I> {
