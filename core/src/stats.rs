@@ -234,3 +234,49 @@ impl ManagerStats {
         limit_hits: 0,
     };
 }
+
+impl core::ops::AddAssign for Stats {
+    /// Adds every counter and gauge of `other` (to total several shards).
+    fn add_assign(&mut self, other: Stats) {
+        self.managers_created += other.managers_created;
+        self.managers_active += other.managers_active;
+        self.managers_deactivated += other.managers_deactivated;
+        self.managers_reclaimed += other.managers_reclaimed;
+        self.managers_cleaned_up += other.managers_cleaned_up;
+        self.users_with_active_managers += other.users_with_active_managers;
+        self.total_connections_managed += other.total_connections_managed;
+        self.connections_active += other.connections_active;
+        self.connections_closing += other.connections_closing;
+        self.connections_removed += other.connections_removed;
+        self.connections_lost += other.connections_lost;
+        self.closed_idle_timeout += other.closed_idle_timeout;
+        self.closed_slow_consumer += other.closed_slow_consumer;
+        self.closed_deactivated += other.closed_deactivated;
+        self.closed_application += other.closed_application;
+        self.closed_shutdown += other.closed_shutdown;
+        self.security_violations_detected += other.security_violations_detected;
+        self.rejected_inactive_manager += other.rejected_inactive_manager;
+        self.rejected_unknown_handle += other.rejected_unknown_handle;
+        self.rejected_closing_connection += other.rejected_closing_connection;
+        self.rejected_user_limit += other.rejected_user_limit;
+        self.rejected_connections_per_user += other.rejected_connections_per_user;
+        self.rejected_total_connections += other.rejected_total_connections;
+        self.rejected_queue_full += other.rejected_queue_full;
+        self.rejected_offline_full += other.rejected_offline_full;
+        self.rejected_queue_slots += other.rejected_queue_slots;
+        self.rejected_no_connections += other.rejected_no_connections;
+        self.rejected_events_pending += other.rejected_events_pending;
+        self.resource_limit_hits += other.resource_limit_hits;
+        self.sends_accepted += other.sends_accepted;
+        self.sends_refused += other.sends_refused;
+        self.messages_queued += other.messages_queued;
+        self.messages_transmitted += other.messages_transmitted;
+        self.messages_dropped += other.messages_dropped;
+        self.messages_queued_now += other.messages_queued_now;
+        self.messages_closed_slow += other.messages_closed_slow;
+        self.offline_buffered += other.offline_buffered;
+        self.offline_replayed += other.offline_replayed;
+        self.offline_discarded += other.offline_discarded;
+        self.offline_now += other.offline_now;
+    }
+}

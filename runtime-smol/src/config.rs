@@ -1,0 +1,313 @@
+//! Server configuration: environment, limits, timeouts and buffer sizes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use userlane_core::SlowConsumerPolicy;
+
+use crate::shards::{SHARD_CONNS, SHARD_USERS};
+
+/// Where the server runs; decides how a connection without a token is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Environment {
+    /// Requires a JWT secret; a missing token is refused with 401.
+    Production,
+    /// Like production.
+    Staging,
+    /// A connection without a token gets a fresh anonymous user (its own
+    /// isolated manager), a migration warning in the log, and is counted as a
+    /// fallback connection.
+    Development,
+    /// Like development.
+    Testing,
+}
+
+impl Environment {
+    /// Whether the server refuses to start without a JWT secret and refuses
+    /// connections without a token.
+    pub fn requires_authentication(self) -> bool {
+        matches!(self, Environment::Production | Environment::Staging)
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Staging => "staging",
+            Environment::Development => "development",
+            Environment::Testing => "testing",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An environment name that is not one of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown environment {0:?} (expected production, staging, development or testing)")]
+pub struct UnknownEnvironment(pub String);
+
+impl FromStr for Environment {
+    type Err = UnknownEnvironment;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "production" | "prod" => Ok(Environment::Production),
+            "staging" => Ok(Environment::Staging),
+            "development" | "dev" => Ok(Environment::Development),
+            "testing" | "test" => Ok(Environment::Testing),
+            _ => Err(UnknownEnvironment(s.to_owned())),
+        }
+    }
+}
+
+/// Everything a [`Server`](crate::Server) needs besides its authenticator
+/// and handler.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The environment; see [`Environment`].
+    pub environment: Environment,
+    /// HS256 secret for the built-in JWT authenticator. Required in
+    /// production and staging; there is no default secret anywhere.
+    pub jwt_secret: Option<Vec<u8>>,
+    /// Path of the WebSocket endpoint.
+    pub ws_path: String,
+    /// Most users with a manager, over all shards.
+    pub max_users: u32,
+    /// Most open connections, over all shards (503 beyond).
+    pub max_connections: u32,
+    /// Most open connections of one user (429 beyond). Default 5.
+    pub max_connections_per_user: u32,
+    /// Outbound messages queued per connection. Default 64.
+    pub queue_depth: u32,
+    /// Messages held for a user with no connection; 0 disables. Default 16.
+    pub offline_buffer: u32,
+    /// What to do with a connection whose queue is full. Default: close it
+    /// with 1013 so the user's other connections keep receiving.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Largest inbound message; a bigger one closes the connection with 1009. Default 64 KiB.
+    pub max_message_bytes: usize,
+    /// tungstenite read buffer per connection (at most 8 KiB). Default 4 KiB.
+    pub read_buffer_bytes: usize,
+    /// tungstenite write buffer target per connection. Default 4 KiB.
+    pub write_buffer_bytes: usize,
+    /// A ping is sent this often. Default 25 s.
+    pub ping_interval: Duration,
+    /// A connection with no inbound frame or pong for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// A user manager without connections is reclaimed after this long
+    /// (its offline buffer with it). Default 5 min.
+    pub empty_manager_ttl: Duration,
+    /// How long a connection the server closes may take to flush its queue
+    /// and close frame before the socket is dropped. Default 5 s.
+    pub close_grace: Duration,
+    /// Independent shards (each with its own lock and timer). Default: the
+    /// number of cores.
+    pub shards: usize,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("environment", &self.environment)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("ws_path", &self.ws_path)
+            .field("max_users", &self.max_users)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("queue_depth", &self.queue_depth)
+            .field("offline_buffer", &self.offline_buffer)
+            .field("slow_consumer", &self.slow_consumer)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("read_buffer_bytes", &self.read_buffer_bytes)
+            .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("empty_manager_ttl", &self.empty_manager_ttl)
+            .field("close_grace", &self.close_grace)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// Defaults for `environment`, with no secret.
+    pub fn new(environment: Environment) -> Self {
+        ServerConfig {
+            environment,
+            jwt_secret: None,
+            ws_path: "/ws".to_owned(),
+            max_users: 10_000,
+            max_connections: 10_000,
+            max_connections_per_user: 5,
+            queue_depth: 64,
+            offline_buffer: 16,
+            slow_consumer: SlowConsumerPolicy::CloseSlowConnection,
+            max_message_bytes: 64 * 1024,
+            read_buffer_bytes: 4 * 1024,
+            write_buffer_bytes: 4 * 1024,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            empty_manager_ttl: Duration::from_secs(300),
+            close_grace: Duration::from_secs(5),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Checks the configuration before the server starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.environment.requires_authentication() && self.jwt_secret.is_none() {
+            return Err(ConfigError::MissingSecret(self.environment));
+        }
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ConfigError::WeakSecret);
+        }
+        if self.shards == 0 || self.shards > 256 {
+            return Err(ConfigError::Invalid("shards must be between 1 and 256"));
+        }
+        if self.read_buffer_bytes == 0 || self.read_buffer_bytes > 8 * 1024 {
+            return Err(ConfigError::Invalid(
+                "read_buffer_bytes must be between 1 and 8192",
+            ));
+        }
+        if self.max_message_bytes < 16 {
+            return Err(ConfigError::Invalid(
+                "max_message_bytes must be at least 16",
+            ));
+        }
+        if self.ping_interval.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.empty_manager_ttl.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "ping_interval, idle_timeout and empty_manager_ttl must be positive",
+            ));
+        }
+        if self.ping_interval >= self.idle_timeout {
+            return Err(ConfigError::Invalid(
+                "ping_interval must be shorter than idle_timeout",
+            ));
+        }
+        if !self.ws_path.starts_with('/') {
+            return Err(ConfigError::Invalid("ws_path must start with '/'"));
+        }
+        let users_cap = SHARD_USERS as u64 * self.shards as u64;
+        let conns_cap = SHARD_CONNS as u64 * self.shards as u64;
+        if u64::from(self.max_users) > users_cap || self.max_users == 0 {
+            return Err(ConfigError::Capacity {
+                what: "max_users",
+                value: self.max_users.into(),
+                capacity: users_cap,
+            });
+        }
+        if u64::from(self.max_connections) > conns_cap || self.max_connections == 0 {
+            return Err(ConfigError::Capacity {
+                what: "max_connections",
+                value: self.max_connections.into(),
+                capacity: conns_cap,
+            });
+        }
+        self.core_config(0)
+            .validate_for_shard()
+            .map_err(ConfigError::Core)
+    }
+
+    /// The core limits of one shard.
+    pub(crate) fn core_config(&self, _shard: usize) -> userlane_core::Config {
+        let per_shard = |total: u32, cap: usize| total.min(cap as u32);
+        userlane_core::Config {
+            max_users: per_shard(self.max_users, SHARD_USERS),
+            max_connections_per_user: self.max_connections_per_user,
+            max_connections: per_shard(self.max_connections, SHARD_CONNS),
+            queue_depth: self.queue_depth,
+            offline_buffer: self.offline_buffer,
+            slow_consumer: self.slow_consumer,
+            idle_timeout_ms: Some(self.idle_timeout.as_millis() as u64),
+            empty_manager_ttl_ms: Some(self.empty_manager_ttl.as_millis() as u64),
+            hash_seed: std::process::id(),
+        }
+    }
+}
+
+trait ValidateForShard {
+    fn validate_for_shard(&self) -> Result<(), userlane_core::ConfigError>;
+}
+
+impl ValidateForShard for userlane_core::Config {
+    fn validate_for_shard(&self) -> Result<(), userlane_core::ConfigError> {
+        self.validate(SHARD_USERS, SHARD_CONNS, crate::shards::SHARD_SLOTS)
+    }
+}
+
+/// Why a [`ServerConfig`] cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Production and staging need a JWT secret.
+    #[error("{0} requires a JWT secret (USERLANE_JWT_SECRET); refusing to start without one")]
+    MissingSecret(Environment),
+    /// A secret shorter than 16 bytes.
+    #[error("the JWT secret must be at least 16 bytes")]
+    WeakSecret,
+    /// A value out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(&'static str),
+    /// A limit above what the shards can hold.
+    #[error("{what} = {value} exceeds the capacity of the shards ({capacity})")]
+    Capacity {
+        /// The setting.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// What the configured shards hold.
+        capacity: u64,
+    },
+    /// A limit the core refuses.
+    #[error("{0}")]
+    Core(userlane_core::ConfigError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_and_staging_refuse_to_start_without_a_secret() {
+        for env in [Environment::Production, Environment::Staging] {
+            assert_eq!(
+                ServerConfig::new(env).validate(),
+                Err(ConfigError::MissingSecret(env))
+            );
+            let mut c = ServerConfig::new(env);
+            c.jwt_secret = Some(b"0123456789abcdef0123".to_vec());
+            assert_eq!(c.validate(), Ok(()));
+        }
+        for env in [Environment::Development, Environment::Testing] {
+            assert_eq!(ServerConfig::new(env).validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = ServerConfig::new(Environment::Testing);
+        c.read_buffer_bytes = 128 * 1024;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Invalid(
+                "read_buffer_bytes must be between 1 and 8192"
+            ))
+        );
+        let mut c = ServerConfig::new(Environment::Testing);
+        c.offline_buffer = c.queue_depth + 1;
+        assert!(matches!(c.validate(), Err(ConfigError::Core(_))));
+        let mut c = ServerConfig::new(Environment::Testing);
+        c.jwt_secret = Some(b"short".to_vec());
+        assert_eq!(c.validate(), Err(ConfigError::WeakSecret));
+        assert_eq!("PROD".parse::<Environment>(), Ok(Environment::Production));
+        assert!("qa".parse::<Environment>().is_err());
+    }
+}

@@ -1,0 +1,312 @@
+//! `ServerHandle`: what application code uses to reach users, and the
+//! server's shared state behind it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::Message;
+use userlane_core::{
+    CloseCode, CloseFrame, CloseReason, Error as CoreError, SendOutcome, Stats, UserContext,
+};
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::ServerConfig;
+use crate::handler::{ConnectionInfo, Handler};
+use crate::shards::Shards;
+
+/// Counters kept by the network layer (the core keeps the rest).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) tcp_accepted: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) handshakes_failed: AtomicU64,
+    pub(crate) rejected_400: AtomicU64,
+    pub(crate) rejected_401: AtomicU64,
+    pub(crate) rejected_404: AtomicU64,
+    pub(crate) rejected_429: AtomicU64,
+    pub(crate) rejected_503: AtomicU64,
+    pub(crate) fallback_connections: AtomicU64,
+    pub(crate) closed_message_too_big: AtomicU64,
+    pub(crate) closed_invalid_utf8: AtomicU64,
+    pub(crate) closed_protocol_error: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+    pub(crate) forced_closes: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The state every task and handle shares.
+pub(crate) struct ServerShared {
+    pub(crate) config: ServerConfig,
+    pub(crate) shards: Arc<Shards>,
+    pub(crate) clock: Clock,
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) counters: Counters,
+    pub(crate) accepting: AtomicBool,
+    /// Closed when the accept loop must stop.
+    pub(crate) stop_accepting: smol::channel::Sender<()>,
+    pub(crate) stop_accepting_rx: smol::channel::Receiver<()>,
+    /// Closed when remaining connections must be dropped at once.
+    pub(crate) kill: smol::channel::Sender<()>,
+    pub(crate) kill_rx: smol::channel::Receiver<()>,
+    /// Every connection task holds a clone; `recv` fails once all are gone.
+    pub(crate) tasks_rx: smol::channel::Receiver<()>,
+}
+
+/// A snapshot of the server's counters: the core's, summed over shards, and
+/// the network layer's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServerStats {
+    /// The core counters of all shards added together.
+    pub core: Stats,
+    /// Lifecycle events nobody read (see `SharedFactory::events_dropped`).
+    pub events_dropped: u64,
+    /// TCP connections accepted.
+    pub tcp_accepted: u64,
+    /// Accept errors (for example the open-file limit); the loop retried.
+    pub accept_errors: u64,
+    /// Upgrades that failed (I/O error, bad WebSocket request).
+    pub handshakes_failed: u64,
+    /// Refused with 400 (unreadable credentials).
+    pub rejected_bad_request: u64,
+    /// Refused with 401 (missing, invalid or expired token).
+    pub rejected_unauthorized: u64,
+    /// Refused with 404 (wrong path).
+    pub rejected_not_found: u64,
+    /// Refused with 429 (per-user connection limit).
+    pub rejected_user_limit: u64,
+    /// Refused with 503 (server full or shutting down).
+    pub rejected_server_full: u64,
+    /// Connections admitted without a token (development/testing).
+    pub fallback_connections: u64,
+    /// Connections closed with 1009.
+    pub closed_message_too_big: u64,
+    /// Connections closed with 1007.
+    pub closed_invalid_utf8: u64,
+    /// Connections closed with 1002.
+    pub closed_protocol_error: u64,
+    /// Handler panics (each closed its connection with 1011).
+    pub handler_panics: u64,
+    /// Connections dropped without a close frame (close grace or shutdown deadline passed).
+    pub forced_closes: u64,
+}
+
+/// Why a user-targeted operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// The user has no manager (never connected, or reclaimed) and offline
+    /// buffering is off.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The core refused.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+/// What `shutdown` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections asked to close with 1001.
+    pub closing: u32,
+    /// Connections still open at the deadline, dropped without a close frame.
+    pub forced: u64,
+    /// Queued messages never transmitted (counted in `Stats::messages_dropped`).
+    pub undelivered: u64,
+}
+
+/// A cloneable, thread-safe handle to a running server for application code.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(crate) shared: Arc<ServerShared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("environment", &self.shared.config.environment)
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// Queues `message` for every open connection of `user_id`, in order.
+    /// With no open connection it waits in the user's bounded offline buffer
+    /// (a manager is created for a user who has none, when buffering is on)
+    /// and is replayed on the next connection. Every refusal is an error:
+    /// nothing is dropped silently.
+    pub fn send_to_user(&self, user_id: &str, message: Message) -> Result<SendOutcome, UserError> {
+        let slot = self.shared.shards.of(user_id);
+        let now = self.shared.clock.now();
+        let buffering = self.shared.config.offline_buffer > 0;
+        slot.core.with(|f| {
+            let manager = match f.manager_for_user(user_id) {
+                Some(m) => m,
+                None if buffering => {
+                    let ctx = service_context(user_id)?;
+                    f.create_manager(ctx, now)?
+                }
+                None => return Err(UserError::UnknownUser),
+            };
+            Ok(f.send_to_user(manager, message, now)?)
+        })
+    }
+
+    /// [`send_to_user`](Self::send_to_user) with a text frame.
+    pub fn send_text(
+        &self,
+        user_id: &str,
+        text: impl Into<String>,
+    ) -> Result<SendOutcome, UserError> {
+        self.send_to_user(user_id, Message::text(text.into()))
+    }
+
+    /// Closes every open connection of `user_id` with `code` (after what is
+    /// already queued for them). Returns how many were closed.
+    pub fn disconnect_user(&self, user_id: &str, code: CloseCode, reason: &str) -> usize {
+        let slot = self.shared.shards.of(user_id);
+        let now = self.shared.clock.now();
+        let closed = slot.core.with(|f| {
+            let Some(m) = f.manager_for_user(user_id) else {
+                return Vec::new();
+            };
+            let conns: Vec<_> = f.connections(m).map(|it| it.collect()).unwrap_or_default();
+            conns
+                .into_iter()
+                .filter(|c| f.close_connection(m, *c, code, now).is_ok())
+                .collect::<Vec<_>>()
+        });
+        if !reason.is_empty() {
+            let mut registry = slot.registry();
+            for c in &closed {
+                if let Some(entry) = registry.get_mut(c) {
+                    entry.reason = Some(reason.chars().take(120).collect());
+                }
+            }
+        }
+        closed.len()
+    }
+
+    /// The open connections of `user_id`.
+    pub fn user_connections(&self, user_id: &str) -> Vec<Arc<ConnectionInfo>> {
+        let slot = self.shared.shards.of(user_id);
+        let conns = slot.core.read(|f| {
+            f.manager_for_user(user_id)
+                .and_then(|m| f.connections(m).ok().map(|it| it.collect::<Vec<_>>()))
+                .unwrap_or_default()
+        });
+        let registry = slot.registry();
+        conns
+            .iter()
+            .filter_map(|c| registry.get(c).map(|e| e.info.clone()))
+            .collect()
+    }
+
+    /// Deactivates the user's manager: every connection is closed (1000), the
+    /// offline buffer discarded (counted). Returns the connections closed.
+    pub fn deactivate_user(&self, user_id: &str) -> Result<u32, UserError> {
+        let slot = self.shared.shards.of(user_id);
+        let now = self.shared.clock.now();
+        slot.core.with(|f| match f.manager_for_user(user_id) {
+            Some(m) => Ok(f.deactivate(m, now)?),
+            None => Err(UserError::UnknownUser),
+        })
+    }
+
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> ServerStats {
+        let mut core = Stats::default();
+        let mut events_dropped = 0;
+        for slot in &self.shared.shards.slots {
+            core += slot.core.stats();
+            events_dropped += slot.core.events_dropped();
+        }
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ServerStats {
+            core,
+            events_dropped,
+            tcp_accepted: get(&c.tcp_accepted),
+            accept_errors: get(&c.accept_errors),
+            handshakes_failed: get(&c.handshakes_failed),
+            rejected_bad_request: get(&c.rejected_400),
+            rejected_unauthorized: get(&c.rejected_401),
+            rejected_not_found: get(&c.rejected_404),
+            rejected_user_limit: get(&c.rejected_429),
+            rejected_server_full: get(&c.rejected_503),
+            fallback_connections: get(&c.fallback_connections),
+            closed_message_too_big: get(&c.closed_message_too_big),
+            closed_invalid_utf8: get(&c.closed_invalid_utf8),
+            closed_protocol_error: get(&c.closed_protocol_error),
+            handler_panics: get(&c.handler_panics),
+            forced_closes: get(&c.forced_closes),
+        }
+    }
+
+    /// Whether the server still accepts connections.
+    pub fn is_accepting(&self) -> bool {
+        self.shared.accepting.load(Ordering::Acquire)
+    }
+
+    /// Graceful shutdown: stop accepting, close every connection with 1001
+    /// after its queued messages, wait up to `deadline` for them to drain,
+    /// then drop what is left. Messages never transmitted are counted in
+    /// `Stats::messages_dropped`. Resolves when every connection task is gone.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        shared.accepting.store(false, Ordering::Release);
+        shared.stop_accepting.close();
+        let dropped_before = self.stats().core.messages_dropped;
+        let forced_before = shared.counters.forced_closes.load(Ordering::Relaxed);
+        let now = shared.clock.now();
+        let close = CloseFrame::new(CloseCode::GOING_AWAY, CloseReason::ServerShutdown);
+        let closing: u32 = shared
+            .shards
+            .slots
+            .iter()
+            .map(|s| s.core.close_all(close, now))
+            .sum();
+        let all_done = async {
+            // Fails (Closed) once every connection task has dropped its sender.
+            let _ = shared.tasks_rx.recv().await;
+        };
+        let timed_out = smol::future::or(
+            async {
+                all_done.await;
+                false
+            },
+            async {
+                smol::Timer::after(deadline).await;
+                true
+            },
+        )
+        .await;
+        if timed_out {
+            shared.kill.close();
+            let _ = shared.tasks_rx.recv().await;
+        }
+        let stats = self.stats();
+        ShutdownReport {
+            closing,
+            forced: shared.counters.forced_closes.load(Ordering::Relaxed) - forced_before,
+            undelivered: stats.core.messages_dropped - dropped_before,
+        }
+    }
+}
+
+/// The context of a manager created by a service send for a user who has
+/// not connected yet.
+fn service_context(user_id: &str) -> Result<UserContext, UserError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    UserContext::new(user_id, "service", "service", &id)
+        .map_err(|e| UserError::Core(CoreError::InvalidContext(e)))
+}

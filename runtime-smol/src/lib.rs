@@ -1,0 +1,54 @@
+//! # userlane-smol
+//!
+//! The network layer of userlane: a WebSocket server on smol and
+//! async-tungstenite whose every connection belongs to one user's isolated
+//! lane in [`userlane_core`].
+//!
+//! ```text
+//! socket ─▶ reader task ─▶ core shard (handle_activity, Handler::on_message)
+//!                              │ send_to_user ─▶ per-connection queue
+//! socket ◀─ writer task ◀──────┘ next_transmit (batched, one flush)
+//! ```
+//!
+//! - One task per connection; the handshake and authentication run in it,
+//!   never in the accept loop, and accept errors never end the loop.
+//! - Refusals before the upgrade are HTTP statuses (400, 401, 404, 429,
+//!   503); after it, WebSocket close codes (1001, 1002, 1007, 1008, 1009,
+//!   1011, 1013, 4000–4999).
+//! - Users are spread over shards ([`userlane_core::shim::shard_for`]), each
+//!   with its own lock and one timer task.
+//!
+//! ```no_run
+//! use userlane_smol::{Environment, Server, ServerConfig};
+//!
+//! let server = Server::builder(ServerConfig::new(Environment::Development))
+//!     .bind("127.0.0.1:9600".parse().unwrap())
+//!     .expect("server starts");
+//! let handle = server.handle();
+//! std::thread::spawn(move || smol::block_on(server.run()));
+//! let _ = handle.send_text("alice", "hello"); // buffered until alice connects
+//! ```
+
+mod admission;
+mod auth;
+mod clock;
+mod config;
+mod connection;
+mod handle;
+mod handler;
+mod mutex;
+mod server;
+mod shards;
+
+pub use auth::{
+    AuthError, Authenticator, Identity, JwtAuthenticator, JWT_AUTH_PROTOCOL, JWT_PROTOCOL_PREFIX,
+};
+pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
+pub use handle::{ServerHandle, ServerStats, ShutdownReport, UserError};
+pub use handler::{ConnectionInfo, Handler, IgnoreInbound};
+pub use mutex::StdRawMutex;
+pub use server::{Server, ServerBuilder, StartError};
+pub use shards::{Shard, SHARD_CONNS, SHARD_EVENTS, SHARD_SLOTS, SHARD_USERS};
+
+pub use async_tungstenite::tungstenite::Message;
+pub use userlane_core;

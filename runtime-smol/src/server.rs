@@ -1,0 +1,199 @@
+//! `Server`: binds the listener and runs the accept loop; each accepted
+//! socket gets its own task.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use smol::Async;
+
+use crate::auth::{Authenticator, JwtAuthenticator};
+use crate::clock::Clock;
+use crate::config::{ConfigError, ServerConfig};
+use crate::handle::{bump, Counters, ServerHandle, ServerShared};
+use crate::handler::{Handler, IgnoreInbound};
+use crate::shards::{run_events, run_timer, ShardSlot, Shards};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Binding the listener failed.
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    config: ServerConfig,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    handler: Arc<dyn Handler>,
+}
+
+impl ServerBuilder {
+    /// Uses `authenticator` instead of the built-in HS256 one (which needs
+    /// `jwt_secret`). Production and staging accept either.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Where inbound messages go (default: ignored).
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Arc::new(handler);
+        self
+    }
+
+    /// Validates the configuration, builds the shards and binds `addr`.
+    pub fn bind(self, addr: SocketAddr) -> Result<Server, StartError> {
+        let mut config = self.config;
+        let authenticator = match (self.authenticator, &config.jwt_secret) {
+            (Some(a), _) => Some(a),
+            (None, Some(secret)) => {
+                Some(Arc::new(JwtAuthenticator::hs256(secret)) as Arc<dyn Authenticator>)
+            }
+            (None, None) => None,
+        };
+        if authenticator.is_some() && config.jwt_secret.is_none() {
+            // A custom authenticator satisfies the production requirement.
+            let mut probe = config.clone();
+            probe.jwt_secret = Some(vec![0; 16]);
+            probe.validate()?;
+        } else {
+            config.validate()?;
+        }
+        let slots = (0..config.shards)
+            .map(|i| ShardSlot::build(config.core_config(i)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Core)?;
+        let listener = Async::<TcpListener>::bind(addr)?;
+        let local_addr = listener.get_ref().local_addr()?;
+        config.ws_path = config.ws_path.clone();
+        let (stop_accepting, stop_accepting_rx) = smol::channel::bounded(1);
+        let (kill, kill_rx) = smol::channel::bounded(1);
+        let (tasks_tx, tasks_rx) = smol::channel::bounded(1);
+        let shared = Arc::new(ServerShared {
+            config,
+            shards: Arc::new(Shards { slots }),
+            clock: Clock::new(),
+            authenticator,
+            handler: self.handler,
+            counters: Counters::default(),
+            accepting: AtomicBool::new(true),
+            stop_accepting,
+            stop_accepting_rx,
+            kill,
+            kill_rx,
+            tasks_rx,
+        });
+        Ok(Server {
+            shared,
+            listener,
+            local_addr,
+            tasks_tx,
+        })
+    }
+}
+
+/// A bound WebSocket server. Get a [`ServerHandle`] with [`Server::handle`],
+/// then drive it with [`Server::run`] (for example `smol::block_on(server.run())`).
+/// Connection tasks run on smol's global executor (`SMOL_THREADS` threads).
+pub struct Server {
+    shared: Arc<ServerShared>,
+    listener: Async<TcpListener>,
+    local_addr: SocketAddr,
+    tasks_tx: smol::channel::Sender<()>,
+}
+
+impl Server {
+    /// A builder for a server with `config`.
+    pub fn builder(config: ServerConfig) -> ServerBuilder {
+        ServerBuilder {
+            config,
+            authenticator: None,
+            handler: Arc::new(IgnoreInbound),
+        }
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for application code.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Accepts connections until [`ServerHandle::shutdown`] is called, then
+    /// returns once every connection task has finished. Accept errors (such
+    /// as the open-file limit) are logged and retried after a short pause.
+    pub async fn run(self) {
+        let Server {
+            shared,
+            listener,
+            tasks_tx,
+            ..
+        } = self;
+        let background: Vec<smol::Task<()>> = shared
+            .shards
+            .slots
+            .iter()
+            .enumerate()
+            .flat_map(|(i, slot)| {
+                [
+                    smol::spawn(run_timer(slot.core.clone(), shared.clock)),
+                    smol::spawn(run_events(shared.shards.clone(), i)),
+                ]
+            })
+            .collect();
+        log::info!(
+            "userlane listening on {} ({} mode, {} shard(s))",
+            listener
+                .get_ref()
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            shared.config.environment,
+            shared.shards.slots.len()
+        );
+        loop {
+            let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+                let _ = shared.stop_accepting_rx.recv().await;
+                None
+            })
+            .await;
+            let Some(accepted) = accepted else { break };
+            match accepted {
+                Ok((stream, remote)) => {
+                    bump(&shared.counters.tcp_accepted);
+                    let _ = stream.get_ref().set_nodelay(true);
+                    smol::spawn(crate::connection::serve(
+                        shared.clone(),
+                        stream,
+                        remote,
+                        tasks_tx.clone(),
+                    ))
+                    .detach();
+                }
+                Err(e) => {
+                    bump(&shared.counters.accept_errors);
+                    log::warn!("accept failed: {e}; retrying in 50 ms");
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        shared.accepting.store(false, Ordering::Release);
+        drop(listener);
+        drop(tasks_tx);
+        // Wait for the connection tasks (shutdown drives them to the end).
+        let _ = shared.tasks_rx.recv().await;
+        drop(background);
+        log::info!("userlane stopped");
+    }
+}

@@ -1,0 +1,158 @@
+//! The shards: N independent core factories, each with its own lock, timer
+//! task, event task and registry of live connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_tungstenite::tungstenite::Message;
+use smol::Timer;
+use userlane_core::shim::{shard_for, SharedFactory};
+use userlane_core::{ConnectionHandle, Event};
+
+use crate::clock::Clock;
+use crate::handler::ConnectionInfo;
+use crate::mutex::StdRawMutex;
+
+/// Manager slots per shard.
+pub const SHARD_USERS: usize = 8_192;
+/// Connection slots per shard.
+pub const SHARD_CONNS: usize = 16_384;
+/// Queued-message slots per shard, shared by all its queues.
+pub const SHARD_SLOTS: usize = 131_072;
+/// Lifecycle events buffered per shard.
+pub const SHARD_EVENTS: usize = 1_024;
+
+/// One shard of the core. Messages are tungstenite `Message`s, whose
+/// payloads are ref-counted `Bytes`: fan-out clones a pointer, never the data.
+pub type Shard =
+    SharedFactory<StdRawMutex, Message, SHARD_USERS, SHARD_CONNS, SHARD_SLOTS, SHARD_EVENTS>;
+
+/// What the runtime keeps about a live connection, beside the core.
+pub(crate) struct ConnEntry {
+    pub(crate) info: Arc<ConnectionInfo>,
+    /// Signalled when the core closes the connection, so the task can bound
+    /// the time it spends flushing.
+    pub(crate) closing: smol::channel::Sender<()>,
+    /// Reason text for the close frame, when the application gave one.
+    pub(crate) reason: Option<String>,
+}
+
+/// A shard and its runtime companions.
+pub(crate) struct ShardSlot {
+    pub(crate) core: Arc<Shard>,
+    pub(crate) registry: Mutex<HashMap<ConnectionHandle, ConnEntry>>,
+}
+
+impl ShardSlot {
+    /// Builds a shard on a thread whose stack holds the tables (they are
+    /// megabytes; building them on a small stack would overflow it).
+    pub(crate) fn build(config: userlane_core::Config) -> Result<Self, userlane_core::ConfigError> {
+        let stack = 10 * std::mem::size_of::<Shard>() + (16 << 20);
+        let core = std::thread::Builder::new()
+            .name("userlane-shard-init".into())
+            .stack_size(stack)
+            .spawn(move || Shard::new(config).map(Arc::new))
+            .expect("spawn shard init thread")
+            .join()
+            .expect("shard init thread panicked")?;
+        Ok(ShardSlot {
+            core,
+            registry: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn registry(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ConnectionHandle, ConnEntry>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// All shards of a server.
+pub(crate) struct Shards {
+    pub(crate) slots: Vec<ShardSlot>,
+}
+
+impl Shards {
+    /// The shard `user_id` lives in.
+    pub(crate) fn index_of(&self, user_id: &str) -> usize {
+        shard_for(user_id, self.slots.len())
+    }
+
+    pub(crate) fn of(&self, user_id: &str) -> &ShardSlot {
+        &self.slots[self.index_of(user_id)]
+    }
+}
+
+/// Runs the shard's one timer: sleeps until the core's next deadline (or
+/// until it moves earlier) and calls `handle_timeout`.
+pub(crate) async fn run_timer(shard: Arc<Shard>, clock: Clock) {
+    loop {
+        let armed = shard.timeout();
+        let sleep = async {
+            match armed {
+                Some(at) => {
+                    Timer::at(clock.to_std(at)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        smol::future::or(sleep, shard.deadline_changed(armed)).await;
+        shard.handle_timeout(clock.now());
+    }
+}
+
+/// Reads the shard's lifecycle events: tells a connection task when the core
+/// closed its connection, and logs what was discarded.
+pub(crate) async fn run_events(shards: Arc<Shards>, index: usize) {
+    let slot = &shards.slots[index];
+    loop {
+        match slot.core.next_event().await {
+            Event::ConnectionClosed {
+                connection, close, ..
+            } => {
+                log::debug!(
+                    "connection {} closed by the core: {} {}",
+                    connection.to_bits(),
+                    close.code,
+                    close.reason
+                );
+                if let Some(entry) = slot.registry().get(&connection) {
+                    let _ = entry.closing.try_send(());
+                }
+            }
+            Event::ManagerDeactivated {
+                discarded_offline, ..
+            }
+            | Event::ManagerReclaimed {
+                discarded_offline, ..
+            } if discarded_offline > 0 => {
+                log::warn!("{discarded_offline} offline message(s) discarded with a manager (counted in stats)");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_builds_on_its_own_stack_and_fits_the_memory_budget() {
+        let size = std::mem::size_of::<Shard>();
+        println!(
+            "one shard: {size} bytes ({:.1} MiB)",
+            size as f64 / 1048576.0
+        );
+        assert!(size < 32 << 20, "a shard should stay within tens of MiB");
+        let slot = ShardSlot::build(userlane_core::Config::for_capacity(
+            SHARD_USERS as u32,
+            SHARD_CONNS as u32,
+        ))
+        .unwrap();
+        assert_eq!(slot.core.stats().managers_active, 0);
+    }
+}
