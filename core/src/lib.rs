@@ -117,8 +117,3 @@ pub use handle::{ConnectionHandle, ManagerHandle};
 pub use index::SlotIndex;
 pub use stats::{ManagerStats, Stats};
 pub use time::Instant;
-
-/// The examples in the repository README, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

@@ -52,3 +52,8 @@ pub use shards::{Shard, SHARD_CONNS, SHARD_EVENTS, SHARD_SLOTS, SHARD_USERS};
 
 pub use async_tungstenite::tungstenite::Message;
 pub use userlane_core;
+
+/// The examples in the repository README, compiled (and the core one run) as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
