@@ -105,6 +105,13 @@ pub struct ServerConfig {
     /// How long a connection the server closes may take to flush its queue
     /// and close frame before the socket is dropped. Default 5 s.
     pub close_grace: Duration,
+    /// Path of a plain WebSocket echo endpoint (no manager, no auth) for
+    /// protocol-conformance tests; `None` disables it. Keep it off in production.
+    pub echo_path: Option<String>,
+    /// Largest body of a plain HTTP request (413 beyond). Default 64 KiB.
+    pub max_http_body_bytes: usize,
+    /// Time a client has to send its request head. Default 10 s.
+    pub handshake_timeout: Duration,
     /// Independent shards (each with its own lock and timer). Default: the
     /// number of cores.
     pub shards: usize,
@@ -129,6 +136,9 @@ impl fmt::Debug for ServerConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("empty_manager_ttl", &self.empty_manager_ttl)
             .field("close_grace", &self.close_grace)
+            .field("echo_path", &self.echo_path)
+            .field("max_http_body_bytes", &self.max_http_body_bytes)
+            .field("handshake_timeout", &self.handshake_timeout)
             .field("shards", &self.shards)
             .finish()
     }
@@ -154,6 +164,9 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(60),
             empty_manager_ttl: Duration::from_secs(300),
             close_grace: Duration::from_secs(5),
+            echo_path: None,
+            max_http_body_bytes: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }

@@ -19,8 +19,9 @@ use crate::admission::{admit, Admitted};
 use crate::auth::JWT_AUTH_PROTOCOL;
 use crate::handle::{bump, ServerHandle, ServerShared};
 use crate::handler::ConnectionInfo;
+use crate::http::{read_head, serve_plain, HeadError, HttpResponse, Replay};
 
-type Stream = Async<TcpStream>;
+type Stream = Replay<Async<TcpStream>>;
 
 /// Most frames fed to the socket before one flush.
 const WRITE_BATCH: usize = 64;
@@ -29,10 +30,58 @@ const WRITE_BATCH: usize = 64;
 /// when the task ends, which lets shutdown know every connection is gone.
 pub(crate) async fn serve(
     shared: Arc<ServerShared>,
-    stream: Stream,
+    mut socket: Async<TcpStream>,
     remote: SocketAddr,
     _task: smol::channel::Sender<()>,
 ) {
+    let mut buf = Vec::with_capacity(1024);
+    let head = smol::future::or(
+        async { Some(read_head(&mut socket, &mut buf).await) },
+        async {
+            smol::Timer::after(shared.config.handshake_timeout).await;
+            None
+        },
+    )
+    .await;
+    let head = match head {
+        None | Some(Err(HeadError::Io)) => return,
+        Some(Err(HeadError::Bad(status, why))) => {
+            if status == 400 {
+                bump(&shared.counters.rejected_400);
+            }
+            let _ = smol::io::AsyncWriteExt::write_all(
+                &mut socket,
+                &HttpResponse::text(status, why).encode(),
+            )
+            .await;
+            return;
+        }
+        Some(Ok(head)) => head,
+    };
+    if !head.is_websocket_upgrade() {
+        let handle = ServerHandle {
+            shared: shared.clone(),
+        };
+        let max_body = shared.config.max_http_body_bytes;
+        let served = serve_plain(&mut socket, head, buf, remote, max_body, |req| {
+            catch_unwind(AssertUnwindSafe(|| shared.http.handle(&handle, req))).unwrap_or_else(
+                |_| {
+                    bump(&shared.counters.handler_panics);
+                    HttpResponse::text(500, "internal error\n")
+                },
+            )
+        })
+        .await;
+        if let Err(e) = served {
+            log::debug!("HTTP request from {remote} failed: {e}");
+        }
+        return;
+    }
+    let stream = Replay::new(buf, socket);
+    if shared.config.echo_path.as_deref() == Some(head.path.as_str()) {
+        crate::echo::serve(&shared, stream).await;
+        return;
+    }
     let mut admitted: Option<Admitted> = None;
     let mut refused = false;
     // The callback's error type is fixed by tungstenite's `Callback` trait.

@@ -46,6 +46,7 @@ pub(crate) struct ServerShared {
     pub(crate) clock: Clock,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) http: Arc<dyn crate::http::HttpService>,
     pub(crate) counters: Counters,
     pub(crate) accepting: AtomicBool,
     /// Closed when the accept loop must stop.

@@ -34,8 +34,10 @@ mod auth;
 mod clock;
 mod config;
 mod connection;
+mod echo;
 mod handle;
 mod handler;
+mod http;
 mod mutex;
 mod server;
 mod shards;
@@ -46,6 +48,7 @@ pub use auth::{
 pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
 pub use handle::{ServerHandle, ServerStats, ShutdownReport, UserError};
 pub use handler::{ConnectionInfo, Handler, IgnoreInbound};
+pub use http::{HttpRequest, HttpResponse, HttpService, NoHttp, MAX_HEAD_BYTES};
 pub use mutex::StdRawMutex;
 pub use server::{Server, ServerBuilder, StartError};
 pub use shards::{Shard, SHARD_CONNS, SHARD_EVENTS, SHARD_SLOTS, SHARD_USERS};

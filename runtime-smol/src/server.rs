@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, ServerConfig};
 use crate::handle::{bump, Counters, ServerHandle, ServerShared};
 use crate::handler::{Handler, IgnoreInbound};
+use crate::http::{HttpService, NoHttp};
 use crate::shards::{run_events, run_timer, ShardSlot, Shards};
 
 /// Why the server could not start.
@@ -31,9 +32,16 @@ pub struct ServerBuilder {
     config: ServerConfig,
     authenticator: Option<Arc<dyn Authenticator>>,
     handler: Arc<dyn Handler>,
+    http: Arc<dyn HttpService>,
 }
 
 impl ServerBuilder {
+    /// Answers plain HTTP requests on the same port (default: 404).
+    pub fn http(mut self, service: impl HttpService) -> Self {
+        self.http = Arc::new(service);
+        self
+    }
+
     /// Uses `authenticator` instead of the built-in HS256 one (which needs
     /// `jwt_secret`). Production and staging accept either.
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
@@ -81,6 +89,7 @@ impl ServerBuilder {
             clock: Clock::new(),
             authenticator,
             handler: self.handler,
+            http: self.http,
             counters: Counters::default(),
             accepting: AtomicBool::new(true),
             stop_accepting,
@@ -115,6 +124,7 @@ impl Server {
             config,
             authenticator: None,
             handler: Arc::new(IgnoreInbound),
+            http: Arc::new(NoHttp),
         }
     }
 

@@ -1,0 +1,402 @@
+//! Plain HTTP on the WebSocket port: the request head is parsed with
+//! `httparse`; upgrades go on to the WebSocket handshake (the bytes already
+//! read are replayed), everything else goes to the application's
+//! [`HttpService`] and gets one response with `Connection: close`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::ServerHandle;
+
+/// Largest request head accepted (431 beyond).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// A plain HTTP request, body read in full (bounded by `max_http_body_bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The peer.
+    pub remote: SocketAddr,
+}
+
+impl HttpRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The token of `Authorization: Bearer <token>`.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let v = self.header("authorization")?;
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(str::trim)
+    }
+}
+
+/// A response to a plain HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        HttpResponse {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            headers: Vec::new(),
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// An `application/json` response.
+    pub fn json(status: u16, body: &impl serde::Serialize) -> Self {
+        HttpResponse {
+            status,
+            content_type: "application/json".into(),
+            headers: Vec::new(),
+            body: serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec()),
+        }
+    }
+
+    /// A response with any content type.
+    pub fn with_type(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        HttpResponse {
+            status,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self.status {
+            200 => "OK",
+            201 => "Created",
+            202 => "Accepted",
+            204 => "No Content",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            411 => "Length Required",
+            413 => "Payload Too Large",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "",
+        }
+    }
+
+    /// The response on the wire.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
+            self.status,
+            self.reason(),
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        for (k, v) in &self.headers {
+            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// The application's plain-HTTP endpoints on the WebSocket port.
+pub trait HttpService: Send + Sync + 'static {
+    /// Answers one request. Runs on the connection's task: keep it short.
+    fn handle(&self, server: &ServerHandle, request: HttpRequest) -> HttpResponse;
+}
+
+/// Answers 404 to every plain HTTP request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHttp;
+
+impl HttpService for NoHttp {
+    fn handle(&self, _server: &ServerHandle, _request: HttpRequest) -> HttpResponse {
+        HttpResponse::text(404, "not found\n")
+    }
+}
+
+/// What the request head says.
+pub(crate) struct Head {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    /// Bytes of the head (the rest of the buffer is body or frames).
+    pub(crate) len: usize,
+}
+
+impl Head {
+    pub(crate) fn is_websocket_upgrade(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(k, v)| k == "upgrade" && v.eq_ignore_ascii_case("websocket"))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a request head could not be read.
+pub(crate) enum HeadError {
+    /// The socket closed or failed.
+    Io,
+    /// Not HTTP (400) or too big (431).
+    Bad(u16, &'static str),
+}
+
+/// Reads until a complete request head is in `buf`.
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<Head, HeadError> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let target = req.path.unwrap_or("/");
+                let (path, query) = match target.split_once('?') {
+                    Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+                    None => (target.to_owned(), None),
+                };
+                let headers = req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                return Ok(Head {
+                    method: req.method.unwrap_or("GET").to_owned(),
+                    path,
+                    query,
+                    headers,
+                    len,
+                });
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::Bad(431, "too many headers"))
+            }
+            Err(_) => return Err(HeadError::Bad(400, "malformed HTTP request")),
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err(HeadError::Bad(431, "request head too large"));
+        }
+        let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Io);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads the body of a plain request and asks the service; writes the response.
+pub(crate) async fn serve_plain<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    head: Head,
+    mut buf: Vec<u8>,
+    remote: SocketAddr,
+    max_body: usize,
+    respond: impl FnOnce(HttpRequest) -> HttpResponse,
+) -> io::Result<u16> {
+    let response = match body_length(&head) {
+        Err(r) => r,
+        Ok(n) if n > max_body => HttpResponse::text(413, format!("body over {max_body} bytes\n")),
+        Ok(n) => {
+            let mut body = buf.split_off(head.len);
+            while body.len() < n {
+                let mut chunk = vec![0u8; (n - body.len()).min(16 * 1024)];
+                let read = stream.read(&mut chunk).await?;
+                if read == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                body.extend_from_slice(&chunk[..read]);
+            }
+            body.truncate(n);
+            respond(HttpRequest {
+                method: head.method,
+                path: head.path,
+                query: head.query,
+                headers: head.headers,
+                body,
+                remote,
+            })
+        }
+    };
+    stream.write_all(&response.encode()).await?;
+    stream.flush().await?;
+    Ok(response.status)
+}
+
+fn body_length(head: &Head) -> Result<usize, HttpResponse> {
+    if head.header("transfer-encoding").is_some() {
+        return Err(HttpResponse::text(
+            411,
+            "chunked bodies are not supported; send Content-Length\n",
+        ));
+    }
+    match head.header("content-length") {
+        None => Ok(0),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| HttpResponse::text(400, "bad Content-Length\n")),
+    }
+}
+
+/// A stream that first yields bytes already read, then the inner stream, so
+/// the WebSocket handshake can re-read the request head.
+pub(crate) struct Replay<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Replay<S> {
+    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Replay {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.pos < self.prefix.len() {
+            let n = out.len().min(self.prefix.len() - self.pos);
+            out[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
+            self.pos += n;
+            if self.pos == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_is_parsed_and_replayed() {
+        smol::block_on(async {
+            let raw = b"GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\nEXTRA"
+                .to_vec();
+            let mut src = smol::io::Cursor::new(raw.clone());
+            let mut buf = Vec::new();
+            let head = read_head(&mut src, &mut buf).await.ok().unwrap();
+            assert_eq!(
+                (
+                    head.method.as_str(),
+                    head.path.as_str(),
+                    head.query.as_deref()
+                ),
+                ("GET", "/ws", Some("token=abc"))
+            );
+            assert!(head.is_websocket_upgrade());
+            let mut replay = Replay::new(buf, src);
+            let mut all = Vec::new();
+            replay.read_to_end(&mut all).await.unwrap();
+            assert_eq!(all, raw);
+        });
+    }
+
+    #[test]
+    fn garbage_and_oversized_heads_are_refused() {
+        smol::block_on(async {
+            let mut buf = Vec::new();
+            let mut src = smol::io::Cursor::new(b"\x16\x03\x01 not http\r\n\r\n".to_vec());
+            assert!(matches!(
+                read_head(&mut src, &mut buf).await,
+                Err(HeadError::Bad(400, _))
+            ));
+            let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+            big.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES + 10));
+            let mut buf = Vec::new();
+            let mut src = smol::io::Cursor::new(big);
+            assert!(matches!(
+                read_head(&mut src, &mut buf).await,
+                Err(HeadError::Bad(431, _))
+            ));
+        });
+    }
+
+    #[test]
+    fn response_encoding_closes_the_connection() {
+        let r = HttpResponse::json(202, &serde_json::json!({"queued_for": 2}));
+        let text = String::from_utf8(r.encode()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 202 Accepted\r\n"));
+        assert!(text.contains("content-length: 16\r\nconnection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\n{\"queued_for\":2}"));
+    }
+}
