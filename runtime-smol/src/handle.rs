@@ -162,6 +162,22 @@ impl ServerHandle {
         })
     }
 
+    /// Queues `message` for one connection only (for example an error reply
+    /// to the tab that sent a bad frame).
+    pub fn send_to_connection(
+        &self,
+        conn: &ConnectionInfo,
+        message: Message,
+    ) -> Result<SendOutcome, UserError> {
+        let slot = &self.shared.shards.slots[conn.shard];
+        Ok(slot.core.send_to_connection(
+            conn.manager,
+            conn.connection,
+            message,
+            self.shared.clock.now(),
+        )?)
+    }
+
     /// [`send_to_user`](Self::send_to_user) with a text frame.
     pub fn send_text(
         &self,

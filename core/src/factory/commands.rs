@@ -315,6 +315,90 @@ impl<
         })
     }
 
+    /// Queues `payload` for one open connection of the manager's user (a
+    /// reply to that connection only). The same queue rules as
+    /// [`send_to_user`](Self::send_to_user) apply: a full queue fails with
+    /// [`Error::QueueFull`] under `RejectSend`, or closes the connection with
+    /// 1013 under `CloseSlowConnection` (the outcome then says `queued_for: 0,
+    /// closed_slow: 1`).
+    ///
+    /// Errors: inactive/unknown manager, unknown connection,
+    /// [`Error::IsolationViolation`] for another user's connection,
+    /// [`Error::ConnectionClosing`], [`Error::QueueFull`], [`Limit::QueueSlots`].
+    pub fn send_to_connection(
+        &mut self,
+        manager: ManagerHandle,
+        connection: ConnectionHandle,
+        payload: P,
+        now: Instant,
+    ) -> Result<SendOutcome, Error> {
+        let now = self.tick(now);
+        let u = match self.checked_user(manager) {
+            Ok(u) => u,
+            Err(e) => {
+                self.stats.sends_refused += 1;
+                return Err(e);
+            }
+        };
+        let result = self.checked_conn(manager, u, connection).and_then(|c| {
+            if self.conns[c].state != ConnState::Open {
+                return Err(Error::ConnectionClosing(connection));
+            }
+            if self.conns[c].queue.len >= self.config.queue_depth {
+                return match self.config.slow_consumer {
+                    SlowConsumerPolicy::RejectSend => Err(Error::QueueFull(connection)),
+                    SlowConsumerPolicy::CloseSlowConnection => {
+                        let slow =
+                            CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
+                        self.begin_close(c, slow, now);
+                        self.stats.messages_closed_slow += 1;
+                        self.users[u].stats.messages_closed_slow += 1;
+                        Ok(SendOutcome::Queued {
+                            queued_for: 0,
+                            closed_slow: 1,
+                        })
+                    }
+                };
+            }
+            let was_empty = self.conns[c].queue.len == 0;
+            if self.pool.push(&mut self.conns[c].queue, payload).is_err() {
+                return Err(Error::LimitReached(Limit::QueueSlots));
+            }
+            if was_empty {
+                self.flag_event(c, EV_READY);
+            }
+            self.stats.messages_queued += 1;
+            self.stats.messages_queued_now += 1;
+            self.users[u].stats.messages_queued += 1;
+            Ok(SendOutcome::Queued {
+                queued_for: 1,
+                closed_slow: 0,
+            })
+        });
+        match &result {
+            Ok(_) => {
+                self.stats.sends_accepted += 1;
+                self.users[u].stats.sends_accepted += 1;
+            }
+            Err(e) => {
+                // Isolation and unknown-handle refusals were counted by `checked_conn`.
+                if !matches!(
+                    e,
+                    Error::IsolationViolation { .. } | Error::UnknownConnection(_)
+                ) {
+                    self.count_refusal(e);
+                }
+                self.stats.sends_refused += 1;
+                let st = &mut self.users[u].stats;
+                st.sends_refused += 1;
+                if matches!(e, Error::LimitReached(_) | Error::QueueFull(_)) {
+                    st.limit_hits += 1;
+                }
+            }
+        }
+        result
+    }
+
     /// Deactivates the manager for good: every open connection is closed
     /// (code 1000, reason [`CloseReason::ManagerDeactivated`]), the offline
     /// buffer is discarded (and counted), and from now on every operation

@@ -199,6 +199,17 @@ impl<
         self.with(|f| f.send_to_user(manager, payload, now))
     }
 
+    /// [`ManagerFactory::send_to_connection`].
+    pub fn send_to_connection(
+        &self,
+        manager: ManagerHandle,
+        conn: ConnectionHandle,
+        payload: P,
+        now: Instant,
+    ) -> Result<SendOutcome, Error> {
+        self.with(|f| f.send_to_connection(manager, conn, payload, now))
+    }
+
     /// Sends to the active manager of `user_id`; `Ok(None)` if the user has
     /// no manager on this shard.
     pub fn send_to_user_id(
