@@ -1,1 +1,4 @@
-//! Runnable demos of userlane; see the binaries in `src/bin`.
+//! Runnable demos of userlane and the parts of the example server
+//! `userlane-server` (see `src/bin`).
+
+pub mod server;

@@ -1,0 +1,193 @@
+//! The plain-HTTP endpoints of the example server.
+//!
+//! | endpoint | who | what |
+//! |---|---|---|
+//! | `GET /` | anyone | the browser page |
+//! | `GET /healthz` | anyone | `200 ok` or `503` with the tripped thresholds |
+//! | `GET /metrics` | anyone | Prometheus text format |
+//! | `POST /dev/token` | development only | `{"user_id": …}` → `{"token": …}` |
+//! | `POST /api/users/{user_id}/messages` | service token | JSON body to every connection of the user |
+//! | `DELETE /api/users/{user_id}/connections` | service token | close the user's connections with 4001 |
+
+use std::sync::Arc;
+
+use serde_json::json;
+use userlane_smol::userlane_core::{
+    CloseCode, Error as CoreError, Limit, SendOutcome, UserContext,
+};
+use userlane_smol::{
+    Environment, HttpRequest, HttpResponse, HttpService, Message, ServerHandle, UserError,
+};
+
+use super::agent::AgentStats;
+use super::health::{Health, Sample};
+use super::tokens::{constant_time_eq, mint};
+
+/// Close code of a forced disconnect through the service API.
+pub const FORCE_DISCONNECT: u16 = 4001;
+/// Lifetime of a development token.
+pub const DEV_TOKEN_TTL_SECS: u64 = 12 * 3600;
+
+/// The example server's [`HttpService`].
+pub struct Api {
+    /// The environment.
+    pub environment: Environment,
+    /// Bearer token of back-end services; `None` disables the service API.
+    pub service_token: Option<String>,
+    /// Secret for `/dev/token` (development only).
+    pub dev_secret: Option<Vec<u8>>,
+    /// Largest body accepted by the service API.
+    pub max_message_bytes: usize,
+    /// Agent counters (health and metrics).
+    pub agent: Arc<AgentStats>,
+    /// The health window.
+    pub health: Arc<Health>,
+}
+
+impl HttpService for Api {
+    fn handle(&self, server: &ServerHandle, req: HttpRequest) -> HttpResponse {
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        match (req.method.as_str(), segments.as_slice()) {
+            ("GET", [""]) => HttpResponse::with_type(200, "text/html; charset=utf-8", super::PAGE),
+            ("GET", ["healthz"]) => self.healthz(server),
+            ("GET", ["metrics"]) => HttpResponse::with_type(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                super::metrics::render(&server.stats(), &self.agent),
+            ),
+            ("POST", ["dev", "token"]) if self.environment == Environment::Development => {
+                self.dev_token(&req)
+            }
+            ("POST", ["api", "users", user, "messages"]) => match self.authorize(&req) {
+                Err(r) => r,
+                Ok(()) => match decode_user(user) {
+                    Some(user) => self.post_message(server, &user, &req),
+                    None => HttpResponse::json(400, &json!({"error": "bad user id in path"})),
+                },
+            },
+            ("DELETE", ["api", "users", user, "connections"]) => match self.authorize(&req) {
+                Err(r) => r,
+                Ok(()) => match decode_user(user) {
+                    Some(user) => {
+                        let code =
+                            CloseCode::new(FORCE_DISCONNECT).expect("4001 is a valid close code");
+                        let closed = server.disconnect_user(&user, code, "disconnected by service");
+                        HttpResponse::json(200, &json!({ "closed": closed }))
+                    }
+                    None => HttpResponse::json(400, &json!({"error": "bad user id in path"})),
+                },
+            },
+            ("GET", ["echo"]) if !self.environment.requires_authentication() => {
+                HttpResponse::text(426, "upgrade to a WebSocket to use the echo endpoint\n")
+            }
+            (_, ["api", ..]) | (_, ["healthz"]) | (_, ["metrics"]) => {
+                HttpResponse::text(405, "method not allowed\n")
+            }
+            _ => HttpResponse::text(404, "not found\n"),
+        }
+    }
+}
+
+impl Api {
+    fn authorize(&self, req: &HttpRequest) -> Result<(), HttpResponse> {
+        let presented = req.bearer_token().unwrap_or_default();
+        match &self.service_token {
+            Some(expected) if constant_time_eq(presented.as_bytes(), expected.as_bytes()) => Ok(()),
+            _ => Err(HttpResponse::json(
+                401,
+                &json!({"error": "a valid service token is required"}),
+            )),
+        }
+    }
+
+    fn healthz(&self, server: &ServerHandle) -> HttpResponse {
+        match self.health.check(Sample::of(&server.stats(), &self.agent)) {
+            Ok(()) => HttpResponse::text(200, "ok\n"),
+            Err(reason) => HttpResponse::text(503, format!("unhealthy: {reason}\n")),
+        }
+    }
+
+    fn dev_token(&self, req: &HttpRequest) -> HttpResponse {
+        let Some(secret) = &self.dev_secret else {
+            return HttpResponse::json(503, &json!({"error": "no secret to sign tokens"}));
+        };
+        let user_id = serde_json::from_slice::<serde_json::Value>(&req.body)
+            .ok()
+            .and_then(|v| v.get("user_id").and_then(|u| u.as_str()).map(str::to_owned));
+        let Some(user_id) = user_id else {
+            return HttpResponse::json(400, &json!({"error": "send {\"user_id\": \"…\"}"}));
+        };
+        if let Err(e) = UserContext::new(&user_id, "t", "r", "q") {
+            return HttpResponse::json(400, &json!({"error": e.to_string()}));
+        }
+        match mint(secret, &user_id, DEV_TOKEN_TTL_SECS) {
+            Ok(token) => HttpResponse::json(200, &json!({ "token": token, "user_id": user_id })),
+            Err(e) => HttpResponse::json(500, &json!({"error": e.to_string()})),
+        }
+    }
+
+    fn post_message(&self, server: &ServerHandle, user: &str, req: &HttpRequest) -> HttpResponse {
+        if req.body.len() > self.max_message_bytes {
+            return HttpResponse::json(413, &json!({"error": "body over the message size limit"}));
+        }
+        let Ok(text) = std::str::from_utf8(&req.body) else {
+            return HttpResponse::json(400, &json!({"error": "body is not UTF-8"}));
+        };
+        if serde_json::from_str::<serde_json::Value>(text).is_err() {
+            return HttpResponse::json(400, &json!({"error": "body is not JSON"}));
+        }
+        match server.send_to_user(user, Message::text(text.to_owned())) {
+            Ok(SendOutcome::Queued { queued_for, .. }) => {
+                HttpResponse::json(202, &json!({ "queued_for": queued_for }))
+            }
+            Ok(SendOutcome::Buffered { .. }) => {
+                HttpResponse::json(202, &json!({ "buffered": true }))
+            }
+            Err(UserError::UnknownUser | UserError::Core(CoreError::NoConnections(_))) => {
+                HttpResponse::json(404, &json!({"error": "unknown user"}))
+            }
+            Err(UserError::Core(CoreError::InvalidContext(e))) => {
+                HttpResponse::json(400, &json!({"error": e.to_string()}))
+            }
+            Err(UserError::Core(
+                e @ (CoreError::LimitReached(
+                    Limit::OfflineBuffer | Limit::QueueSlots | Limit::Users,
+                )
+                | CoreError::QueueFull(_)
+                | CoreError::EventsPending),
+            )) => HttpResponse::json(503, &json!({"error": e.to_string()})),
+            Err(e) => HttpResponse::json(500, &json!({"error": e.to_string()})),
+        }
+    }
+}
+
+/// Percent-decodes a path segment.
+fn decode_user(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_user;
+
+    #[test]
+    fn user_ids_in_paths_are_percent_decoded() {
+        assert_eq!(decode_user("alice").as_deref(), Some("alice"));
+        assert_eq!(decode_user("a%40b.com").as_deref(), Some("a@b.com"));
+        assert_eq!(decode_user("%zz"), None);
+        assert_eq!(decode_user(""), None);
+    }
+}

@@ -1,0 +1,311 @@
+//! `/metrics`: the server's counters in the Prometheus text format, encoded
+//! by `prometheus-client` from a fresh snapshot at every scrape.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use userlane_smol::ServerStats;
+
+use super::agent::AgentStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Code {
+    code: &'static str,
+    reason: &'static str,
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g = Gauge::<i64>::default();
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+fn family<
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    values: &[(L, u64)],
+) {
+    let f = Family::<L, Counter<u64>>::default();
+    for (labels, v) in values {
+        f.get_or_create(labels).inc_by(*v);
+    }
+    registry.register(name, help, f);
+}
+
+/// Renders every metric.
+pub fn render(stats: &ServerStats, agent: &AgentStats) -> String {
+    let c = &stats.core;
+    let mut r = Registry::with_prefix("userlane");
+    gauge(
+        &mut r,
+        "connections",
+        "Open WebSocket connections",
+        c.connections_active,
+    );
+    gauge(
+        &mut r,
+        "connections_closing",
+        "Connections closing (flushing their queue)",
+        c.connections_closing,
+    );
+    gauge(
+        &mut r,
+        "users",
+        "Users with an active manager",
+        c.users_with_active_managers,
+    );
+    gauge(
+        &mut r,
+        "managers_active",
+        "Active isolated managers",
+        c.managers_active,
+    );
+    gauge(
+        &mut r,
+        "queue_depth",
+        "Messages waiting in connection queues",
+        c.messages_queued_now,
+    );
+    gauge(
+        &mut r,
+        "offline_buffered",
+        "Messages waiting in offline buffers",
+        c.offline_now,
+    );
+    counter(
+        &mut r,
+        "managers_created",
+        "Isolated managers created",
+        c.managers_created,
+    );
+    counter(
+        &mut r,
+        "managers_cleaned_up",
+        "Managers deactivated or reclaimed",
+        c.managers_cleaned_up,
+    );
+    counter(
+        &mut r,
+        "connections_opened",
+        "Connections opened",
+        c.total_connections_managed,
+    );
+    counter(
+        &mut r,
+        "fallback_connections",
+        "Connections admitted without a token (development/testing)",
+        stats.fallback_connections,
+    );
+    counter(
+        &mut r,
+        "security_violations",
+        "Isolation violations refused",
+        c.security_violations_detected,
+    );
+    family(
+        &mut r,
+        "rejections",
+        "Refusals by reason",
+        &[
+            (Reason { reason: "http_400" }, stats.rejected_bad_request),
+            (Reason { reason: "http_401" }, stats.rejected_unauthorized),
+            (Reason { reason: "http_404" }, stats.rejected_not_found),
+            (Reason { reason: "http_429" }, stats.rejected_user_limit),
+            (Reason { reason: "http_503" }, stats.rejected_server_full),
+            (
+                Reason {
+                    reason: "queue_full",
+                },
+                c.rejected_queue_full,
+            ),
+            (
+                Reason {
+                    reason: "offline_buffer_full",
+                },
+                c.rejected_offline_full,
+            ),
+            (
+                Reason {
+                    reason: "queue_slots",
+                },
+                c.rejected_queue_slots,
+            ),
+            (
+                Reason {
+                    reason: "no_connections",
+                },
+                c.rejected_no_connections,
+            ),
+            (
+                Reason {
+                    reason: "inactive_manager",
+                },
+                c.rejected_inactive_manager,
+            ),
+        ],
+    );
+    family(
+        &mut r,
+        "closes",
+        "Connections closed, by close code and reason",
+        &[
+            (
+                Code {
+                    code: "1000",
+                    reason: "idle_timeout",
+                },
+                c.closed_idle_timeout,
+            ),
+            (
+                Code {
+                    code: "1000",
+                    reason: "manager_deactivated",
+                },
+                c.closed_deactivated,
+            ),
+            (
+                Code {
+                    code: "1001",
+                    reason: "shutdown",
+                },
+                c.closed_shutdown,
+            ),
+            (
+                Code {
+                    code: "1002",
+                    reason: "protocol_error",
+                },
+                stats.closed_protocol_error,
+            ),
+            (
+                Code {
+                    code: "1007",
+                    reason: "invalid_utf8",
+                },
+                stats.closed_invalid_utf8,
+            ),
+            (
+                Code {
+                    code: "1009",
+                    reason: "message_too_big",
+                },
+                stats.closed_message_too_big,
+            ),
+            (
+                Code {
+                    code: "1011",
+                    reason: "handler_panic",
+                },
+                stats.handler_panics,
+            ),
+            (
+                Code {
+                    code: "1013",
+                    reason: "slow_consumer",
+                },
+                c.closed_slow_consumer,
+            ),
+            (
+                Code {
+                    code: "app",
+                    reason: "application",
+                },
+                c.closed_application,
+            ),
+            (
+                Code {
+                    code: "none",
+                    reason: "peer_gone",
+                },
+                c.connections_lost,
+            ),
+            (
+                Code {
+                    code: "none",
+                    reason: "forced",
+                },
+                stats.forced_closes,
+            ),
+        ],
+    );
+    counter(
+        &mut r,
+        "messages_queued",
+        "Messages queued for connections (one per connection)",
+        c.messages_queued,
+    );
+    counter(
+        &mut r,
+        "messages_delivered",
+        "Messages handed to the socket",
+        c.messages_transmitted,
+    );
+    counter(&mut r, "messages_failed", "Sends refused", c.sends_refused);
+    counter(
+        &mut r,
+        "messages_dropped",
+        "Queued messages never transmitted (connection gone)",
+        c.messages_dropped,
+    );
+    counter(
+        &mut r,
+        "agent_events_sent",
+        "Agent events delivered or buffered",
+        agent.events_sent.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut r,
+        "agent_events_failed",
+        "Agent events that reached no connection",
+        agent.events_failed.load(Ordering::Relaxed),
+    );
+    let mut out = String::new();
+    encode(&mut out, &r).expect("writing to a String cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_in_prometheus_text_format() {
+        let mut stats = ServerStats::default();
+        stats.core.connections_active = 3;
+        stats.core.closed_slow_consumer = 2;
+        stats.rejected_unauthorized = 7;
+        let text = render(&stats, &AgentStats::default());
+        assert!(
+            text.contains("# TYPE userlane_connections gauge\nuserlane_connections 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("userlane_closes_total{code=\"1013\",reason=\"slow_consumer\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("userlane_rejections_total{reason=\"http_401\"} 7"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,13 @@
+//! The example server: a demo agent over userlane's isolated lanes, a
+//! service API, health and metrics, and a browser page, all on one port.
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod health;
+pub mod metrics;
+pub mod protocol;
+pub mod tokens;
+
+/// The self-contained browser page served at `/`.
+pub const PAGE: &str = include_str!("page.html");
