@@ -15,6 +15,15 @@ pub struct ManagerHandle {
     pub(crate) generation: u32,
 }
 
+impl ManagerHandle {
+    /// A handle that never addresses a manager, used in errors where the user
+    /// has no manager at all.
+    pub const NONE: ManagerHandle = ManagerHandle {
+        index: u32::MAX,
+        generation: 0,
+    };
+}
+
 /// Addresses one connection. Like [`ManagerHandle`], it carries the slot's
 /// generation: once the connection is gone the handle is refused, never routed
 /// to a later connection that reuses the slot.

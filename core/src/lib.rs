@@ -90,6 +90,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod close;
+pub mod compat;
 mod config;
 mod context;
 mod error;

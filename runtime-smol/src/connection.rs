@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use async_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use async_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame as WireCloseFrame, WebSocketConfig};
@@ -247,7 +247,9 @@ async fn read_loop(
             Ok(Message::Ping(_) | Message::Pong(_)) => {
                 let _ = slot.core.handle_activity(info.connection, now);
             }
-            Ok(Message::Close(_)) => return true,
+            // Keep reading: the next read flushes tungstenite's queued close
+            // reply, then ends the stream, so the peer sees a clean close.
+            Ok(Message::Close(_)) => continue,
             Ok(Message::Frame(_)) => {}
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
                 bump(&shared.counters.closed_message_too_big);
@@ -259,6 +261,8 @@ async fn read_loop(
                 close_with(shared, info, CloseCode::INVALID_PAYLOAD, "invalid UTF-8");
                 return false;
             }
+            // The peer vanished without a close frame: gone, not a protocol error.
+            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => return true,
             Err(WsError::Protocol(e)) => {
                 bump(&shared.counters.closed_protocol_error);
                 log::debug!("protocol error on {}: {e}", info.connection_id());

@@ -95,6 +95,10 @@ pub struct ServerStats {
     pub handler_panics: u64,
     /// Connections dropped without a close frame (close grace or shutdown deadline passed).
     pub forced_closes: u64,
+    /// Legacy (compat) calls made in this process, all servers together.
+    pub legacy_calls: u64,
+    /// Distinct legacy call sites recorded.
+    pub legacy_call_sites: u64,
 }
 
 /// Why a user-targeted operation failed.
@@ -249,6 +253,7 @@ impl ServerHandle {
         }
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let legacy = crate::compat::legacy_usage();
         ServerStats {
             core,
             events_dropped,
@@ -266,6 +271,8 @@ impl ServerHandle {
             closed_protocol_error: get(&c.closed_protocol_error),
             handler_panics: get(&c.handler_panics),
             forced_closes: get(&c.forced_closes),
+            legacy_calls: legacy.total_calls,
+            legacy_call_sites: legacy.sites.len() as u64,
         }
     }
 

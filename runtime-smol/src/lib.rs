@@ -32,6 +32,7 @@
 mod admission;
 mod auth;
 mod clock;
+pub mod compat;
 mod config;
 mod connection;
 mod echo;

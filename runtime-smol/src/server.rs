@@ -150,6 +150,9 @@ impl Server {
             tasks_tx,
             ..
         } = self;
+        crate::compat::install(&ServerHandle {
+            shared: shared.clone(),
+        });
         let background: Vec<smol::Task<()>> = shared
             .shards
             .slots
@@ -204,6 +207,7 @@ impl Server {
         // Wait for the connection tasks (shutdown drives them to the end).
         let _ = shared.tasks_rx.recv().await;
         drop(background);
+        crate::compat::uninstall(&shared);
         log::info!("userlane stopped");
     }
 }

@@ -67,6 +67,11 @@ impl<
         Ok(c)
     }
 
+    /// Counts a refusal decided outside the factory (by the compat facade).
+    pub(crate) fn count_external_refusal(&mut self, e: &Error) {
+        self.count_refusal(e);
+    }
+
     /// Counts a refusal in the factory stats (and the manager's, when known).
     pub(super) fn count_refusal(&mut self, e: &Error) {
         let s = &mut self.stats;

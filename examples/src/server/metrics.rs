@@ -19,6 +19,11 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Method {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Code {
     code: &'static str,
     reason: &'static str,
@@ -277,6 +282,37 @@ pub fn render(stats: &ServerStats, agent: &AgentStats) -> String {
         "agent_events_failed",
         "Agent events that reached no connection",
         agent.events_failed.load(Ordering::Relaxed),
+    );
+    let legacy = userlane_smol::compat::legacy_usage();
+    let mut by_method: Vec<(Method, u64)> = Vec::new();
+    for site in &legacy.sites {
+        let method = Method {
+            method: site.method.name(),
+        };
+        match by_method.iter_mut().find(|(m, _)| *m == method) {
+            Some((_, n)) => *n += site.count,
+            None => by_method.push((method, site.count)),
+        }
+    }
+    if legacy.overflow_calls > 0 {
+        by_method.push((
+            Method {
+                method: "untracked_site",
+            },
+            legacy.overflow_calls,
+        ));
+    }
+    family(
+        &mut r,
+        "legacy_calls",
+        "Legacy singleton API calls, by method",
+        &by_method,
+    );
+    gauge(
+        &mut r,
+        "legacy_call_sites",
+        "Distinct source locations still calling the legacy API",
+        stats.legacy_call_sites,
     );
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");

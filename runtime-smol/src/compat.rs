@@ -1,0 +1,271 @@
+//! The legacy singleton API, bound to the running server.
+//!
+//! [`get_websocket_manager`] returns a [`LegacyHandle`] to the server started
+//! last in this process (set when [`Server::run`](crate::Server::run) starts,
+//! cleared when it ends). Before that it returns
+//! [`CompatError::ServerNotRunning`]: never a fresh, empty manager that would
+//! swallow messages. Every legacy method is `#[deprecated]` (the compiler
+//! lists the call sites) and `#[track_caller]` (each call records its
+//! `file:line` in a process-wide call-site table, reported by
+//! [`legacy_usage`] and in [`ServerStats`](crate::ServerStats)).
+//!
+//! The new path: [`create_websocket_manager`] (alias
+//! [`migrate_singleton_usage`]) gives a [`UserLane`] bound to one user.
+
+use std::future::{ready, Ready};
+use std::panic::Location;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use userlane_core::compat::{CallSite, CallSites, LegacyMethod};
+use userlane_core::{CloseCode, ManagerHandle, SendOutcome, UserContext};
+
+use crate::handle::{ServerHandle, ServerShared, UserError};
+use crate::{ConnectionInfo, Message};
+
+/// Call sites kept; calls from further sites are counted as overflow.
+pub const CALL_SITE_CAPACITY: usize = 256;
+
+static RUNNING: RwLock<Option<ServerHandle>> = RwLock::new(None);
+static SITES: Mutex<CallSites<CALL_SITE_CAPACITY>> = Mutex::new(CallSites::new());
+
+/// Binds the legacy API to `handle` (called when a server starts).
+pub(crate) fn install(handle: &ServerHandle) {
+    *RUNNING.write().unwrap_or_else(PoisonError::into_inner) = Some(handle.clone());
+}
+
+/// Unbinds it, if it is still bound to `shared` (called when that server ends).
+pub(crate) fn uninstall(shared: &Arc<ServerShared>) {
+    let mut running = RUNNING.write().unwrap_or_else(PoisonError::into_inner);
+    if running
+        .as_ref()
+        .is_some_and(|h| Arc::ptr_eq(&h.shared, shared))
+    {
+        *running = None;
+    }
+}
+
+fn record(method: LegacyMethod, at: &'static Location<'static>) {
+    SITES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .record(method, at);
+}
+
+/// Why a legacy call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompatError {
+    /// No server is running in this process.
+    #[error("get_websocket_manager() was called before a userlane server started; no fallback manager is created")]
+    ServerNotRunning,
+    /// A close code that may not be sent.
+    #[error("{0} is not a sendable WebSocket close code")]
+    InvalidCloseCode(u16),
+    /// The user-level operation failed.
+    #[error(transparent)]
+    User(#[from] UserError),
+}
+
+/// Legacy calls made in this process: every site with its `file:line` and count.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegacyUsage {
+    /// Every legacy call.
+    pub total_calls: u64,
+    /// Calls from sites beyond [`CALL_SITE_CAPACITY`].
+    pub overflow_calls: u64,
+    /// The sites, in order of first call.
+    pub sites: Vec<CallSite>,
+}
+
+/// A snapshot of the legacy call-site table.
+pub fn legacy_usage() -> LegacyUsage {
+    let sites = SITES.lock().unwrap_or_else(PoisonError::into_inner);
+    LegacyUsage {
+        total_calls: sites.total_calls(),
+        overflow_calls: sites.overflow_calls(),
+        sites: sites.sites().to_vec(),
+    }
+}
+
+/// The legacy handle of the running server.
+pub fn get_websocket_manager() -> Result<LegacyHandle, CompatError> {
+    RUNNING
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .map(|server| LegacyHandle { server })
+        .ok_or(CompatError::ServerNotRunning)
+}
+
+/// The legacy `get_stats()` keys with real values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegacyStats {
+    /// Open connections now.
+    pub active_connections: u64,
+    /// Connections ever opened.
+    pub total_connections: u64,
+    /// Users with an active manager.
+    pub unique_users: u64,
+    /// Active isolated managers.
+    pub isolated_managers: u64,
+    /// Sends accepted.
+    pub messages_sent: u64,
+    /// Sends refused.
+    pub messages_failed: u64,
+    /// The migration section.
+    pub migration_status: LegacyMigrationStatus,
+}
+
+/// The migration section of [`LegacyStats`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegacyMigrationStatus {
+    /// Always `true`.
+    pub is_legacy_adapter: bool,
+    /// Every legacy call in this process.
+    pub legacy_calls_total: u64,
+    /// Distinct call sites (each warned once).
+    pub unique_warning_sites: u64,
+    /// The sites with `file:line` and counts.
+    pub sites: Vec<CallSite>,
+    /// What to do next.
+    pub recommended_action: &'static str,
+}
+
+/// The legacy singleton API over the running server's isolated lanes.
+/// Methods return futures so that legacy `.await`s keep compiling; they do
+/// not block.
+#[derive(Clone, Debug)]
+pub struct LegacyHandle {
+    server: ServerHandle,
+}
+
+impl LegacyHandle {
+    /// Sends to every connection of `user_id` (or its offline buffer).
+    #[deprecated(
+        note = "legacy singleton API: use create_websocket_manager(ctx) and UserLane::send"
+    )]
+    #[track_caller]
+    pub fn send_to_user(
+        &self,
+        user_id: &str,
+        message: impl Into<Message>,
+    ) -> Ready<Result<SendOutcome, UserError>> {
+        record(LegacyMethod::SendToUser, Location::caller());
+        ready(self.server.send_to_user(user_id, message.into()))
+    }
+
+    /// Closes every connection of `user_id` with `code` and `reason`.
+    #[deprecated(note = "legacy singleton API: use ServerHandle::disconnect_user")]
+    #[track_caller]
+    pub fn disconnect_user(
+        &self,
+        user_id: &str,
+        code: u16,
+        reason: &str,
+    ) -> Ready<Result<usize, CompatError>> {
+        record(LegacyMethod::DisconnectUser, Location::caller());
+        ready(match CloseCode::new(code) {
+            Ok(code) => Ok(self.server.disconnect_user(user_id, code, reason)),
+            Err(_) => Err(CompatError::InvalidCloseCode(code)),
+        })
+    }
+
+    /// The connection ids of `user_id`.
+    #[deprecated(note = "legacy singleton API: use ServerHandle::user_connections")]
+    #[track_caller]
+    pub fn get_user_connections(&self, user_id: &str) -> Vec<String> {
+        record(LegacyMethod::GetUserConnections, Location::caller());
+        self.server
+            .user_connections(user_id)
+            .iter()
+            .map(|c| c.connection_id().to_owned())
+            .collect()
+    }
+
+    /// The legacy stats keys, with real values.
+    #[deprecated(note = "legacy singleton API: use ServerHandle::stats")]
+    #[track_caller]
+    pub fn get_stats(&self) -> Ready<LegacyStats> {
+        record(LegacyMethod::GetStats, Location::caller());
+        let s = self.server.stats().core;
+        let usage = legacy_usage();
+        ready(LegacyStats {
+            active_connections: s.connections_active,
+            total_connections: s.total_connections_managed,
+            unique_users: s.users_with_active_managers,
+            isolated_managers: s.managers_active,
+            messages_sent: s.sends_accepted,
+            messages_failed: s.sends_refused,
+            migration_status: LegacyMigrationStatus {
+                is_legacy_adapter: true,
+                legacy_calls_total: usage.total_calls,
+                unique_warning_sites: usage.sites.len() as u64,
+                sites: usage.sites,
+                recommended_action: userlane_core::compat::RECOMMENDED_ACTION,
+            },
+        })
+    }
+}
+
+/// One user's lane on the running server: the new path.
+#[derive(Clone, Debug)]
+pub struct UserLane {
+    server: ServerHandle,
+    user_id: String,
+    manager: ManagerHandle,
+}
+
+/// Creates (or finds) the isolated manager of `ctx.user_id()` on the running server.
+pub fn create_websocket_manager(ctx: UserContext) -> Result<UserLane, CompatError> {
+    let server = get_websocket_manager()?.server;
+    let slot = server.shared.shards.of(ctx.user_id());
+    let user_id = ctx.user_id().to_owned();
+    let manager = slot
+        .core
+        .create_manager(ctx, server.shared.clock.now())
+        .map_err(UserError::from)?;
+    Ok(UserLane {
+        server,
+        user_id,
+        manager,
+    })
+}
+
+/// The seed's name for [`create_websocket_manager`].
+pub fn migrate_singleton_usage(ctx: UserContext) -> Result<UserLane, CompatError> {
+    create_websocket_manager(ctx)
+}
+
+impl UserLane {
+    /// The user.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The core handle of the user's manager.
+    pub fn manager(&self) -> ManagerHandle {
+        self.manager
+    }
+
+    /// Sends to every connection of this user (or its offline buffer). Fails
+    /// with "manager is no longer active" once the manager was deactivated or
+    /// reclaimed.
+    pub fn send(&self, message: impl Into<Message>) -> Result<SendOutcome, UserError> {
+        let slot = self.server.shared.shards.of(&self.user_id);
+        Ok(slot
+            .core
+            .send_to_user(self.manager, message.into(), self.server.shared.clock.now())?)
+    }
+
+    /// The user's open connections.
+    pub fn connections(&self) -> Vec<Arc<ConnectionInfo>> {
+        self.server.user_connections(&self.user_id)
+    }
+
+    /// Deactivates the user's manager (its connections close with 1000).
+    pub fn deactivate(&self) -> Result<u32, UserError> {
+        let slot = self.server.shared.shards.of(&self.user_id);
+        Ok(slot
+            .core
+            .deactivate(self.manager, self.server.shared.clock.now())?)
+    }
+}
