@@ -6,7 +6,8 @@
 /// was created. When the manager is deactivated or reclaimed the slot's
 /// generation moves on, so an old handle is refused with
 /// [`Error::ManagerInactive`](crate::Error::ManagerInactive) and can never reach
-/// the manager that later reuses the slot.
+/// the manager that later reuses the slot. Generations are 32 bits: only a
+/// handle kept across 2³² reuses of its slot could alias a newer one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

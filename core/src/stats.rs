@@ -186,7 +186,8 @@ impl Stats {
 }
 
 /// Counters of one manager (one user), from
-/// [`manager_stats`](crate::ManagerFactory::manager_stats).
+/// [`manager_stats`](crate::ManagerFactory::manager_stats). Totals saturate
+/// at `u32::MAX` rather than wrap or panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -105,9 +105,12 @@ impl<
             None
         };
         if let Some(e) = refused {
+            let st = &mut self.users[u].stats;
             match e {
-                Error::IsolationViolation { .. } => self.users[u].stats.security_violations += 1,
-                _ => self.users[u].stats.limit_hits += 1,
+                Error::IsolationViolation { .. } => {
+                    st.security_violations = st.security_violations.saturating_add(1)
+                }
+                _ => st.limit_hits = st.limit_hits.saturating_add(1),
             }
             self.count_refusal(&e);
             return Err(e);
@@ -128,13 +131,13 @@ impl<
         self.stats.connections_active += 1;
         let user = &mut self.users[u];
         user.stats.connections += 1;
-        user.stats.connections_opened += 1;
+        user.stats.connections_opened = user.stats.connections_opened.saturating_add(1);
         let replayed = user.offline.len;
         if replayed > 0 {
             let mut offline = core::mem::replace(&mut user.offline, crate::pool::Fifo::EMPTY);
             user.stats.offline_now = 0;
-            user.stats.offline_replayed += replayed;
-            user.stats.messages_queued += replayed;
+            user.stats.offline_replayed = user.stats.offline_replayed.saturating_add(replayed);
+            user.stats.messages_queued = user.stats.messages_queued.saturating_add(replayed);
             self.pool.append(&mut self.conns[c].queue, &mut offline);
             let r = u64::from(replayed);
             self.stats.offline_now -= r;
@@ -220,15 +223,16 @@ impl<
         match &result {
             Ok(_) => {
                 self.stats.sends_accepted += 1;
-                self.users[u].stats.sends_accepted += 1;
+                self.users[u].stats.sends_accepted =
+                    self.users[u].stats.sends_accepted.saturating_add(1);
             }
             Err(e) => {
                 self.count_refusal(e);
                 self.stats.sends_refused += 1;
                 let st = &mut self.users[u].stats;
-                st.sends_refused += 1;
+                st.sends_refused = st.sends_refused.saturating_add(1);
                 if matches!(e, Error::LimitReached(_) | Error::QueueFull(_)) {
-                    st.limit_hits += 1;
+                    st.limit_hits = st.limit_hits.saturating_add(1);
                 }
             }
         }
@@ -253,7 +257,7 @@ impl<
         }
         let st = &mut self.users[u].stats;
         st.offline_now += 1;
-        st.offline_buffered += 1;
+        st.offline_buffered = st.offline_buffered.saturating_add(1);
         self.stats.offline_buffered += 1;
         self.stats.offline_now += 1;
         Ok(SendOutcome::Buffered {
@@ -307,8 +311,8 @@ impl<
         self.stats.messages_queued_now += w;
         self.stats.messages_closed_slow += u64::from(full);
         let st = &mut self.users[u].stats;
-        st.messages_queued += wanted;
-        st.messages_closed_slow += full;
+        st.messages_queued = st.messages_queued.saturating_add(wanted);
+        st.messages_closed_slow = st.messages_closed_slow.saturating_add(full);
         Ok(SendOutcome::Queued {
             queued_for: wanted,
             closed_slow: full,
@@ -352,7 +356,8 @@ impl<
                             CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
                         self.begin_close(c, slow, now);
                         self.stats.messages_closed_slow += 1;
-                        self.users[u].stats.messages_closed_slow += 1;
+                        self.users[u].stats.messages_closed_slow =
+                            self.users[u].stats.messages_closed_slow.saturating_add(1);
                         Ok(SendOutcome::Queued {
                             queued_for: 0,
                             closed_slow: 1,
@@ -369,7 +374,8 @@ impl<
             }
             self.stats.messages_queued += 1;
             self.stats.messages_queued_now += 1;
-            self.users[u].stats.messages_queued += 1;
+            self.users[u].stats.messages_queued =
+                self.users[u].stats.messages_queued.saturating_add(1);
             Ok(SendOutcome::Queued {
                 queued_for: 1,
                 closed_slow: 0,
@@ -378,7 +384,8 @@ impl<
         match &result {
             Ok(_) => {
                 self.stats.sends_accepted += 1;
-                self.users[u].stats.sends_accepted += 1;
+                self.users[u].stats.sends_accepted =
+                    self.users[u].stats.sends_accepted.saturating_add(1);
             }
             Err(e) => {
                 // Isolation and unknown-handle refusals were counted by `checked_conn`.
@@ -390,9 +397,9 @@ impl<
                 }
                 self.stats.sends_refused += 1;
                 let st = &mut self.users[u].stats;
-                st.sends_refused += 1;
+                st.sends_refused = st.sends_refused.saturating_add(1);
                 if matches!(e, Error::LimitReached(_) | Error::QueueFull(_)) {
-                    st.limit_hits += 1;
+                    st.limit_hits = st.limit_hits.saturating_add(1);
                 }
             }
         }

@@ -60,7 +60,8 @@ impl<
                 manager,
                 violation: Violation::ForeignConnection { owner },
             };
-            self.users[u].stats.security_violations += 1;
+            self.users[u].stats.security_violations =
+                self.users[u].stats.security_violations.saturating_add(1);
             self.count_refusal(&e);
             return Err(e);
         }
