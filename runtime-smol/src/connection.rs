@@ -38,7 +38,10 @@ pub(crate) async fn serve(
     let head = smol::future::or(
         async { Some(read_head(&mut socket, &mut buf).await) },
         async {
-            smol::Timer::after(shared.config.handshake_timeout).await;
+            let timeout = async {
+                smol::Timer::after(shared.config.handshake_timeout).await;
+            };
+            smol::future::or(timeout, killed(&shared)).await;
             None
         },
     )
@@ -63,13 +66,17 @@ pub(crate) async fn serve(
             shared: shared.clone(),
         };
         let max_body = shared.config.max_http_body_bytes;
-        let served = serve_plain(&mut socket, head, buf, remote, max_body, |req| {
+        let serving = serve_plain(&mut socket, head, buf, remote, max_body, |req| {
             catch_unwind(AssertUnwindSafe(|| shared.http.handle(&handle, req))).unwrap_or_else(
                 |_| {
                     bump(&shared.counters.handler_panics);
                     HttpResponse::text(500, "internal error\n")
                 },
             )
+        });
+        let served = smol::future::or(serving, async {
+            killed(&shared).await;
+            Err(std::io::Error::other("dropped at the shutdown deadline"))
         })
         .await;
         if let Err(e) = served {
@@ -149,6 +156,12 @@ pub(crate) async fn serve(
     {
         bump(&shared.counters.handler_panics);
     }
+}
+
+/// Resolves when shutdown's deadline has passed and every connection still
+/// open must be dropped.
+pub(crate) async fn killed(shared: &ServerShared) {
+    let _ = shared.kill_rx.recv().await;
 }
 
 /// Frees the connection's slot in the core and the registry.
@@ -296,13 +309,24 @@ async fn write_loop(
 ) {
     let slot = &shared.shards.slots[info.shard];
     let conn = info.connection;
-    if let Ok(Some(greeting)) = catch_unwind(AssertUnwindSafe(|| shared.handler.greeting(info))) {
-        if sink.send(greeting).await.is_err() {
-            return;
+    match catch_unwind(AssertUnwindSafe(|| shared.handler.greeting(info))) {
+        Ok(Some(greeting)) => {
+            if sink.send(greeting).await.is_err() {
+                return;
+            }
+        }
+        Ok(None) => {}
+        Err(_) => {
+            // Like a panic in on_message: counted, and this connection closed with 1011.
+            bump(&shared.counters.handler_panics);
+            log::error!(
+                "handler panicked greeting connection {}; closing it with 1011",
+                info.connection_id()
+            );
+            close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
         }
     }
     let mut ping = smol::Timer::interval(shared.config.ping_interval);
-    let mut batch: Vec<Transmit<Message>> = Vec::with_capacity(WRITE_BATCH);
     loop {
         enum Step {
             Item(Option<Transmit<Message>>),
@@ -324,10 +348,13 @@ async fn write_loop(
             }
             Step::Item(None) => return,
             Step::Item(Some(first)) => {
-                batch.push(first);
-                slot.core
-                    .drain_transmits(conn, WRITE_BATCH - 1, |t| batch.push(t));
-                for t in batch.drain(..) {
+                // The next item is taken from the core only once the previous
+                // one is fed: a connection dropped at a deadline leaves the
+                // rest in the core's queue, counted as undelivered, instead of
+                // in a local batch where it would be lost silently.
+                let mut next = Some(first);
+                let mut fed = 0;
+                while let Some(t) = next.take() {
                     match t {
                         Transmit::Message(m) => {
                             if sink.feed(m).await.is_err() {
@@ -348,6 +375,10 @@ async fn write_loop(
                             let _ = sink.flush().await;
                             return;
                         }
+                    }
+                    fed += 1;
+                    if fed < WRITE_BATCH {
+                        slot.core.drain_transmits(conn, 1, |t| next = Some(t));
                     }
                 }
                 if sink.flush().await.is_err() {

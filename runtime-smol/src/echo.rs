@@ -3,10 +3,12 @@
 
 use std::net::TcpStream;
 
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message;
 use futures_util::StreamExt;
 use smol::Async;
+use userlane_core::CloseReason;
 
 use crate::handle::{bump, ServerShared};
 use crate::http::Replay;
@@ -25,15 +27,32 @@ pub(crate) async fn serve(shared: &ServerShared, stream: Replay<Async<TcpStream>
             return;
         }
     };
-    while let Some(msg) = ws.next().await {
-        match msg {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                if ws.send(m).await.is_err() {
+    let echo = async {
+        loop {
+            // Shutdown closes this channel: say goodbye with 1001 like every connection.
+            let stopping = async {
+                let _ = shared.stop_accepting_rx.recv().await;
+                None
+            };
+            match smol::future::or(async { Some(ws.next().await) }, stopping).await {
+                Some(Some(Ok(m @ (Message::Text(_) | Message::Binary(_))))) => {
+                    if ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Some(Ok(_))) => {}
+                Some(Some(Err(_)) | None) => break,
+                None => {
+                    let frame = CloseFrame {
+                        code: CloseCode::Away,
+                        reason: CloseReason::ServerShutdown.as_str().into(),
+                    };
+                    let _ = ws.close(Some(frame)).await;
                     break;
                 }
             }
-            Ok(_) => {}
-            Err(_) => break,
         }
-    }
+    };
+    // A peer that stops reading is dropped at the shutdown deadline.
+    smol::future::or(echo, crate::connection::killed(shared)).await;
 }

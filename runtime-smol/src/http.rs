@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -244,9 +245,18 @@ pub(crate) async fn serve_plain<S: AsyncRead + AsyncWrite + Unpin>(
     max_body: usize,
     respond: impl FnOnce(HttpRequest) -> HttpResponse,
 ) -> io::Result<u16> {
+    let received = buf.len() - head.len;
+    // Bytes of a refused body the client may still be sending.
+    let mut unread = None;
     let response = match body_length(&head) {
-        Err(r) => r,
-        Ok(n) if n > max_body => HttpResponse::text(413, format!("body over {max_body} bytes\n")),
+        Err(r) => {
+            unread = Some(usize::MAX);
+            r
+        }
+        Ok(n) if n > max_body => {
+            unread = Some(n.saturating_sub(received));
+            HttpResponse::text(413, format!("body over {max_body} bytes\n"))
+        }
         Ok(n) => {
             let mut body = buf.split_off(head.len);
             while body.len() < n {
@@ -270,7 +280,33 @@ pub(crate) async fn serve_plain<S: AsyncRead + AsyncWrite + Unpin>(
     };
     stream.write_all(&response.encode()).await?;
     stream.flush().await?;
+    if let Some(left) = unread {
+        discard_unread(stream, left).await;
+    }
     Ok(response.status)
+}
+
+/// How long a refused body is read and discarded after the response.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Ends the response (FIN) and reads what the client still sends, up to
+/// `left` bytes or [`LINGER`]: closing a socket with unread bytes makes the
+/// kernel reset the connection, and the client would lose the response.
+async fn discard_unread<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, mut left: usize) {
+    let _ = stream.close().await;
+    let drain = async {
+        let mut chunk = [0u8; 8192];
+        while left > 0 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    smol::future::or(drain, async {
+        smol::Timer::after(LINGER).await;
+    })
+    .await;
 }
 
 fn body_length(head: &Head) -> Result<usize, HttpResponse> {
