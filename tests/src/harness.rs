@@ -1,0 +1,1331 @@
+//! Runs a sequence of [`Op`]s against `userlane-core` and the reference
+//! [`Model`] side by side, with tiny capacities so that every limit is hit.
+//!
+//! After every operation the harness requires:
+//!
+//! - **the same observable results**: every call's return value (error
+//!   variants included, handles translated to model keys), every event, every
+//!   transmitted item, the complete [`Stats`] and, for every live or recently
+//!   used handle, every query (`context`, `manager_stats`, `empty_since`,
+//!   `connections`, `connection_count`, `owner_of`, `is_open`, `queued`),
+//!   plus `manager_for_user`, `poll_timeout`, `now` and `free_queue_slots`;
+//! - **the invariants**, checked on the core alone: `stats().is_consistent()`;
+//!   isolation (each message transmitted on a connection was sent to that
+//!   connection's manager, connection lists of managers are disjoint and each
+//!   listed connection is owned by its manager); per-connection order (each
+//!   connection transmits messages in increasing send order and nothing after
+//!   its close); limits (per-user, total, users, queue depth, table
+//!   capacities); and the pool balance (free slots + queued + offline = `SLOTS`);
+//! - no panic (a panic in the core propagates to the caller, which is how the
+//!   fuzzer sees it).
+//!
+//! # Mapping between core and model
+//!
+//! The core is more detailed than the model in one respect: handles carry a
+//! table index and a generation. The harness binds each handle the core issues
+//! to the model key issued by the same operation, one to one; a handle it
+//! forges (`MgrRef::Forged`, `ConnRef::Forged`) is the model key of the
+//! handle it equals if the core issued one, otherwise [`Key::Raw`], which the
+//! model refuses as never issued. Table indexes, hash buckets, the link type
+//! `I` and the free lists are not modelled: they show only through handles.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use userlane_core::{
+    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, Instant,
+    ManagerFactory, ManagerHandle, ManagerStats, Released, SendOutcome, SlotIndex,
+    SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
+};
+
+use crate::model::{Caps, Key, MErr, MEvent, MTransmit, MViolation, Model, Msg};
+use crate::ops::{ConnRef, MgrRef, Op, CLOSE_CODES, RECENT_CONNS, USER_IDS};
+
+/// The factory under test, behind a trait so that profiles can use
+/// different capacities and link types.
+pub trait Sut {
+    /// `create_manager`
+    fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error>;
+    /// `add_connection`
+    fn add_connection(
+        &mut self,
+        m: ManagerHandle,
+        claim: &UserContext,
+        now: Instant,
+    ) -> Result<ConnectionHandle, Error>;
+    /// `remove_connection`
+    fn remove_connection(
+        &mut self,
+        m: ManagerHandle,
+        c: ConnectionHandle,
+        now: Instant,
+    ) -> Result<Released, Error>;
+    /// `close_connection`
+    fn close_connection(
+        &mut self,
+        m: ManagerHandle,
+        c: ConnectionHandle,
+        code: CloseCode,
+        now: Instant,
+    ) -> Result<(), Error>;
+    /// `send_to_user`
+    fn send_to_user(
+        &mut self,
+        m: ManagerHandle,
+        p: Msg,
+        now: Instant,
+    ) -> Result<SendOutcome, Error>;
+    /// `deactivate`
+    fn deactivate(&mut self, m: ManagerHandle, now: Instant) -> Result<u32, Error>;
+    /// `close_all`
+    fn close_all(&mut self, close: CloseFrame, now: Instant) -> u32;
+    /// `handle_activity`
+    fn handle_activity(&mut self, c: ConnectionHandle, now: Instant) -> Result<(), Error>;
+    /// `handle_closed`
+    fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error>;
+    /// `handle_timeout`
+    fn handle_timeout(&mut self, now: Instant);
+    /// `poll_timeout`
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// `poll_transmit`
+    fn poll_transmit(&mut self, c: ConnectionHandle) -> Option<Transmit<Msg>>;
+    /// `poll_event`
+    fn poll_event(&mut self) -> Option<Event>;
+    /// `stats`
+    fn stats(&self) -> Stats;
+    /// `now`
+    fn now(&self) -> Instant;
+    /// `free_queue_slots`
+    fn free_queue_slots(&self) -> u32;
+    /// `manager_for_user`
+    fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle>;
+    /// `is_active`
+    fn is_active(&self, m: ManagerHandle) -> bool;
+    /// `context`, cloned
+    fn context(&self, m: ManagerHandle) -> Result<UserContext, Error>;
+    /// `manager_stats`
+    fn manager_stats(&self, m: ManagerHandle) -> Result<ManagerStats, Error>;
+    /// `empty_since`
+    fn empty_since(&self, m: ManagerHandle) -> Result<Option<Instant>, Error>;
+    /// `connections`, collected
+    fn connections(&self, m: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error>;
+    /// `connection_count`
+    fn connection_count(&self, m: ManagerHandle) -> Result<u32, Error>;
+    /// `owner_of`
+    fn owner_of(&self, c: ConnectionHandle) -> Result<ManagerHandle, Error>;
+    /// `is_open`
+    fn is_open(&self, c: ConnectionHandle) -> bool;
+    /// `queued`
+    fn queued(&self, c: ConnectionHandle) -> Result<u32, Error>;
+}
+
+impl<
+        const USERS: usize,
+        const CONNS: usize,
+        const SLOTS: usize,
+        const EVENTS: usize,
+        I: SlotIndex,
+    > Sut for ManagerFactory<Msg, USERS, CONNS, SLOTS, EVENTS, I>
+{
+    fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error> {
+        ManagerFactory::create_manager(self, ctx, now)
+    }
+    fn add_connection(
+        &mut self,
+        m: ManagerHandle,
+        claim: &UserContext,
+        now: Instant,
+    ) -> Result<ConnectionHandle, Error> {
+        ManagerFactory::add_connection(self, m, claim, now)
+    }
+    fn remove_connection(
+        &mut self,
+        m: ManagerHandle,
+        c: ConnectionHandle,
+        now: Instant,
+    ) -> Result<Released, Error> {
+        ManagerFactory::remove_connection(self, m, c, now)
+    }
+    fn close_connection(
+        &mut self,
+        m: ManagerHandle,
+        c: ConnectionHandle,
+        code: CloseCode,
+        now: Instant,
+    ) -> Result<(), Error> {
+        ManagerFactory::close_connection(self, m, c, code, now)
+    }
+    fn send_to_user(
+        &mut self,
+        m: ManagerHandle,
+        p: Msg,
+        now: Instant,
+    ) -> Result<SendOutcome, Error> {
+        ManagerFactory::send_to_user(self, m, p, now)
+    }
+    fn deactivate(&mut self, m: ManagerHandle, now: Instant) -> Result<u32, Error> {
+        ManagerFactory::deactivate(self, m, now)
+    }
+    fn close_all(&mut self, close: CloseFrame, now: Instant) -> u32 {
+        ManagerFactory::close_all(self, close, now)
+    }
+    fn handle_activity(&mut self, c: ConnectionHandle, now: Instant) -> Result<(), Error> {
+        ManagerFactory::handle_activity(self, c, now)
+    }
+    fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error> {
+        ManagerFactory::handle_closed(self, c, now)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        ManagerFactory::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        ManagerFactory::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self, c: ConnectionHandle) -> Option<Transmit<Msg>> {
+        ManagerFactory::poll_transmit(self, c)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        ManagerFactory::poll_event(self)
+    }
+    fn stats(&self) -> Stats {
+        ManagerFactory::stats(self)
+    }
+    fn now(&self) -> Instant {
+        ManagerFactory::now(self)
+    }
+    fn free_queue_slots(&self) -> u32 {
+        ManagerFactory::free_queue_slots(self)
+    }
+    fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle> {
+        ManagerFactory::manager_for_user(self, user_id)
+    }
+    fn is_active(&self, m: ManagerHandle) -> bool {
+        ManagerFactory::is_active(self, m)
+    }
+    fn context(&self, m: ManagerHandle) -> Result<UserContext, Error> {
+        ManagerFactory::context(self, m).cloned()
+    }
+    fn manager_stats(&self, m: ManagerHandle) -> Result<ManagerStats, Error> {
+        ManagerFactory::manager_stats(self, m)
+    }
+    fn empty_since(&self, m: ManagerHandle) -> Result<Option<Instant>, Error> {
+        ManagerFactory::empty_since(self, m)
+    }
+    fn connections(&self, m: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error> {
+        ManagerFactory::connections(self, m).map(Iterator::collect)
+    }
+    fn connection_count(&self, m: ManagerHandle) -> Result<u32, Error> {
+        ManagerFactory::connection_count(self, m)
+    }
+    fn owner_of(&self, c: ConnectionHandle) -> Result<ManagerHandle, Error> {
+        ManagerFactory::owner_of(self, c)
+    }
+    fn is_open(&self, c: ConnectionHandle) -> bool {
+        ManagerFactory::is_open(self, c)
+    }
+    fn queued(&self, c: ConnectionHandle) -> Result<u32, Error> {
+        ManagerFactory::queued(self, c)
+    }
+}
+
+/// 3 users, 4 connections, 6 queued messages, 2 lifecycle events, `u16` links.
+pub type SmallFactory = ManagerFactory<Msg, 3, 4, 6, 2, u16>;
+/// 4 users, 6 connections, 12 queued messages, 4 lifecycle events, `u32` links.
+pub type RoomyFactory = ManagerFactory<Msg, 4, 6, 12, 4>;
+
+/// A configuration profile: capacities and limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// What it exercises.
+    pub name: &'static str,
+    /// The capacities of its factory type.
+    pub caps: Caps,
+    /// The runtime limits.
+    pub config: Config,
+    small: bool,
+}
+
+const SMALL: Caps = Caps {
+    users: 3,
+    conns: 4,
+    slots: 6,
+    events: 2,
+};
+const ROOMY: Caps = Caps {
+    users: 4,
+    conns: 6,
+    slots: 12,
+    events: 4,
+};
+
+/// The profiles `Op::Reset` chooses from (`profile % 4`); a run starts with 0.
+pub const PROFILES: [Profile; 4] = [
+    Profile {
+        name: "small: reject-send, offline 2, idle 100 ms, empty ttl 50 ms",
+        caps: SMALL,
+        config: Config {
+            max_users: 2,
+            max_connections_per_user: 2,
+            max_connections: 3,
+            queue_depth: 2,
+            offline_buffer: 2,
+            slow_consumer: SlowConsumerPolicy::RejectSend,
+            idle_timeout_ms: Some(100),
+            empty_manager_ttl_ms: Some(50),
+            hash_seed: 0,
+        },
+        small: true,
+    },
+    Profile {
+        name: "small: close-slow, no offline buffer, no timers, every user slot usable",
+        caps: SMALL,
+        config: Config {
+            max_users: 3,
+            max_connections_per_user: 3,
+            max_connections: 4,
+            queue_depth: 3,
+            offline_buffer: 0,
+            slow_consumer: SlowConsumerPolicy::CloseSlowConnection,
+            idle_timeout_ms: None,
+            empty_manager_ttl_ms: None,
+            hash_seed: 7,
+        },
+        small: true,
+    },
+    Profile {
+        name: "roomy: close-slow, offline 1, idle 40 ms, empty managers reclaimed after 1 ms",
+        caps: ROOMY,
+        config: Config {
+            max_users: 3,
+            max_connections_per_user: 2,
+            max_connections: 5,
+            queue_depth: 2,
+            offline_buffer: 1,
+            slow_consumer: SlowConsumerPolicy::CloseSlowConnection,
+            idle_timeout_ms: Some(40),
+            empty_manager_ttl_ms: Some(1),
+            hash_seed: 1,
+        },
+        small: false,
+    },
+    Profile {
+        name: "roomy: reject-send, limits at capacity, idle 1 s, empty ttl 300 ms",
+        caps: ROOMY,
+        config: Config {
+            max_users: 4,
+            max_connections_per_user: 4,
+            max_connections: 6,
+            queue_depth: 4,
+            offline_buffer: 4,
+            slow_consumer: SlowConsumerPolicy::RejectSend,
+            idle_timeout_ms: Some(1000),
+            empty_manager_ttl_ms: Some(300),
+            hash_seed: 0xdead_beef,
+        },
+        small: false,
+    },
+];
+
+impl Profile {
+    fn build(&self) -> Box<dyn Sut> {
+        let fits = "every profile fits its capacities";
+        if self.small {
+            Box::new(SmallFactory::new(self.config).expect(fits))
+        } else {
+            Box::new(RoomyFactory::new(self.config).expect(fits))
+        }
+    }
+}
+
+/// What one call returned, in model terms (handles as [`Key`]s).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Obs {
+    /// A manager handle.
+    Manager(Result<Key, MErr>),
+    /// A connection handle.
+    Conn(Result<Key, MErr>),
+    /// `remove_connection` / `handle_closed`.
+    Released(Result<Released, MErr>),
+    /// A command with no value.
+    Done(Result<(), MErr>),
+    /// `send_to_user`.
+    Sent(Result<SendOutcome, MErr>),
+    /// `deactivate` / `connection_count` / `queued`.
+    Count(Result<u32, MErr>),
+    /// `close_all`.
+    Closed(u32),
+    /// `poll_event`.
+    Event(Option<MEvent>),
+    /// `poll_transmit`.
+    Transmit(Option<MTransmit>),
+    /// `poll_timeout` / `now` (milliseconds).
+    Time(Option<u64>),
+    /// `context`.
+    Context(Result<Box<UserContext>, MErr>),
+    /// `manager_stats`.
+    ManagerStats(Result<ManagerStats, MErr>),
+    /// `empty_since`.
+    EmptySince(Result<Option<u64>, MErr>),
+    /// `connections`.
+    Connections(Result<Vec<Key>, MErr>),
+    /// `manager_for_user`.
+    Lookup(Option<Key>),
+    /// `is_active` / `is_open`.
+    Flag(bool),
+    /// `stats`.
+    Stats(Box<Stats>),
+    /// Nothing returned (`handle_timeout`, clock moves, skipped operations).
+    Nothing,
+}
+
+fn err_name(e: &MErr) -> &'static str {
+    match e {
+        MErr::ManagerInactive(_) => "Err(ManagerInactive)",
+        MErr::UnknownManager(_) => "Err(UnknownManager)",
+        MErr::UnknownConnection(_) => "Err(UnknownConnection)",
+        MErr::ConnectionClosing(_) => "Err(ConnectionClosing)",
+        MErr::IsolationViolation {
+            violation: MViolation::ForeignUser,
+            ..
+        } => "Err(IsolationViolation(ForeignUser))",
+        MErr::IsolationViolation {
+            violation: MViolation::ForeignConnection { .. },
+            ..
+        } => "Err(IsolationViolation(ForeignConnection))",
+        MErr::LimitReached(l) => match l {
+            userlane_core::Limit::Users => "Err(LimitReached(Users))",
+            userlane_core::Limit::ConnectionsPerUser => "Err(LimitReached(ConnectionsPerUser))",
+            userlane_core::Limit::Connections => "Err(LimitReached(Connections))",
+            userlane_core::Limit::OfflineBuffer => "Err(LimitReached(OfflineBuffer))",
+            userlane_core::Limit::QueueSlots => "Err(LimitReached(QueueSlots))",
+        },
+        MErr::QueueFull(_) => "Err(QueueFull)",
+        MErr::NoConnections(_) => "Err(NoConnections)",
+        MErr::EventsPending => "Err(EventsPending)",
+    }
+}
+
+fn res_name<T>(r: &Result<T, MErr>) -> &'static str {
+    match r {
+        Ok(_) => "Ok",
+        Err(e) => err_name(e),
+    }
+}
+
+impl Obs {
+    /// A coarse name of the outcome, for coverage counts.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Obs::Manager(r) | Obs::Conn(r) => res_name(r),
+            Obs::Released(r) => res_name(r),
+            Obs::Done(r) => res_name(r),
+            Obs::Sent(Ok(SendOutcome::Queued { closed_slow: 0, .. })) => "Ok(Queued)",
+            Obs::Sent(Ok(SendOutcome::Queued { .. })) => "Ok(Queued, closed slow)",
+            Obs::Sent(Ok(SendOutcome::Buffered { .. })) => "Ok(Buffered)",
+            Obs::Sent(r) => res_name(r),
+            Obs::Count(r) => res_name(r),
+            Obs::Closed(0) => "0",
+            Obs::Closed(_) => "some",
+            Obs::Event(None) | Obs::Transmit(None) | Obs::Time(None) | Obs::Lookup(None) => "None",
+            Obs::Event(Some(e)) => match e {
+                MEvent::Transmit(_) => "Transmit",
+                MEvent::ConnectionClosed { close, .. } => match close.reason {
+                    CloseReason::IdleTimeout => "ConnectionClosed(IdleTimeout)",
+                    CloseReason::SlowConsumer => "ConnectionClosed(SlowConsumer)",
+                    CloseReason::ManagerDeactivated => "ConnectionClosed(ManagerDeactivated)",
+                    CloseReason::Application => "ConnectionClosed(Application)",
+                    CloseReason::ServerShutdown => "ConnectionClosed(ServerShutdown)",
+                    _ => "ConnectionClosed(?)",
+                },
+                MEvent::ManagerCreated(_) => "ManagerCreated",
+                MEvent::ManagerDeactivated { .. } => "ManagerDeactivated",
+                MEvent::ManagerReclaimed { .. } => "ManagerReclaimed",
+            },
+            Obs::Transmit(Some(MTransmit::Message(_))) => "Message",
+            Obs::Transmit(Some(MTransmit::Close(_))) => "Close",
+            Obs::Time(Some(_)) | Obs::Lookup(Some(_)) => "Some",
+            Obs::Context(r) => res_name(r),
+            Obs::ManagerStats(r) => res_name(r),
+            Obs::EmptySince(r) => res_name(r),
+            Obs::Connections(r) => res_name(r),
+            Obs::Flag(b) => {
+                if *b {
+                    "true"
+                } else {
+                    "false"
+                }
+            }
+            Obs::Stats(_) | Obs::Nothing => "-",
+        }
+    }
+}
+
+/// A divergence between core and model, or a broken invariant, at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Index of the operation in the sequence.
+    pub step: usize,
+    /// The operation.
+    pub op: Op,
+    /// What went wrong.
+    pub what: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {} ({:?}): {}", self.step, self.op, self.what)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// How often each call ended with each outcome over a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Coverage {
+    /// `(call, outcome)` → count.
+    pub outcomes: BTreeMap<(&'static str, &'static str), u64>,
+    /// Operations applied (skipped ones included).
+    pub ops: u64,
+    /// Operations skipped because they named a handle that was never issued.
+    pub skipped: u64,
+}
+
+impl Coverage {
+    /// How often `call` ended with `outcome`.
+    pub fn count(&self, call: &str, outcome: &str) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|((c, o), _)| *c == call && *o == outcome)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Adds another run's counts.
+    pub fn merge(&mut self, other: &Coverage) {
+        for (k, n) in &other.outcomes {
+            *self.outcomes.entry(*k).or_default() += n;
+        }
+        self.ops += other.ops;
+        self.skipped += other.skipped;
+    }
+}
+
+/// What the wire has seen on one connection (checked on the core alone).
+#[derive(Default)]
+struct WireState {
+    last_seq: Option<u32>,
+    closed: bool,
+}
+
+/// The core and the model side by side.
+pub struct Harness {
+    profile: Profile,
+    core: Box<dyn Sut>,
+    model: Model,
+    clock: u64,
+    seq: u32,
+    mgr_key: HashMap<ManagerHandle, u64>,
+    mgr_handle: HashMap<u64, ManagerHandle>,
+    conn_key: HashMap<ConnectionHandle, u64>,
+    conn_handle: HashMap<u64, ConnectionHandle>,
+    /// Manager handles issued per user index, oldest first.
+    mgr_history: [Vec<ManagerHandle>; 4],
+    /// The user index of each issued manager.
+    mgr_user: HashMap<ManagerHandle, usize>,
+    /// Connection handles issued, oldest first, and the model id of the
+    /// manager each was opened through.
+    conn_history: Vec<ConnectionHandle>,
+    conn_owner: HashMap<ConnectionHandle, u64>,
+    wire: HashMap<ConnectionHandle, WireState>,
+    coverage: Coverage,
+    trace: Option<Vec<String>>,
+    /// True while [`Harness::check`] runs: its queries are not traced.
+    checking: bool,
+}
+
+type Check = Result<(), String>;
+
+fn forge_manager(index: u8, generation: u8) -> ManagerHandle {
+    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation))).unwrap();
+    postcard::from_bytes(&bytes).expect("a handle is two u32s")
+}
+
+fn forge_conn(index: u8, generation: u8) -> ConnectionHandle {
+    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation))).unwrap();
+    postcard::from_bytes(&bytes).expect("a handle is two u32s")
+}
+
+/// The context of user `u` (thread id by `variant`).
+pub fn user_context(u: usize, variant: u8) -> UserContext {
+    let thread = if variant % 2 == 0 { "t-a" } else { "t-b" };
+    UserContext::new(USER_IDS[u % USER_IDS.len()], thread, "run", "req")
+        .expect("the harness's contexts are valid")
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness {
+    /// A harness on profile 0.
+    pub fn new() -> Self {
+        let profile = PROFILES[0];
+        Harness {
+            profile,
+            core: profile.build(),
+            model: Model::new(profile.caps, profile.config),
+            clock: 0,
+            seq: 0,
+            mgr_key: HashMap::new(),
+            mgr_handle: HashMap::new(),
+            conn_key: HashMap::new(),
+            conn_handle: HashMap::new(),
+            mgr_history: Default::default(),
+            mgr_user: HashMap::new(),
+            conn_history: Vec::new(),
+            conn_owner: HashMap::new(),
+            wire: HashMap::new(),
+            coverage: Coverage::default(),
+            trace: None,
+            checking: false,
+        }
+    }
+
+    /// Records a readable line for every call (see [`Harness::take_trace`]).
+    pub fn with_trace(mut self) -> Self {
+        self.trace = Some(Vec::new());
+        self
+    }
+
+    /// The calls made since the last time, with what they returned.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The counts so far.
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
+
+    /// The profile in force.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    fn reset(&mut self, profile: u8) {
+        let trace = self.trace.take();
+        let coverage = std::mem::take(&mut self.coverage);
+        *self = Harness::new();
+        self.profile = PROFILES[usize::from(profile) % PROFILES.len()];
+        self.core = self.profile.build();
+        self.model = Model::new(self.profile.caps, self.profile.config);
+        self.trace = trace;
+        self.coverage = coverage;
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.clock)
+    }
+
+    // ----- translation from core terms to model terms -----
+
+    fn mkey(&self, h: ManagerHandle) -> Key {
+        match self.mgr_key.get(&h) {
+            Some(id) => Key::Id(*id),
+            None => Key::Raw {
+                index: h.index(),
+                generation: h.generation(),
+            },
+        }
+    }
+
+    fn ckey(&self, h: ConnectionHandle) -> Key {
+        match self.conn_key.get(&h) {
+            Some(id) => Key::Id(*id),
+            None => Key::Raw {
+                index: h.index(),
+                generation: h.generation(),
+            },
+        }
+    }
+
+    fn err(&self, e: Error) -> Result<MErr, String> {
+        Ok(match e {
+            Error::ManagerInactive(h) => MErr::ManagerInactive(self.mkey(h)),
+            Error::UnknownManager(h) => MErr::UnknownManager(self.mkey(h)),
+            Error::UnknownConnection(h) => MErr::UnknownConnection(self.ckey(h)),
+            Error::ConnectionClosing(h) => MErr::ConnectionClosing(self.ckey(h)),
+            Error::IsolationViolation { manager, violation } => MErr::IsolationViolation {
+                manager: self.mkey(manager),
+                violation: match violation {
+                    Violation::ForeignUser => MViolation::ForeignUser,
+                    Violation::ForeignConnection { owner } => MViolation::ForeignConnection {
+                        owner: self.mkey(owner),
+                    },
+                },
+            },
+            Error::LimitReached(l) => MErr::LimitReached(l),
+            Error::QueueFull(h) => MErr::QueueFull(self.ckey(h)),
+            Error::NoConnections(h) => MErr::NoConnections(self.mkey(h)),
+            Error::EventsPending => MErr::EventsPending,
+            other => {
+                return Err(format!(
+                    "core returned an error the model never does: {other:?}"
+                ))
+            }
+        })
+    }
+
+    fn res<T, U>(
+        &self,
+        r: Result<T, Error>,
+        ok: impl FnOnce(T) -> U,
+    ) -> Result<Result<U, MErr>, String> {
+        match r {
+            Ok(v) => Ok(Ok(ok(v))),
+            Err(e) => Ok(Err(self.err(e)?)),
+        }
+    }
+
+    fn event(&self, e: Event) -> Result<MEvent, String> {
+        Ok(match e {
+            Event::Transmit(c) => MEvent::Transmit(self.ckey(c)),
+            Event::ConnectionClosed {
+                connection,
+                manager,
+                close,
+            } => MEvent::ConnectionClosed {
+                connection: self.ckey(connection),
+                manager: self.mkey(manager),
+                close,
+            },
+            Event::ManagerCreated(m) => MEvent::ManagerCreated(self.mkey(m)),
+            Event::ManagerDeactivated {
+                manager,
+                closed_connections,
+                discarded_offline,
+            } => MEvent::ManagerDeactivated {
+                manager: self.mkey(manager),
+                closed_connections,
+                discarded_offline,
+            },
+            Event::ManagerReclaimed {
+                manager,
+                discarded_offline,
+            } => MEvent::ManagerReclaimed {
+                manager: self.mkey(manager),
+                discarded_offline,
+            },
+            other => {
+                return Err(format!(
+                    "core returned an event the model never does: {other:?}"
+                ))
+            }
+        })
+    }
+
+    // ----- comparing -----
+
+    fn compare(
+        &mut self,
+        call: &'static str,
+        args: fmt::Arguments<'_>,
+        core: Obs,
+        model: Obs,
+    ) -> Check {
+        if !self.checking {
+            if let Some(t) = &mut self.trace {
+                t.push(format!("{call}({args}) -> {core:?}"));
+            }
+            *self
+                .coverage
+                .outcomes
+                .entry((call, core.outcome()))
+                .or_default() += 1;
+        }
+        if core == model {
+            Ok(())
+        } else {
+            Err(format!(
+                "{call}({args}): core returned {core:?}, the model expects {model:?}"
+            ))
+        }
+    }
+
+    fn bind_manager(
+        &mut self,
+        core: &Result<ManagerHandle, Error>,
+        model: &Result<Key, MErr>,
+        user: usize,
+    ) {
+        if let (Ok(h), Ok(Key::Id(id))) = (core, model) {
+            if !self.mgr_key.contains_key(h) && !self.mgr_handle.contains_key(id) {
+                self.mgr_key.insert(*h, *id);
+                self.mgr_handle.insert(*id, *h);
+                self.mgr_history[user].push(*h);
+                self.mgr_user.insert(*h, user);
+            }
+        }
+    }
+
+    fn bind_conn(
+        &mut self,
+        core: &Result<ConnectionHandle, Error>,
+        model: &Result<Key, MErr>,
+        owner: Key,
+    ) {
+        if let (Ok(h), Ok(Key::Id(id)), Key::Id(owner)) = (core, model, owner) {
+            if !self.conn_key.contains_key(h) && !self.conn_handle.contains_key(id) {
+                self.conn_key.insert(*h, *id);
+                self.conn_handle.insert(*id, *h);
+                self.conn_history.push(*h);
+                self.conn_owner.insert(*h, owner);
+            }
+        }
+    }
+
+    fn manager_ref(&self, r: MgrRef) -> Option<(ManagerHandle, Key)> {
+        let h = match r {
+            MgrRef::User { user, back } => {
+                let hist = &self.mgr_history[usize::from(user) % USER_IDS.len()];
+                if hist.is_empty() {
+                    return None;
+                }
+                hist[hist.len() - 1 - usize::from(back) % hist.len()]
+            }
+            MgrRef::Forged { index, generation } => forge_manager(index, generation),
+        };
+        Some((h, self.mkey(h)))
+    }
+
+    fn conn_ref(&self, r: ConnRef) -> Option<(ConnectionHandle, Key)> {
+        let h = match r {
+            ConnRef::Recent { back } => {
+                let n = self.conn_history.len().min(RECENT_CONNS);
+                if n == 0 {
+                    return None;
+                }
+                self.conn_history[self.conn_history.len() - 1 - usize::from(back) % n]
+            }
+            ConnRef::Forged { index, generation } => forge_conn(index, generation),
+        };
+        Some((h, self.ckey(h)))
+    }
+
+    /// Checks a transmitted item against the wire invariants (core only).
+    fn wire_check(&mut self, c: ConnectionHandle, t: &Option<Transmit<Msg>>) -> Check {
+        let Some(t) = t else { return Ok(()) };
+        let owner = self.conn_owner.get(&c).copied();
+        let wire = self.wire.entry(c).or_default();
+        if wire.closed {
+            return Err(format!("{c:?} transmitted {t:?} after its close"));
+        }
+        match t {
+            Transmit::Message(m) => {
+                if Some(m.to) != owner {
+                    return Err(format!(
+                        "isolation: {c:?} of manager {owner:?} transmitted {m:?}, sent to manager {}",
+                        m.to
+                    ));
+                }
+                if wire.last_seq.is_some_and(|s| s >= m.seq) {
+                    return Err(format!(
+                        "order: {c:?} transmitted seq {} after seq {:?}",
+                        m.seq, wire.last_seq
+                    ));
+                }
+                wire.last_seq = Some(m.seq);
+            }
+            Transmit::Close(_) => wire.closed = true,
+        }
+        Ok(())
+    }
+
+    fn transmit(&self, t: Option<Transmit<Msg>>) -> Option<MTransmit> {
+        t.map(|t| match t {
+            Transmit::Message(m) => MTransmit::Message(m),
+            Transmit::Close(c) => MTransmit::Close(c),
+        })
+    }
+
+    // ----- primitive steps, each applied to both and compared -----
+
+    fn poll_event(&mut self) -> Result<Option<MEvent>, String> {
+        let core = self.core.poll_event();
+        let core = match core {
+            Some(e) => Some(self.event(e)?),
+            None => None,
+        };
+        let model = self.model.poll_event();
+        self.compare(
+            "poll_event",
+            format_args!(""),
+            Obs::Event(core),
+            Obs::Event(model),
+        )?;
+        Ok(core)
+    }
+
+    fn poll_transmit(&mut self, c: ConnectionHandle, k: Key) -> Result<Option<MTransmit>, String> {
+        let core = self.core.poll_transmit(c);
+        self.wire_check(c, &core)?;
+        let core = self.transmit(core);
+        let model = self.model.poll_transmit(k);
+        self.compare(
+            "poll_transmit",
+            format_args!("{k:?}"),
+            Obs::Transmit(core),
+            Obs::Transmit(model),
+        )?;
+        Ok(core)
+    }
+
+    fn handle_closed(&mut self, c: ConnectionHandle, k: Key) -> Check {
+        let now = self.now();
+        let core = self.core.handle_closed(c, now);
+        let core = self.res(core, |r| r)?;
+        let model = self.model.handle_closed(k, self.clock);
+        self.compare(
+            "handle_closed",
+            format_args!("{k:?}"),
+            Obs::Released(core),
+            Obs::Released(model),
+        )
+    }
+
+    fn handle_timeout(&mut self) -> Check {
+        let clock = self.clock;
+        self.core.handle_timeout(self.now());
+        self.model.handle_timeout(clock);
+        self.compare(
+            "handle_timeout",
+            format_args!("{clock}"),
+            Obs::Nothing,
+            Obs::Nothing,
+        )
+    }
+
+    fn poll_timeout(&mut self) -> Result<Option<u64>, String> {
+        let core = self.core.poll_timeout().map(Instant::as_millis);
+        let model = self.model.poll_timeout();
+        self.compare(
+            "poll_timeout",
+            format_args!(""),
+            Obs::Time(core),
+            Obs::Time(model),
+        )?;
+        Ok(core)
+    }
+
+    /// Every query through a manager handle.
+    fn query_manager(&mut self, h: ManagerHandle, k: Key) -> Check {
+        let a = Obs::Flag(self.core.is_active(h));
+        let b = Obs::Flag(self.model.is_active(k));
+        self.compare("is_active", format_args!("{k:?}"), a, b)?;
+        let a = Obs::Context(self.res(self.core.context(h), Box::new)?);
+        let b = Obs::Context(self.model.context(k).cloned().map(Box::new));
+        self.compare("context", format_args!("{k:?}"), a, b)?;
+        let a = Obs::ManagerStats(self.res(self.core.manager_stats(h), |s| s)?);
+        let b = Obs::ManagerStats(self.model.manager_stats(k));
+        self.compare("manager_stats", format_args!("{k:?}"), a, b)?;
+        let a = Obs::EmptySince(self.res(self.core.empty_since(h), |e| e.map(Instant::as_millis))?);
+        let b = Obs::EmptySince(self.model.empty_since(k));
+        self.compare("empty_since", format_args!("{k:?}"), a, b)?;
+        let conns = self.core.connections(h);
+        let a = Obs::Connections(self.res(conns.clone(), |v| {
+            v.into_iter().map(|c| self.ckey(c)).collect()
+        })?);
+        let b = Obs::Connections(self.model.connections(k));
+        self.compare("connections", format_args!("{k:?}"), a, b)?;
+        let a = Obs::Count(self.res(self.core.connection_count(h), |n| n)?);
+        let b = Obs::Count(self.model.connections(k).map(|v| v.len() as u32));
+        self.compare("connection_count", format_args!("{k:?}"), a, b)?;
+        // Isolation and the per-user limit, on the core alone.
+        if let Ok(conns) = conns {
+            if conns.len() > self.profile.config.max_connections_per_user as usize {
+                return Err(format!(
+                    "limit: {k:?} has {} open connections, per-user limit {}",
+                    conns.len(),
+                    self.profile.config.max_connections_per_user
+                ));
+            }
+            for c in conns {
+                if self.core.owner_of(c) != Ok(h) || !self.core.is_open(c) {
+                    return Err(format!(
+                        "isolation: {k:?} lists {c:?}, owned by {:?}, open {}",
+                        self.core.owner_of(c),
+                        self.core.is_open(c)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every query through a connection handle.
+    fn query_conn(&mut self, h: ConnectionHandle, k: Key) -> Check {
+        let a = Obs::Manager(self.res(self.core.owner_of(h), |m| self.mkey(m))?);
+        let b = Obs::Manager(self.model.owner_of(k));
+        self.compare("owner_of", format_args!("{k:?}"), a, b)?;
+        let a = Obs::Flag(self.core.is_open(h));
+        let b = Obs::Flag(self.model.is_open(k));
+        self.compare("is_open", format_args!("{k:?}"), a, b)?;
+        let queued = self.core.queued(h);
+        let a = Obs::Count(self.res(queued, |n| n)?);
+        let b = Obs::Count(self.model.queued(k));
+        self.compare("queued", format_args!("{k:?}"), a, b)?;
+        if let Ok(n) = queued {
+            if n > self.profile.config.queue_depth {
+                return Err(format!(
+                    "limit: {k:?} holds {n} messages, queue depth {}",
+                    self.profile.config.queue_depth
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares the whole observable state and checks the invariants.
+    pub fn check(&mut self) -> Check {
+        self.checking = true;
+        let result = self.check_all();
+        self.checking = false;
+        result
+    }
+
+    fn check_all(&mut self) -> Check {
+        let core = self.core.stats();
+        let model = self.model.stats();
+        if core != model {
+            return Err(format!(
+                "stats differ:\n  core  {core:?}\n  model {model:?}"
+            ));
+        }
+        if !core.is_consistent() {
+            return Err(format!("stats are not consistent: {core:?}"));
+        }
+        let cfg = self.profile.config;
+        let caps = self.profile.caps;
+        if core.managers_active > u64::from(cfg.max_users)
+            || core.connections_active > u64::from(cfg.max_connections)
+            || core.connections_active + core.connections_closing > caps.conns as u64
+        {
+            return Err(format!("limits exceeded: {core:?}"));
+        }
+        let free = self.core.free_queue_slots();
+        if u64::from(free) + core.messages_queued_now + core.offline_now != caps.slots as u64 {
+            return Err(format!(
+                "pool: {free} free + {} queued + {} offline != {} slots",
+                core.messages_queued_now, core.offline_now, caps.slots
+            ));
+        }
+        let a = Obs::Count(Ok(free));
+        let b = Obs::Count(Ok(self.model.free_queue_slots()));
+        self.compare("free_queue_slots", format_args!(""), a, b)?;
+        let a = Obs::Time(Some(self.core.now().as_millis()));
+        let b = Obs::Time(Some(self.model.now()));
+        self.compare("now", format_args!(""), a, b)?;
+        self.poll_timeout()?;
+        for (u, id) in USER_IDS.iter().enumerate() {
+            let a = Obs::Lookup(self.core.manager_for_user(id).map(|h| self.mkey(h)));
+            let b = Obs::Lookup(self.model.manager_for_user(id));
+            self.compare("manager_for_user", format_args!("{u}"), a, b)?;
+        }
+        // Active managers, and the last few handles of each user (dead ones
+        // must stay refused).
+        let mut managers: Vec<ManagerHandle> = Vec::new();
+        for k in self.model.active_managers() {
+            let Key::Id(id) = k else { continue };
+            match self.mgr_handle.get(&id) {
+                Some(h) => managers.push(*h),
+                None => return Err(format!("model manager {id} was never bound to a handle")),
+            }
+        }
+        for hist in &self.mgr_history {
+            managers.extend(hist.iter().rev().take(2));
+        }
+        managers.sort_unstable();
+        managers.dedup();
+        let mut listed = HashSet::new();
+        for h in managers {
+            let k = self.mkey(h);
+            self.query_manager(h, k)?;
+            if let Ok(conns) = self.core.connections(h) {
+                for c in conns {
+                    if !listed.insert(c) {
+                        return Err(format!("isolation: {c:?} is listed by two managers"));
+                    }
+                }
+            }
+        }
+        // Live connections and the recent handles.
+        let mut conns: Vec<ConnectionHandle> = Vec::new();
+        for k in self.model.live_connections() {
+            let Key::Id(id) = k else { continue };
+            match self.conn_handle.get(&id) {
+                Some(h) => conns.push(*h),
+                None => return Err(format!("model connection {id} was never bound to a handle")),
+            }
+        }
+        conns.extend(self.conn_history.iter().rev().take(RECENT_CONNS));
+        conns.sort_unstable();
+        conns.dedup();
+        for h in conns {
+            let k = self.ckey(h);
+            self.query_conn(h, k)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one operation to both and compares every result.
+    pub fn apply(&mut self, op: &Op) -> Check {
+        self.coverage.ops += 1;
+        let skipped = |h: &mut Self| {
+            h.coverage.skipped += 1;
+            Ok(())
+        };
+        match *op {
+            Op::Reset { profile } => {
+                self.reset(profile);
+                if let Some(t) = &mut self.trace {
+                    t.push(format!("reset to profile {}", self.profile.name));
+                }
+                Ok(())
+            }
+            Op::CreateManager { user, variant } => {
+                let u = usize::from(user) % USER_IDS.len();
+                let ctx = user_context(u, variant);
+                let core = self.core.create_manager(ctx.clone(), self.now());
+                let model = self.model.create_manager(ctx, self.clock);
+                self.bind_manager(&core, &model, u);
+                let core = self.res(core, |h| self.mkey(h))?;
+                self.compare(
+                    "create_manager",
+                    format_args!("u{u}, variant {}", variant % 2),
+                    Obs::Manager(core),
+                    Obs::Manager(model),
+                )
+            }
+            Op::AddConnection { manager, claim } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return skipped(self);
+                };
+                let own = self.mgr_user.get(&h).copied().unwrap_or(0);
+                let claimed = claim.map_or(own, |c| usize::from(c) % USER_IDS.len());
+                let ctx = user_context(claimed, 0);
+                let core = self.core.add_connection(h, &ctx, self.now());
+                let model = self.model.add_connection(k, &ctx, self.clock);
+                self.bind_conn(&core, &model, k);
+                let core = self.res(core, |c| self.ckey(c))?;
+                self.compare(
+                    "add_connection",
+                    format_args!("{k:?}, claim u{claimed}"),
+                    Obs::Conn(core),
+                    Obs::Conn(model),
+                )
+            }
+            Op::RemoveConnection { manager, conn } => {
+                let (Some((h, k)), Some((c, ck))) =
+                    (self.manager_ref(manager), self.conn_ref(conn))
+                else {
+                    return skipped(self);
+                };
+                let core = self.core.remove_connection(h, c, self.now());
+                let core = self.res(core, |r| r)?;
+                let model = self.model.remove_connection(k, ck, self.clock);
+                self.compare(
+                    "remove_connection",
+                    format_args!("{k:?}, {ck:?}"),
+                    Obs::Released(core),
+                    Obs::Released(model),
+                )
+            }
+            Op::CloseConnection {
+                manager,
+                conn,
+                code,
+            } => {
+                let (Some((h, k)), Some((c, ck))) =
+                    (self.manager_ref(manager), self.conn_ref(conn))
+                else {
+                    return skipped(self);
+                };
+                let code = CloseCode::new(CLOSE_CODES[usize::from(code) % CLOSE_CODES.len()])
+                    .expect("the harness's close codes are valid");
+                let core = self.core.close_connection(h, c, code, self.now());
+                let core = self.res(core, |r| r)?;
+                let model = self.model.close_connection(k, ck, code, self.clock);
+                self.compare(
+                    "close_connection",
+                    format_args!("{k:?}, {ck:?}, {code}"),
+                    Obs::Done(core),
+                    Obs::Done(model),
+                )
+            }
+            Op::Send { manager, tag } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return skipped(self);
+                };
+                self.seq += 1;
+                let msg = Msg {
+                    to: match k {
+                        Key::Id(id) => id,
+                        Key::Raw { .. } => u64::MAX,
+                    },
+                    seq: self.seq,
+                    tag,
+                };
+                let core = self.core.send_to_user(h, msg, self.now());
+                let core = self.res(core, |r| r)?;
+                let model = self.model.send_to_user(k, msg, self.clock);
+                self.compare(
+                    "send_to_user",
+                    format_args!("{k:?}, seq {} tag {tag}", msg.seq),
+                    Obs::Sent(core),
+                    Obs::Sent(model),
+                )
+            }
+            Op::Deactivate { manager } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return skipped(self);
+                };
+                let core = self.core.deactivate(h, self.now());
+                let core = self.res(core, |n| n)?;
+                let model = self.model.deactivate(k, self.clock);
+                self.compare(
+                    "deactivate",
+                    format_args!("{k:?}"),
+                    Obs::Count(core),
+                    Obs::Count(model),
+                )
+            }
+            Op::CloseAll { shutdown } => {
+                let close = if shutdown {
+                    CloseFrame::new(CloseCode::GOING_AWAY, CloseReason::ServerShutdown)
+                } else {
+                    CloseFrame::new(CloseCode::NORMAL, CloseReason::Application)
+                };
+                let core = self.core.close_all(close, self.now());
+                let model = self.model.close_all(close, self.clock);
+                self.compare(
+                    "close_all",
+                    format_args!("{close:?}"),
+                    Obs::Closed(core),
+                    Obs::Closed(model),
+                )
+            }
+            Op::Activity { conn } => {
+                let Some((c, ck)) = self.conn_ref(conn) else {
+                    return skipped(self);
+                };
+                let core = self.core.handle_activity(c, self.now());
+                let core = self.res(core, |r| r)?;
+                let model = self.model.handle_activity(ck, self.clock);
+                self.compare(
+                    "handle_activity",
+                    format_args!("{ck:?}"),
+                    Obs::Done(core),
+                    Obs::Done(model),
+                )
+            }
+            Op::HandleClosed { conn } => {
+                let Some((c, ck)) = self.conn_ref(conn) else {
+                    return skipped(self);
+                };
+                self.handle_closed(c, ck)
+            }
+            Op::Advance { ms } => {
+                self.clock = self.clock.saturating_add(u64::from(ms));
+                Ok(())
+            }
+            Op::ClockBack { ms } => {
+                self.clock = self.clock.saturating_sub(u64::from(ms));
+                Ok(())
+            }
+            Op::FarFuture => {
+                self.clock = u64::MAX - 1_000;
+                Ok(())
+            }
+            Op::HandleTimeout => self.handle_timeout(),
+            Op::FireTimer => {
+                if let Some(t) = self.poll_timeout()? {
+                    self.clock = self.clock.max(t);
+                    self.handle_timeout()?;
+                }
+                Ok(())
+            }
+            Op::PollEvent => self.poll_event().map(drop),
+            Op::PollTransmit { conn } => {
+                let Some((c, ck)) = self.conn_ref(conn) else {
+                    return skipped(self);
+                };
+                self.poll_transmit(c, ck).map(drop)
+            }
+            Op::Drain { close_sockets } => self.drain(close_sockets),
+            Op::Query { manager } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return skipped(self);
+                };
+                self.query_manager(h, k)
+            }
+        }
+    }
+
+    /// The drain rule of the crate documentation.
+    fn drain(&mut self, close_sockets: bool) -> Check {
+        let mut woken: Vec<Key> = Vec::new();
+        let mut polls = 0;
+        while let Some(e) = self.poll_event()? {
+            polls += 1;
+            if polls > 10_000 {
+                return Err("poll_event never returns None".into());
+            }
+            if let MEvent::Transmit(c) | MEvent::ConnectionClosed { connection: c, .. } = e {
+                if !woken.contains(&c) {
+                    woken.push(c);
+                }
+            }
+        }
+        for k in woken {
+            let Key::Id(id) = k else {
+                return Err(format!("an event named {k:?}, a handle never issued"));
+            };
+            let c = self.conn_handle[&id];
+            let mut closed = false;
+            let mut items = 0;
+            while let Some(t) = self.poll_transmit(c, k)? {
+                items += 1;
+                if items > 10_000 {
+                    return Err("poll_transmit never returns None".into());
+                }
+                closed |= matches!(t, MTransmit::Close(_));
+            }
+            if closed && close_sockets {
+                self.handle_closed(c, k)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `ops` from a fresh harness, checking after every operation.
+pub fn run(ops: &[Op]) -> Result<Coverage, Failure> {
+    let mut h = Harness::new();
+    h.check().map_err(|what| Failure {
+        step: 0,
+        op: Op::Reset { profile: 0 },
+        what,
+    })?;
+    for (step, op) in ops.iter().enumerate() {
+        h.apply(op)
+            .and_then(|()| h.check())
+            .map_err(|what| Failure {
+                step,
+                op: *op,
+                what,
+            })?;
+    }
+    Ok(h.coverage)
+}
