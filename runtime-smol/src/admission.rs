@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
-use async_tungstenite::tungstenite::http::{Response, StatusCode};
+use async_tungstenite::tungstenite::handshake::server::Request;
+use async_tungstenite::tungstenite::http::StatusCode;
 use userlane_core::{Error as CoreError, Limit, UserContext};
 
 use crate::auth::{find_token, AuthError, Identity};
@@ -33,16 +33,6 @@ impl Refusal {
             status,
             message: message.into(),
         }
-    }
-
-    pub(crate) fn into_response(self) -> ErrorResponse {
-        let mut r = Response::new(Some(self.message));
-        *r.status_mut() = self.status;
-        r.headers_mut().insert(
-            "content-type",
-            "text/plain; charset=utf-8".parse().expect("static header"),
-        );
-        r
     }
 }
 

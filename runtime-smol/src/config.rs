@@ -112,6 +112,9 @@ pub struct ServerConfig {
     pub max_http_body_bytes: usize,
     /// Time a client has to send its request head. Default 10 s.
     pub handshake_timeout: Duration,
+    /// Redis settings when several nodes serve the same users; `None` runs
+    /// a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Independent shards (each with its own lock and timer). Default: the
     /// number of cores.
     pub shards: usize,
@@ -139,6 +142,7 @@ impl fmt::Debug for ServerConfig {
             .field("echo_path", &self.echo_path)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("cluster", &self.cluster.as_ref().map(|c| &c.redis_url))
             .field("shards", &self.shards)
             .finish()
     }
@@ -165,6 +169,7 @@ impl ServerConfig {
             empty_manager_ttl: Duration::from_secs(300),
             close_grace: Duration::from_secs(5),
             echo_path: None,
+            cluster: None,
             max_http_body_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),

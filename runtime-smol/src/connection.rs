@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use smol::Async;
 use userlane_core::{CloseCode, Transmit};
 
-use crate::admission::{admit, Admitted};
+use crate::admission::admit;
 use crate::auth::JWT_AUTH_PROTOCOL;
 use crate::handle::{bump, ServerHandle, ServerShared};
 use crate::handler::ConnectionInfo;
@@ -36,7 +36,9 @@ pub(crate) async fn serve(
 ) {
     let mut buf = Vec::with_capacity(1024);
     let head = smol::future::or(
-        async { Some(read_head(&mut socket, &mut buf).await) },
+        // Boxed: the head reader's buffers (~4 KiB) would otherwise stay in
+        // every connection task's state for its whole life.
+        async { Some(Box::pin(read_head(&mut socket, &mut buf)).await) },
         async {
             let timeout = async {
                 smol::Timer::after(shared.config.handshake_timeout).await;
@@ -66,15 +68,18 @@ pub(crate) async fn serve(
             shared: shared.clone(),
         };
         let max_body = shared.config.max_http_body_bytes;
-        let serving = serve_plain(&mut socket, head, buf, remote, max_body, |req| {
-            catch_unwind(AssertUnwindSafe(|| shared.http.handle(&handle, req))).unwrap_or_else(
-                |_| {
+        let serving = serve_plain(&mut socket, head, buf, remote, max_body, |req| async {
+            let answer = AssertUnwindSafe(async { shared.http.handle(&handle, req).await });
+            futures_util::FutureExt::catch_unwind(answer)
+                .await
+                .unwrap_or_else(|_| {
                     bump(&shared.counters.handler_panics);
                     HttpResponse::text(500, "internal error\n")
-                },
-            )
+                })
         });
-        let served = smol::future::or(serving, async {
+        // Boxed: the plain-HTTP path is ~9 KiB of future state that
+        // WebSocket connections would otherwise carry for their whole life.
+        let served = smol::future::or(Box::pin(serving), async {
             killed(&shared).await;
             Err(std::io::Error::other("dropped at the shutdown deadline"))
         })
@@ -86,30 +91,76 @@ pub(crate) async fn serve(
     }
     let stream = Replay::new(buf, socket);
     if shared.config.echo_path.as_deref() == Some(head.path.as_str()) {
-        crate::echo::serve(&shared, stream).await;
+        Box::pin(crate::echo::serve(&shared, stream)).await;
         return;
     }
-    let mut admitted: Option<Admitted> = None;
-    let mut refused = false;
-    // The callback's error type is fixed by tungstenite's `Callback` trait.
-    #[allow(clippy::result_large_err)]
-    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-        match admit(&shared, req, remote) {
-            Ok(a) => {
-                if a.select_jwt_auth {
-                    resp.headers_mut().insert(
-                        "sec-websocket-protocol",
-                        JWT_AUTH_PROTOCOL.parse().expect("static header"),
-                    );
-                }
-                admitted = Some(a);
-                Ok(resp)
+    // Admission runs before the upgrade, in this task: every refusal is an
+    // HTTP status, and the cluster's lease check may await Redis.
+    let Some(request) = head.to_request() else {
+        bump(&shared.counters.rejected_400);
+        let _ = write_response(
+            stream,
+            HttpResponse::text(400, "malformed request target\n"),
+        )
+        .await;
+        return;
+    };
+    let admitted = match admit(&shared, &request, remote) {
+        Ok(a) => a,
+        Err(refusal) => {
+            let _ = write_response(
+                stream,
+                HttpResponse::text(refusal.status.as_u16(), refusal.message),
+            )
+            .await;
+            return;
+        }
+    };
+    // Not needed past admission: dropped here, so their header maps do not
+    // stay in the connection task for the connection's whole life.
+    drop(request);
+    drop(head);
+    let mut leased = false;
+    if let Some(cluster) = &shared.cluster {
+        let cap = shared.config.max_connections_per_user;
+        // Boxed (as the other transient steps below): an await's future is
+        // part of the task's state for the connection's whole life otherwise.
+        match Box::pin(cluster.admit(admitted.info.user_id(), admitted.info.connection_id(), cap))
+            .await
+        {
+            Ok(true) => leased = true,
+            Ok(false) => {
+                release(&shared, &admitted.info, Cleanup::default());
+                bump(&shared.counters.rejected_429);
+                log::info!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user");
+                let body = format!(
+                    "too many connections for this user across the cluster (limit {cap})\n"
+                );
+                let _ = write_response(stream, HttpResponse::text(429, body)).await;
+                return;
             }
-            Err(r) => {
-                refused = true;
-                Err(r.into_response())
+            Err(e) => {
+                // Documented fallback: the node's own per-user cap (already enforced by the core).
+                cluster
+                    .local_admissions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                log::warn!(
+                    "cluster admission unavailable ({e}); admitted under the local per-user cap"
+                );
             }
         }
+    }
+    let select_jwt_auth = admitted.select_jwt_auth;
+    // The callback's error type is fixed by tungstenite's `Callback` trait.
+    #[allow(clippy::result_large_err)]
+    let callback = |_req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        if select_jwt_auth {
+            resp.headers_mut().insert(
+                "sec-websocket-protocol",
+                JWT_AUTH_PROTOCOL.parse().expect("static header"),
+            );
+        }
+        Ok(resp)
     };
     let cfg = &shared.config;
     let ws_config = WebSocketConfig::default()
@@ -118,22 +169,39 @@ pub(crate) async fn serve(
         .max_write_buffer_size(cfg.write_buffer_bytes + 2 * cfg.max_message_bytes + 1024)
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_message_bytes));
-    let result =
-        async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config)).await;
+    let result = Box::pin(async_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(ws_config),
+    ))
+    .await;
     let ws = match result {
         Ok(ws) => ws,
         Err(e) => {
-            if !refused {
-                bump(&shared.counters.handshakes_failed);
-                log::debug!("handshake with {remote} failed: {e}");
-            }
-            if let Some(a) = admitted {
-                release(&shared, &a.info);
-            }
+            bump(&shared.counters.handshakes_failed);
+            log::debug!("handshake with {remote} failed: {e}");
+            release(
+                &shared,
+                &admitted.info,
+                Cleanup {
+                    lease: leased,
+                    subscription: false,
+                },
+            );
             return;
         }
     };
-    let Some(admitted) = admitted else { return };
+    let mut cleanup = Cleanup {
+        lease: leased,
+        subscription: false,
+    };
+    if let Some(cluster) = &shared.cluster {
+        // Subscribe first, then drain: a message sent before the subscription
+        // is in the offline stream, one sent after reaches the subscription.
+        cluster.local_opened(admitted.info.user_id()).await;
+        cleanup.subscription = true;
+        Box::pin(replay_offline(&shared, cluster, &admitted.info)).await;
+    }
     let info = admitted.info.clone();
     log::debug!(
         "user {} connected from {remote} (connection {})",
@@ -145,7 +213,7 @@ pub(crate) async fn serve(
     if forced {
         bump(&shared.counters.forced_closes);
     }
-    release(&shared, &info);
+    release(&shared, &info, cleanup);
     let handle = ServerHandle {
         shared: shared.clone(),
     };
@@ -164,8 +232,18 @@ pub(crate) async fn killed(shared: &ServerShared) {
     let _ = shared.kill_rx.recv().await;
 }
 
-/// Frees the connection's slot in the core and the registry.
-fn release(shared: &ServerShared, info: &ConnectionInfo) {
+/// What a connection holds in the cluster and must give back.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cleanup {
+    /// A cluster-wide lease.
+    lease: bool,
+    /// A share of this node's subscription to the user's channel.
+    subscription: bool,
+}
+
+/// Frees the connection's slot in the core and the registry, and what it
+/// holds in the cluster.
+fn release(shared: &ServerShared, info: &ConnectionInfo, cleanup: Cleanup) {
     let slot = &shared.shards.slots[info.shard];
     slot.registry().remove(&info.connection);
     if let Ok(r) = slot.core.handle_closed(info.connection, shared.clock.now()) {
@@ -175,6 +253,52 @@ fn release(shared: &ServerShared, info: &ConnectionInfo) {
                 info.connection_id(),
                 r.undelivered
             );
+        }
+    }
+    if let Some(cluster) = &shared.cluster {
+        if cleanup.subscription {
+            cluster.local_closed(info.user_id());
+        }
+        if cleanup.lease {
+            let (cluster, user, conn) = (
+                cluster.clone(),
+                info.user_id().to_owned(),
+                info.connection_id().to_owned(),
+            );
+            smol::spawn(async move { cluster.release_lease(&user, &conn).await }).detach();
+        }
+    }
+}
+
+/// Writes one HTTP response on a socket that will not be upgraded.
+async fn write_response(mut stream: Stream, response: HttpResponse) -> std::io::Result<()> {
+    use smol::io::AsyncWriteExt;
+    stream.write_all(&response.encode()).await?;
+    stream.flush().await
+}
+
+/// Delivers the user's cluster-wide offline messages to this connection, in order.
+async fn replay_offline(
+    shared: &ServerShared,
+    cluster: &crate::cluster::Cluster,
+    info: &ConnectionInfo,
+) {
+    let Ok(envelopes) = cluster.drain_offline(info.user_id()).await else {
+        return;
+    };
+    let slot = &shared.shards.slots[info.shard];
+    for env in envelopes {
+        if let Some(message) = crate::cluster::message_of(env) {
+            let now = shared.clock.now();
+            if let Err(e) =
+                slot.core
+                    .send_to_connection(info.manager, info.connection, message, now)
+            {
+                log::warn!(
+                    "offline message for {} not replayed: {e} (counted in stats)",
+                    info.user_id()
+                );
+            }
         }
     }
 }

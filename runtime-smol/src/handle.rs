@@ -12,6 +12,7 @@ use userlane_core::{
 
 use crate::auth::Authenticator;
 use crate::clock::Clock;
+use crate::cluster::{ClusterError, Envelope, Remote};
 use crate::config::ServerConfig;
 use crate::handler::{ConnectionInfo, Handler};
 use crate::shards::Shards;
@@ -46,6 +47,8 @@ pub(crate) struct ServerShared {
     pub(crate) clock: Clock,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     pub(crate) handler: Arc<dyn Handler>,
+    /// The node's link to the cluster, when one is configured.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(crate) http: Arc<dyn crate::http::HttpService>,
     pub(crate) counters: Counters,
     pub(crate) accepting: AtomicBool,
@@ -111,6 +114,19 @@ pub enum UserError {
     /// The core refused.
     #[error(transparent)]
     Core(#[from] CoreError),
+    /// The cluster could not take the message and nothing was delivered locally.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// What a cluster-wide operation did here and elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach<T> {
+    /// What happened on this node.
+    pub local: T,
+    /// What happened across the cluster: `None` on a single node; an error
+    /// when Redis was unreachable (the local part still happened).
+    pub remote: Option<Result<Remote, ClusterError>>,
 }
 
 /// What `shutdown` did.
@@ -144,11 +160,12 @@ impl ServerHandle {
         &self.shared.config
     }
 
-    /// Queues `message` for every open connection of `user_id`, in order.
-    /// With no open connection it waits in the user's bounded offline buffer
-    /// (a manager is created for a user who has none, when buffering is on)
-    /// and is replayed on the next connection. Every refusal is an error:
-    /// nothing is dropped silently.
+    /// Queues `message` for every open connection of `user_id` **on this
+    /// node**, in order. With no open connection it waits in the user's
+    /// bounded offline buffer (a manager is created for a user who has none,
+    /// when buffering is on) and is replayed on the next connection. Every
+    /// refusal is an error: nothing is dropped silently. In a cluster, use
+    /// [`send`](Self::send) to reach the user's connections on every node.
     pub fn send_to_user(&self, user_id: &str, message: Message) -> Result<SendOutcome, UserError> {
         let slot = self.shared.shards.of(user_id);
         let now = self.shared.clock.now();
@@ -180,6 +197,118 @@ impl ServerHandle {
             message,
             self.shared.clock.now(),
         )?)
+    }
+
+    /// Sends to every connection of `user_id` on every node. On a single node
+    /// this is [`send_to_user`](Self::send_to_user). In a cluster the message
+    /// goes to this node's connections of the user directly and to the other
+    /// nodes through Redis; when no node holds the user it is stored in the
+    /// user's bounded offline stream (a full stream is an error). If Redis is
+    /// unreachable and nothing was delivered locally, the error says so.
+    pub async fn send(
+        &self,
+        user_id: &str,
+        message: Message,
+    ) -> Result<Reach<Option<SendOutcome>>, UserError> {
+        let Some(cluster) = &self.shared.cluster else {
+            return Ok(Reach {
+                local: Some(self.send_to_user(user_id, message)?),
+                remote: None,
+            });
+        };
+        let slot = self.shared.shards.of(user_id);
+        let now = self.shared.clock.now();
+        let envelope = crate::cluster::envelope_of(&message, cluster.origin());
+        let local = slot.core.with(|f| {
+            let m = f
+                .manager_for_user(user_id)
+                .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
+            Some(f.send_to_user(m, message, now))
+        });
+        let local = local.transpose()?;
+        let Some(envelope) = envelope else {
+            return Ok(Reach {
+                local,
+                remote: None,
+            });
+        };
+        match cluster.publish(user_id, &envelope, local.is_none()).await {
+            Ok(remote) => Ok(Reach {
+                local,
+                remote: Some(Ok(remote)),
+            }),
+            Err(e) if local.is_some() => Ok(Reach {
+                local,
+                remote: Some(Err(e)),
+            }),
+            Err(e) => Err(UserError::Cluster(e)),
+        }
+    }
+
+    /// Closes the user's connections with `code` on every node. Returns how
+    /// many closed here; `remote` says how many other nodes were told.
+    pub async fn disconnect(&self, user_id: &str, code: CloseCode, reason: &str) -> Reach<usize> {
+        let local = self.disconnect_user(user_id, code, reason);
+        let remote = match &self.shared.cluster {
+            None => None,
+            Some(c) => {
+                let env = Envelope::Disconnect {
+                    origin: c.origin(),
+                    code: code.as_u16(),
+                    reason: reason.to_owned(),
+                };
+                Some(c.publish(user_id, &env, false).await)
+            }
+        };
+        Reach { local, remote }
+    }
+
+    /// Deactivates the user's manager on every node (connections close with 1000).
+    pub async fn deactivate(&self, user_id: &str) -> Reach<u32> {
+        let local = self.deactivate_user(user_id).unwrap_or(0);
+        let remote = match &self.shared.cluster {
+            None => None,
+            Some(c) => Some(
+                c.publish(user_id, &Envelope::Deactivate { origin: c.origin() }, false)
+                    .await,
+            ),
+        };
+        Reach { local, remote }
+    }
+
+    /// Applies an envelope from another node to this node's connections of `user_id`.
+    pub(crate) fn apply_remote(&self, user_id: &str, envelope: Envelope) {
+        match envelope {
+            Envelope::Disconnect { code, reason, .. } => {
+                if let Ok(code) = CloseCode::new(code) {
+                    self.disconnect_user(user_id, code, &reason);
+                }
+            }
+            Envelope::Deactivate { .. } => {
+                let _ = self.deactivate_user(user_id);
+            }
+            deliver @ Envelope::Deliver { .. } => {
+                let Some(message) = crate::cluster::message_of(deliver) else {
+                    return;
+                };
+                let slot = self.shared.shards.of(user_id);
+                let now = self.shared.clock.now();
+                let result = slot.core.with(|f| {
+                    let m = f
+                        .manager_for_user(user_id)
+                        .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
+                    Some(f.send_to_user(m, message, now))
+                });
+                if let Some(Err(e)) = result {
+                    log::warn!("message from another node for {user_id} refused here: {e} (counted in stats)");
+                }
+            }
+        }
+    }
+
+    /// The node's cluster link, if it runs in a cluster.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.shared.cluster.as_ref()
     }
 
     /// [`send_to_user`](Self::send_to_user) with a text frame.

@@ -136,10 +136,16 @@ impl HttpResponse {
     }
 }
 
-/// The application's plain-HTTP endpoints on the WebSocket port.
+/// A boxed future answering one HTTP request.
+pub type HttpFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = HttpResponse> + Send + 'a>>;
+
+/// The application's plain-HTTP endpoints on the WebSocket port. Answers
+/// are futures, so a handler may await the cluster (Redis) or a timer; it
+/// runs on the connection's own task.
 pub trait HttpService: Send + Sync + 'static {
-    /// Answers one request. Runs on the connection's task: keep it short.
-    fn handle(&self, server: &ServerHandle, request: HttpRequest) -> HttpResponse;
+    /// Answers one request.
+    fn handle<'a>(&'a self, server: &'a ServerHandle, request: HttpRequest) -> HttpFuture<'a>;
 }
 
 /// Answers 404 to every plain HTTP request.
@@ -147,8 +153,8 @@ pub trait HttpService: Send + Sync + 'static {
 pub struct NoHttp;
 
 impl HttpService for NoHttp {
-    fn handle(&self, _server: &ServerHandle, _request: HttpRequest) -> HttpResponse {
-        HttpResponse::text(404, "not found\n")
+    fn handle<'a>(&'a self, _server: &'a ServerHandle, _request: HttpRequest) -> HttpFuture<'a> {
+        Box::pin(async { HttpResponse::text(404, "not found\n") })
     }
 }
 
@@ -163,6 +169,23 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// The head as an `http::Request` (for admission and the handshake).
+    pub(crate) fn to_request(
+        &self,
+    ) -> Option<async_tungstenite::tungstenite::handshake::server::Request> {
+        let target = match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        };
+        let mut builder = async_tungstenite::tungstenite::http::Request::builder()
+            .method(self.method.as_str())
+            .uri(target);
+        for (k, v) in &self.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        builder.body(()).ok()
+    }
+
     pub(crate) fn is_websocket_upgrade(&self) -> bool {
         self.headers
             .iter()
@@ -237,13 +260,16 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
 }
 
 /// Reads the body of a plain request and asks the service; writes the response.
-pub(crate) async fn serve_plain<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn serve_plain<
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: std::future::Future<Output = HttpResponse>,
+>(
     stream: &mut S,
     head: Head,
     mut buf: Vec<u8>,
     remote: SocketAddr,
     max_body: usize,
-    respond: impl FnOnce(HttpRequest) -> HttpResponse,
+    respond: impl FnOnce(HttpRequest) -> F,
 ) -> io::Result<u16> {
     let received = buf.len() - head.len;
     // Bytes of a refused body the client may still be sending.
@@ -276,6 +302,7 @@ pub(crate) async fn serve_plain<S: AsyncRead + AsyncWrite + Unpin>(
                 body,
                 remote,
             })
+            .await
         }
     };
     stream.write_all(&response.encode()).await?;

@@ -32,6 +32,7 @@
 mod admission;
 mod auth;
 mod clock;
+pub mod cluster;
 pub mod compat;
 mod config;
 mod connection;
@@ -47,9 +48,9 @@ pub use auth::{
     AuthError, Authenticator, Identity, JwtAuthenticator, JWT_AUTH_PROTOCOL, JWT_PROTOCOL_PREFIX,
 };
 pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
-pub use handle::{ServerHandle, ServerStats, ShutdownReport, UserError};
+pub use handle::{Reach, ServerHandle, ServerStats, ShutdownReport, UserError};
 pub use handler::{ConnectionInfo, Handler, IgnoreInbound};
-pub use http::{HttpRequest, HttpResponse, HttpService, NoHttp, MAX_HEAD_BYTES};
+pub use http::{HttpFuture, HttpRequest, HttpResponse, HttpService, NoHttp, MAX_HEAD_BYTES};
 pub use mutex::StdRawMutex;
 pub use server::{Server, ServerBuilder, StartError};
 pub use shards::{Shard, SHARD_CONNS, SHARD_EVENTS, SHARD_SLOTS, SHARD_USERS};

@@ -22,6 +22,9 @@ pub enum StartError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The Redis URL is unusable.
+    #[error("cannot use the cluster: {0}")]
+    Cluster(crate::cluster::ClusterError),
     /// Binding the listener failed.
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
@@ -77,6 +80,10 @@ impl ServerBuilder {
             .map(|i| ShardSlot::build(config.core_config(i)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::Core)?;
+        let cluster = match &config.cluster {
+            Some(c) => Some(crate::cluster::Cluster::new(c.clone()).map_err(StartError::Cluster)?),
+            None => None,
+        };
         let listener = Async::<TcpListener>::bind(addr)?;
         let local_addr = listener.get_ref().local_addr()?;
         config.ws_path = config.ws_path.clone();
@@ -89,6 +96,7 @@ impl ServerBuilder {
             clock: Clock::new(),
             authenticator,
             handler: self.handler,
+            cluster,
             http: self.http,
             counters: Counters::default(),
             accepting: AtomicBool::new(true),
@@ -165,6 +173,25 @@ impl Server {
                 ]
             })
             .collect();
+        let mut background = background;
+        if let Some(cluster) = &shared.cluster {
+            let handle = ServerHandle {
+                shared: shared.clone(),
+            };
+            background.push(smol::spawn(
+                cluster
+                    .clone()
+                    .run_subscriber(move |user, env| handle.apply_remote(user, env)),
+            ));
+            background.push(smol::spawn(crate::cluster::refresh_leases_forever(
+                shared.clone(),
+            )));
+            log::info!(
+                "node {} joins the cluster at {}",
+                cluster.node_id(),
+                cluster.config.redis_url
+            );
+        }
         log::info!(
             "userlane listening on {} ({} mode, {} shard(s))",
             listener

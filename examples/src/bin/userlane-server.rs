@@ -65,7 +65,7 @@ fn run(args: Args) -> Result<(), String> {
         dev_secret,
         max_message_bytes: config.max_message_bytes,
         agent: agent_stats,
-        health: Arc::new(Health::default()),
+        health: Arc::new(Health::starting_now()),
     };
     let server = Server::builder(config)
         .handler(agent)

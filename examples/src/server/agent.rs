@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use userlane_smol::cluster::Remote;
 use userlane_smol::userlane_core::SendOutcome;
-use userlane_smol::{ConnectionInfo, Handler, Message, ServerHandle};
+use userlane_smol::{ConnectionInfo, Handler, Message, Reach, ServerHandle};
 
 use super::protocol::{
     connection_established, error_message, event, parse_client_frame, ClientFrame,
@@ -113,8 +114,19 @@ async fn run(
         if i > 0 {
             smol::Timer::after(step).await;
         }
-        match server.send_text(&user_id, event(kind, data)) {
-            Ok(SendOutcome::Queued { queued_for: 0, .. }) | Err(_) => {
+        match server
+            .send(&user_id, Message::text(event(kind, data)))
+            .await
+        {
+            Ok(Reach {
+                local: Some(SendOutcome::Queued { queued_for: 0, .. }),
+                remote: None | Some(Err(_)),
+            })
+            | Ok(Reach {
+                local: None,
+                remote: Some(Ok(Remote::Published(0))),
+            })
+            | Err(_) => {
                 stats.events_failed.fetch_add(1, Ordering::Relaxed);
                 log::warn!("agent event {kind} for {user_id} reached no connection");
             }

@@ -12,11 +12,13 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use userlane_smol::cluster::Remote;
 use userlane_smol::userlane_core::{
     CloseCode, Error as CoreError, Limit, SendOutcome, UserContext,
 };
 use userlane_smol::{
-    Environment, HttpRequest, HttpResponse, HttpService, Message, ServerHandle, UserError,
+    Environment, HttpFuture, HttpRequest, HttpResponse, HttpService, Message, Reach, ServerHandle,
+    UserError,
 };
 
 use super::agent::AgentStats;
@@ -45,23 +47,48 @@ pub struct Api {
 }
 
 impl HttpService for Api {
-    fn handle(&self, server: &ServerHandle, req: HttpRequest) -> HttpResponse {
+    fn handle<'a>(&'a self, server: &'a ServerHandle, req: HttpRequest) -> HttpFuture<'a> {
+        Box::pin(self.route(server, req))
+    }
+}
+
+impl Api {
+    async fn route(&self, server: &ServerHandle, req: HttpRequest) -> HttpResponse {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segments.as_slice()) {
             ("GET", [""]) => HttpResponse::with_type(200, "text/html; charset=utf-8", super::PAGE),
             ("GET", ["healthz"]) => self.healthz(server),
-            ("GET", ["metrics"]) => HttpResponse::with_type(
-                200,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                super::metrics::render(&server.stats(), &self.agent),
-            ),
+            ("GET", ["metrics"]) => {
+                let cluster = match server.cluster() {
+                    Some(c) => Some(super::metrics::ClusterView {
+                        healthy: c.is_healthy(),
+                        gauges: c.cluster_gauges().await.ok(),
+                        rtt: c.rtt.snapshot(),
+                        unavailable_errors: c
+                            .unavailable_errors
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        local_admissions: c
+                            .local_admissions
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        envelopes_received: c
+                            .envelopes_received
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    }),
+                    None => None,
+                };
+                HttpResponse::with_type(
+                    200,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    super::metrics::render(&server.stats(), &self.agent, cluster.as_ref()),
+                )
+            }
             ("POST", ["dev", "token"]) if self.environment == Environment::Development => {
                 self.dev_token(&req)
             }
             ("POST", ["api", "users", user, "messages"]) => match self.authorize(&req) {
                 Err(r) => r,
                 Ok(()) => match decode_user(user) {
-                    Some(user) => self.post_message(server, &user, &req),
+                    Some(user) => self.post_message(server, &user, &req).await,
                     None => HttpResponse::json(400, &json!({"error": "bad user id in path"})),
                 },
             },
@@ -71,8 +98,20 @@ impl HttpService for Api {
                     Some(user) => {
                         let code =
                             CloseCode::new(FORCE_DISCONNECT).expect("4001 is a valid close code");
-                        let closed = server.disconnect_user(&user, code, "disconnected by service");
-                        HttpResponse::json(200, &json!({ "closed": closed }))
+                        let reach = server
+                            .disconnect(&user, code, "disconnected by service")
+                            .await;
+                        match reach.remote {
+                            Some(Err(e)) => HttpResponse::json(
+                                503,
+                                &json!({ "closed": reach.local, "error": e.to_string() }),
+                            ),
+                            Some(Ok(Remote::Published(nodes))) => HttpResponse::json(
+                                200,
+                                &json!({ "closed": reach.local, "nodes": nodes }),
+                            ),
+                            _ => HttpResponse::json(200, &json!({ "closed": reach.local })),
+                        }
                     }
                     None => HttpResponse::json(400, &json!({"error": "bad user id in path"})),
                 },
@@ -101,7 +140,12 @@ impl Api {
     }
 
     fn healthz(&self, server: &ServerHandle) -> HttpResponse {
+        let degraded = server.cluster().is_some_and(|c| !c.is_healthy());
         match self.health.check(Sample::of(&server.stats(), &self.agent)) {
+            Ok(()) if degraded => HttpResponse::text(
+                200,
+                "degraded: redis unreachable; serving local users only\n",
+            ),
             Ok(()) => HttpResponse::text(200, "ok\n"),
             Err(reason) => HttpResponse::text(503, format!("unhealthy: {reason}\n")),
         }
@@ -126,7 +170,12 @@ impl Api {
         }
     }
 
-    fn post_message(&self, server: &ServerHandle, user: &str, req: &HttpRequest) -> HttpResponse {
+    async fn post_message(
+        &self,
+        server: &ServerHandle,
+        user: &str,
+        req: &HttpRequest,
+    ) -> HttpResponse {
         if req.body.len() > self.max_message_bytes {
             return HttpResponse::json(413, &json!({"error": "body over the message size limit"}));
         }
@@ -136,12 +185,31 @@ impl Api {
         if serde_json::from_str::<serde_json::Value>(text).is_err() {
             return HttpResponse::json(400, &json!({"error": "body is not JSON"}));
         }
-        match server.send_to_user(user, Message::text(text.to_owned())) {
-            Ok(SendOutcome::Queued { queued_for, .. }) => {
-                HttpResponse::json(202, &json!({ "queued_for": queued_for }))
-            }
-            Ok(SendOutcome::Buffered { .. }) => {
-                HttpResponse::json(202, &json!({ "buffered": true }))
+        match server.send(user, Message::text(text.to_owned())).await {
+            Ok(Reach {
+                local: Some(SendOutcome::Buffered { .. }),
+                ..
+            }) => HttpResponse::json(202, &json!({ "buffered": true })),
+            Ok(Reach {
+                remote: Some(Ok(Remote::Stored(_))),
+                ..
+            }) => HttpResponse::json(202, &json!({ "buffered": true })),
+            Ok(Reach { local, remote }) => {
+                let queued_for = local.map_or(0, |o| o.queued_for());
+                match remote {
+                    None => HttpResponse::json(202, &json!({ "queued_for": queued_for })),
+                    Some(Ok(Remote::Published(nodes))) => HttpResponse::json(
+                        202,
+                        &json!({ "queued_for": queued_for, "nodes": nodes }),
+                    ),
+                    Some(Ok(Remote::Stored(_))) => {
+                        HttpResponse::json(202, &json!({ "buffered": true }))
+                    }
+                    Some(Err(e)) => HttpResponse::json(
+                        202,
+                        &json!({ "queued_for": queued_for, "cluster": "unavailable", "error": e.to_string() }),
+                    ),
+                }
             }
             Err(UserError::UnknownUser | UserError::Core(CoreError::NoConnections(_))) => {
                 HttpResponse::json(404, &json!({"error": "unknown user"}))
@@ -149,6 +217,7 @@ impl Api {
             Err(UserError::Core(CoreError::InvalidContext(e))) => {
                 HttpResponse::json(400, &json!({"error": e.to_string()}))
             }
+            Err(UserError::Cluster(e)) => HttpResponse::json(503, &json!({"error": e.to_string()})),
             Err(UserError::Core(
                 e @ (CoreError::LimitReached(
                     Limit::OfflineBuffer | Limit::QueueSlots | Limit::Users,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use userlane_smol::{Environment, ServerConfig};
+use userlane_smol::{Environment, ServerConfig, SHARD_USERS};
 
 /// A WebSocket server that gives every user an isolated, bounded lane, with a
 /// demo agent, a service API, health checks and metrics on one port.
@@ -49,6 +49,15 @@ pub struct Args {
     /// Independent shards (default: number of cores).
     #[arg(long, env = "USERLANE_SHARDS", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub shards: Option<u64>,
+    /// Redis URL: run as one node of a cluster (omit for a single node).
+    #[arg(long, env = "USERLANE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Seconds a connection lease lives without refresh (a crashed node's slots free up after it).
+    #[arg(long, env = "USERLANE_LEASE_TTL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_ttl: u64,
+    /// Most messages held in Redis for a user connected nowhere.
+    #[arg(long, env = "USERLANE_OFFLINE_STREAM_LEN", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub offline_stream_len: u32,
     /// Milliseconds between the demo agent's events.
     #[arg(long, env = "USERLANE_AGENT_STEP_MS", default_value_t = 300)]
     pub agent_step_ms: u64,
@@ -74,7 +83,6 @@ impl Args {
         c.jwt_secret = jwt_secret;
         c.max_connections_per_user = self.max_connections_per_user;
         c.max_connections = self.max_connections;
-        c.max_users = self.max_connections;
         c.max_message_bytes = self.max_message_bytes as usize;
         c.max_http_body_bytes = self.max_message_bytes as usize;
         c.queue_depth = self.queue_depth;
@@ -84,8 +92,18 @@ impl Args {
         if let Some(n) = self.shards {
             c.shards = n as usize;
         }
+        // One user per connection at most, but never more than the shards hold
+        // (10,000 connections fit one shard; 10,000 users need two).
+        let user_capacity = SHARD_USERS as u64 * c.shards as u64;
+        c.max_users = u64::from(self.max_connections).min(user_capacity) as u32;
         if !self.environment.requires_authentication() {
             c.echo_path = Some("/echo".into());
+        }
+        if let Some(url) = &self.redis_url {
+            let mut cluster = userlane_smol::cluster::ClusterConfig::new(url.clone());
+            cluster.lease_ttl = Duration::from_secs(self.lease_ttl);
+            cluster.offline_max = self.offline_stream_len;
+            c.cluster = Some(cluster);
         }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
@@ -110,6 +128,16 @@ mod tests {
             ),
             (5, 65_536, Some("/echo"))
         );
+    }
+
+    #[test]
+    fn one_shard_starts_with_the_default_limits() {
+        // The default on a one-core machine: 10,000 connections, one shard.
+        let a = Args::try_parse_from(["userlane-server", "--shards", "1"]).unwrap();
+        let c = a.server_config(None).unwrap();
+        assert_eq!((c.shards, c.max_users), (1, SHARD_USERS as u32));
+        let a = Args::try_parse_from(["userlane-server", "--shards", "2"]).unwrap();
+        assert_eq!(a.server_config(None).unwrap().max_users, 10_000);
     }
 
     #[test]

@@ -105,6 +105,14 @@ pub struct Health {
 }
 
 impl Health {
+    /// A window that starts now with every counter at zero, as they are when
+    /// the server starts: what happens before the first check is judged too.
+    pub fn starting_now() -> Self {
+        Health {
+            samples: Mutex::new(VecDeque::from([(Instant::now(), Sample::default())])),
+        }
+    }
+
     /// Records `sample` and judges it against the oldest one in the window.
     pub fn check(&self, sample: Sample) -> Result<(), String> {
         let now = Instant::now();
@@ -167,6 +175,19 @@ mod tests {
             ..Sample::default()
         };
         assert_eq!(judge(&Sample::default(), &few), Ok(()));
+    }
+
+    #[test]
+    fn a_window_started_with_the_server_judges_what_came_before_the_first_check() {
+        let h = Health::starting_now();
+        let incident = Sample {
+            sends_ok: 1,
+            sends_failed: 24,
+            ..Sample::default()
+        };
+        assert!(h.check(incident).unwrap_err().contains("delivery failures"));
+        // Without the starting sample the first check has nothing to compare with.
+        assert_eq!(Health::default().check(incident), Ok(()));
     }
 
     #[test]

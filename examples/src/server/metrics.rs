@@ -29,6 +29,49 @@ struct Code {
     reason: &'static str,
 }
 
+/// Redis round trips as a Prometheus histogram (seconds).
+#[derive(Debug)]
+struct RttHistogram {
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl prometheus_client::encoding::EncodeMetric for RttHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum,
+            self.count,
+            &self.buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
+/// What the node knows about the cluster, for one scrape.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// Whether Redis answered the last call.
+    pub healthy: bool,
+    /// Users and connections holding leases across the cluster (`None` if Redis did not answer).
+    pub gauges: Option<(u64, u64)>,
+    /// Round-trip histogram: per-bucket counts, sum (µs), count.
+    pub rtt: (Vec<u64>, u64, u64),
+    /// Cross-node operations that failed.
+    pub unavailable_errors: u64,
+    /// Admissions decided by the local cap.
+    pub local_admissions: u64,
+    /// Envelopes received from other nodes.
+    pub envelopes_received: u64,
+}
+
 fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     let c = Counter::<u64>::default();
     c.inc_by(value);
@@ -57,7 +100,7 @@ fn family<
 }
 
 /// Renders every metric.
-pub fn render(stats: &ServerStats, agent: &AgentStats) -> String {
+pub fn render(stats: &ServerStats, agent: &AgentStats, cluster: Option<&ClusterView>) -> String {
     let c = &stats.core;
     let mut r = Registry::with_prefix("userlane");
     gauge(
@@ -314,6 +357,62 @@ pub fn render(stats: &ServerStats, agent: &AgentStats) -> String {
         "Distinct source locations still calling the legacy API",
         stats.legacy_call_sites,
     );
+    if let Some(c) = cluster {
+        gauge(
+            &mut r,
+            "cluster_healthy",
+            "1 while Redis answers, 0 while the node serves local users only",
+            c.healthy as u64,
+        );
+        if let Some((users, conns)) = c.gauges {
+            gauge(
+                &mut r,
+                "cluster_users",
+                "Users with a connection lease anywhere in the cluster",
+                users,
+            );
+            gauge(
+                &mut r,
+                "cluster_connections",
+                "Connection leases across the cluster",
+                conns,
+            );
+        }
+        counter(
+            &mut r,
+            "cluster_unavailable_errors",
+            "Cross-node operations that failed: Redis unreachable",
+            c.unavailable_errors,
+        );
+        counter(
+            &mut r,
+            "cluster_local_admissions",
+            "Connections admitted by the local cap while Redis was unreachable",
+            c.local_admissions,
+        );
+        counter(
+            &mut r,
+            "cluster_envelopes_received",
+            "Messages and commands received from other nodes",
+            c.envelopes_received,
+        );
+        let (counts, sum_us, count) = &c.rtt;
+        let bounds = userlane_smol::cluster::RTT_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .chain([f64::INFINITY]);
+        let buckets = bounds.zip(counts.iter().copied()).collect();
+        r.register_with_unit(
+            "redis_rtt",
+            "Round-trip time of Redis calls",
+            prometheus_client::registry::Unit::Seconds,
+            RttHistogram {
+                buckets,
+                sum: *sum_us as f64 / 1e6,
+                count: *count,
+            },
+        );
+    }
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out
@@ -329,7 +428,7 @@ mod tests {
         stats.core.connections_active = 3;
         stats.core.closed_slow_consumer = 2;
         stats.rejected_unauthorized = 7;
-        let text = render(&stats, &AgentStats::default());
+        let text = render(&stats, &AgentStats::default(), None);
         assert!(
             text.contains("# TYPE userlane_connections gauge\nuserlane_connections 3\n"),
             "{text}"

@@ -1,0 +1,735 @@
+//! Scale-out on Redis: several nodes serve the same users.
+//!
+//! - **User-targeted send from any node.** The sending node delivers to its
+//!   own connections of the user directly, then runs one Lua script that
+//!   `PUBLISH`es a postcard envelope on the user's channel
+//!   (`<ns>:user:<id>`) and, if no node is subscribed, appends it to the
+//!   user's bounded offline stream (`<ns>:offline:<id>`) instead — atomically,
+//!   so a message is either published or stored, never neither. A full stream
+//!   is reported to the caller, never trimmed.
+//! - **Subscriptions follow connections.** A node subscribes to a user's
+//!   channel when it opens its first connection of that user and unsubscribes
+//!   when the last one leaves. After subscribing it drains the offline stream
+//!   (one script: `XRANGE` + `DEL`) into the new connection, in order.
+//! - **Hard cluster-wide per-user cap.** Admission is one Lua script over the
+//!   user's sorted set of connection leases (`<ns>:conns:<id>`, score =
+//!   expiry): drop expired leases, refuse if `ZCARD >= cap`, else `ZADD`.
+//!   Nodes refresh their leases every `lease_ttl / 3`; a node that dies frees
+//!   its slots when its leases expire.
+//! - **Faults.** Every Redis call has a timeout. While Redis is unreachable
+//!   the node keeps serving its local users, cross-node operations return
+//!   [`ClusterError::Unavailable`], admission falls back to the local cap,
+//!   and a background task reconnects with backoff and resubscribes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+
+/// Envelope format version: the first byte of every message between nodes.
+pub const ENVELOPE_VERSION: u8 = 1;
+
+/// Redis settings of a clustered server.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`.
+    pub redis_url: String,
+    /// Prefix of every key and channel.
+    pub namespace: String,
+    /// Lifetime of a connection lease; a dead node's slots free up after it. Default 30 s.
+    pub lease_ttl: Duration,
+    /// Most messages in a user's offline stream. Default 64.
+    pub offline_max: u32,
+    /// An offline stream expires this long after its last message. Default 24 h.
+    pub offline_ttl: Duration,
+    /// Timeout of one Redis call. Default 1 s.
+    pub op_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// Defaults for `redis_url`.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        ClusterConfig {
+            redis_url: redis_url.into(),
+            namespace: "userlane".into(),
+            lease_ttl: Duration::from_secs(30),
+            offline_max: 64,
+            offline_ttl: Duration::from_secs(24 * 3600),
+            op_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a cross-node operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis is unreachable (or timed out); only local delivery happened.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// The user's offline stream is full; the message was not stored.
+    #[error("offline stream of the user is full")]
+    OfflineFull,
+}
+
+/// What a cross-node send did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remote {
+    /// Published to this many nodes (the sender included if it holds the user).
+    Published(u32),
+    /// No node holds the user: stored in the offline stream (now this long).
+    Stored(u32),
+}
+
+/// A message between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// Deliver to every local connection of the user.
+    Deliver {
+        /// The node that accepted the message.
+        origin: [u8; 16],
+        /// Text (true) or binary frame.
+        text: bool,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// Close every local connection of the user.
+    Disconnect {
+        /// The node that asked.
+        origin: [u8; 16],
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// Deactivate the user's manager on every node.
+    Deactivate {
+        /// The node that asked.
+        origin: [u8; 16],
+    },
+}
+
+impl Envelope {
+    /// Version byte + postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![ENVELOPE_VERSION];
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Decodes bytes from [`Envelope::encode`]; `None` for another version or garbage.
+    pub fn decode(bytes: &[u8]) -> Option<Envelope> {
+        match bytes.split_first() {
+            Some((&ENVELOPE_VERSION, rest)) => postcard::from_bytes(rest).ok(),
+            _ => None,
+        }
+    }
+
+    /// The node that sent it.
+    pub fn origin(&self) -> [u8; 16] {
+        match self {
+            Envelope::Deliver { origin, .. }
+            | Envelope::Disconnect { origin, .. }
+            | Envelope::Deactivate { origin } => *origin,
+        }
+    }
+}
+
+/// The envelope carrying `message` from node `origin` (text or binary; other
+/// frame kinds are not application messages and give `None`).
+pub fn envelope_of(message: &crate::Message, origin: [u8; 16]) -> Option<Envelope> {
+    match message {
+        crate::Message::Text(t) => Some(Envelope::Deliver {
+            origin,
+            text: true,
+            payload: t.as_bytes().to_vec(),
+        }),
+        crate::Message::Binary(b) => Some(Envelope::Deliver {
+            origin,
+            text: false,
+            payload: b.to_vec(),
+        }),
+        _ => None,
+    }
+}
+
+/// The message a `Deliver` envelope carries.
+pub fn message_of(envelope: Envelope) -> Option<crate::Message> {
+    match envelope {
+        Envelope::Deliver {
+            text: true,
+            payload,
+            ..
+        } => String::from_utf8(payload).ok().map(crate::Message::text),
+        Envelope::Deliver {
+            text: false,
+            payload,
+            ..
+        } => Some(crate::Message::binary(payload)),
+        _ => None,
+    }
+}
+
+const ADMIT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+return 1
+"#;
+
+const REFRESH: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+return 1
+"#;
+
+const SEND: &str = r#"
+local n = redis.call('PUBLISH', KEYS[1], ARGV[1])
+if n > 0 then return {n, 0} end
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {0, -1} end
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {0, redis.call('XLEN', KEYS[2])}
+"#;
+
+const DRAIN: &str = r#"
+local r = redis.call('XRANGE', KEYS[1], '-', '+')
+redis.call('DEL', KEYS[1])
+local out = {}
+for i, e in ipairs(r) do out[i] = e[2][2] end
+return out
+"#;
+
+/// Upper bounds (µs) of the Redis round-trip histogram buckets.
+pub const RTT_BUCKETS_US: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+/// Redis round-trip times: a fixed-bucket histogram.
+#[derive(Debug, Default)]
+pub struct RttHistogram {
+    buckets: [AtomicU64; RTT_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl RttHistogram {
+    fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = RTT_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(RTT_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Per-bucket counts (not cumulative; the last is "over the largest bound"),
+    /// the sum in microseconds and the count.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+        (
+            self.buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            self.sum_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A request to the subscriber task.
+enum SubCmd {
+    Subscribe(String, smol::channel::Sender<bool>),
+    Unsubscribe(String),
+}
+
+/// A node's link to the cluster.
+pub struct Cluster {
+    pub(crate) config: ClusterConfig,
+    node_id: [u8; 16],
+    client: redis::Client,
+    conn: async_lock::Mutex<Option<MultiplexedConnection>>,
+    healthy: AtomicBool,
+    /// Local open connections per user (subscribed while > 0).
+    local: Mutex<HashMap<String, usize>>,
+    sub_tx: smol::channel::Sender<SubCmd>,
+    sub_rx: smol::channel::Receiver<SubCmd>,
+    /// Round-trip times of Redis calls.
+    pub rtt: RttHistogram,
+    /// Cross-node operations that failed because Redis was unreachable.
+    pub unavailable_errors: AtomicU64,
+    /// Envelopes received from other nodes.
+    pub envelopes_received: AtomicU64,
+    /// Admissions decided by the local cap because Redis was unreachable.
+    pub local_admissions: AtomicU64,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("redis_url", &self.config.redis_url)
+            .field("healthy", &self.is_healthy())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// A node link for `config` (no I/O yet; the connection is made lazily).
+    pub fn new(config: ClusterConfig) -> Result<Arc<Self>, ClusterError> {
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+        let (sub_tx, sub_rx) = smol::channel::unbounded();
+        Ok(Arc::new(Cluster {
+            config,
+            node_id: *uuid::Uuid::new_v4().as_bytes(),
+            client,
+            conn: async_lock::Mutex::new(None),
+            healthy: AtomicBool::new(false),
+            local: Mutex::new(HashMap::new()),
+            sub_tx,
+            sub_rx,
+            rtt: RttHistogram::default(),
+            unavailable_errors: AtomicU64::new(0),
+            envelopes_received: AtomicU64::new(0),
+            local_admissions: AtomicU64::new(0),
+        }))
+    }
+
+    /// This node's id as envelope origin.
+    pub fn origin(&self) -> [u8; 16] {
+        self.node_id
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> String {
+        uuid::Uuid::from_bytes(self.node_id).to_string()
+    }
+
+    /// Whether the last Redis call succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn key(&self, kind: &str, user: &str) -> String {
+        format!("{}:{kind}:{user}", self.config.namespace)
+    }
+
+    fn channel_prefix(&self) -> String {
+        format!("{}:user:", self.config.namespace)
+    }
+
+    /// Runs one Redis operation with the timeout, reconnecting lazily.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, ClusterError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = self.config.op_timeout;
+        let started = Instant::now();
+        let result = smol::future::or(
+            async {
+                let conn = {
+                    let mut guard = self.conn.lock().await;
+                    match guard.as_ref() {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = self
+                                .client
+                                .get_multiplexed_async_connection()
+                                .await
+                                .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+                            *guard = Some(c.clone());
+                            c
+                        }
+                    }
+                };
+                op(conn)
+                    .await
+                    .map_err(|e| ClusterError::Unavailable(e.to_string()))
+            },
+            async {
+                smol::Timer::after(timeout).await;
+                Err(ClusterError::Unavailable(format!(
+                    "redis call timed out after {timeout:?}"
+                )))
+            },
+        )
+        .await;
+        match &result {
+            Ok(_) => {
+                self.rtt.observe(started.elapsed());
+                self.healthy.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    log::warn!("redis unreachable: {e}; serving local users only");
+                }
+                self.unavailable_errors.fetch_add(1, Ordering::Relaxed);
+                *self.conn.lock().await = None;
+            }
+        }
+        result
+    }
+
+    /// Takes a cluster-wide lease for connection `member` of `user`:
+    /// `Ok(true)` admitted, `Ok(false)` the user is at `cap` across the cluster.
+    pub async fn admit(&self, user: &str, member: &str, cap: u32) -> Result<bool, ClusterError> {
+        let key = self.key("conns", user);
+        let ttl = self.config.lease_ttl.as_millis() as u64;
+        let member = format!("{}:{member}", self.node_id());
+        self.call(|mut c| async move {
+            redis::Script::new(ADMIT)
+                .key(key)
+                .arg(member)
+                .arg(cap)
+                .arg(ttl)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    /// Gives the lease back (best effort: it expires anyway).
+    pub async fn release_lease(&self, user: &str, member: &str) {
+        let key = self.key("conns", user);
+        let member = format!("{}:{member}", self.node_id());
+        let _ = self
+            .call(|mut c| async move {
+                redis::cmd("ZREM")
+                    .arg(key)
+                    .arg(member)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    /// Refreshes the leases of `members` (this node's connections of `user`).
+    pub async fn refresh_leases(&self, user: &str, members: &[String]) -> Result<(), ClusterError> {
+        let key = self.key("conns", user);
+        let ttl = self.config.lease_ttl.as_millis() as u64;
+        let node = self.node_id();
+        let args: Vec<String> = members.iter().map(|m| format!("{node}:{m}")).collect();
+        self.call(|mut c| async move {
+            let script = redis::Script::new(REFRESH);
+            let mut inv = script.key(key);
+            inv.arg(ttl);
+            for a in &args {
+                inv.arg(a);
+            }
+            inv.invoke_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Publishes `envelope` for `user`, or stores it in the user's offline
+    /// stream when no node holds the user (`store_offline`).
+    pub async fn publish(
+        &self,
+        user: &str,
+        envelope: &Envelope,
+        store_offline: bool,
+    ) -> Result<Remote, ClusterError> {
+        let channel = self.key("user", user);
+        let stream = self.key("offline", user);
+        let max = if store_offline {
+            self.config.offline_max
+        } else {
+            0
+        };
+        let ttl = self.config.offline_ttl.as_millis() as u64;
+        let bytes = envelope.encode();
+        let (n, stored): (i64, i64) = self
+            .call(|mut c| async move {
+                redis::Script::new(SEND)
+                    .key(channel)
+                    .key(stream)
+                    .arg(bytes)
+                    .arg(max)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        match (n, stored) {
+            (n, _) if n > 0 => Ok(Remote::Published(n as u32)),
+            (_, -1) if store_offline => Err(ClusterError::OfflineFull),
+            (_, -1) => Ok(Remote::Published(0)),
+            (_, s) => Ok(Remote::Stored(s as u32)),
+        }
+    }
+
+    /// Takes every message of the user's offline stream, oldest first.
+    pub async fn drain_offline(&self, user: &str) -> Result<Vec<Envelope>, ClusterError> {
+        let stream = self.key("offline", user);
+        let raw: Vec<Vec<u8>> = self
+            .call(|mut c| async move {
+                redis::Script::new(DRAIN)
+                    .key(stream)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(raw.iter().filter_map(|b| Envelope::decode(b)).collect())
+    }
+
+    /// Counts a local connection of `user`; the first one subscribes this
+    /// node to the user's channel (awaited, so a drain after it cannot miss a
+    /// message). Returns whether the subscription is confirmed.
+    pub async fn local_opened(&self, user: &str) -> bool {
+        let first = {
+            let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = local.entry(user.to_owned()).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if !first {
+            return true;
+        }
+        let (tx, rx) = smol::channel::bounded(1);
+        if self
+            .sub_tx
+            .try_send(SubCmd::Subscribe(user.to_owned(), tx))
+            .is_err()
+        {
+            return false;
+        }
+        smol::future::or(async { rx.recv().await.unwrap_or(false) }, async {
+            smol::Timer::after(self.config.op_timeout).await;
+            false
+        })
+        .await
+    }
+
+    /// Counts a local connection of `user` gone; the last one unsubscribes.
+    pub fn local_closed(&self, user: &str) {
+        let last = {
+            let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+            match local.get_mut(user) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    local.remove(user);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            let _ = self.sub_tx.try_send(SubCmd::Unsubscribe(user.to_owned()));
+        }
+    }
+
+    /// Users this node holds (and is subscribed for).
+    pub fn local_users(&self) -> Vec<String> {
+        self.local
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Connections and users with leases across the cluster (a `SCAN` of the
+    /// lease sets; for metrics).
+    pub async fn cluster_gauges(&self) -> Result<(u64, u64), ClusterError> {
+        let pattern = format!("{}:conns:*", self.config.namespace);
+        self.call(|mut c| async move {
+            let mut cursor: u64 = 0;
+            let (mut users, mut conns) = (0u64, 0u64);
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut c)
+                    .await?;
+                for k in keys {
+                    let n: u64 = redis::cmd("ZCARD").arg(&k).query_async(&mut c).await?;
+                    if n > 0 {
+                        users += 1;
+                        conns += n;
+                    }
+                }
+                if next == 0 {
+                    return Ok((users, conns));
+                }
+                cursor = next;
+            }
+        })
+        .await
+    }
+
+    /// The subscriber task: keeps one pub/sub connection, (re)subscribes to
+    /// every locally held user with backoff, and hands each envelope from
+    /// another node to `deliver`.
+    pub(crate) async fn run_subscriber(self: Arc<Self>, deliver: impl Fn(&str, Envelope)) {
+        let mut backoff = Duration::from_millis(100);
+        let prefix = self.channel_prefix();
+        loop {
+            let pubsub =
+                smol::future::or(async { self.client.get_async_pubsub().await.ok() }, async {
+                    smol::Timer::after(self.config.op_timeout).await;
+                    None
+                })
+                .await;
+            let Some(pubsub) = pubsub else {
+                self.healthy.store(false, Ordering::Relaxed);
+                // Answer pending subscribe requests: not confirmed.
+                while let Ok(cmd) = self.sub_rx.try_recv() {
+                    if let SubCmd::Subscribe(_, ack) = cmd {
+                        let _ = ack.try_send(false);
+                    }
+                }
+                smol::Timer::after(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            let mut ok = true;
+            for user in self.local_users() {
+                if sink.subscribe(format!("{prefix}{user}")).await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            self.healthy.store(true, Ordering::Relaxed);
+            log::info!(
+                "subscribed to {} user channel(s) on redis",
+                self.local_users().len()
+            );
+            loop {
+                enum Step {
+                    Msg(Option<redis::Msg>),
+                    Cmd(Option<SubCmd>),
+                }
+                let step = smol::future::or(async { Step::Msg(stream.next().await) }, async {
+                    Step::Cmd(self.sub_rx.recv().await.ok())
+                })
+                .await;
+                match step {
+                    Step::Msg(Some(msg)) => {
+                        let Some(user) = msg.get_channel_name().strip_prefix(&prefix) else {
+                            continue;
+                        };
+                        let Some(env) = Envelope::decode(msg.get_payload_bytes()) else {
+                            log::warn!(
+                                "dropping an envelope of unknown version on {}",
+                                msg.get_channel_name()
+                            );
+                            continue;
+                        };
+                        if env.origin() != self.node_id {
+                            self.envelopes_received.fetch_add(1, Ordering::Relaxed);
+                            deliver(user, env);
+                        }
+                    }
+                    Step::Msg(None) => break,
+                    Step::Cmd(Some(SubCmd::Subscribe(user, ack))) => {
+                        let r = sink.subscribe(format!("{prefix}{user}")).await.is_ok();
+                        let _ = ack.try_send(r);
+                        if !r {
+                            break;
+                        }
+                    }
+                    Step::Cmd(Some(SubCmd::Unsubscribe(user))) => {
+                        if sink.unsubscribe(format!("{prefix}{user}")).await.is_err() {
+                            break;
+                        }
+                    }
+                    Step::Cmd(None) => return,
+                }
+            }
+            log::warn!("redis pub/sub connection lost; reconnecting");
+            self.healthy.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Refreshes this node's leases every `lease_ttl / 3`, for as long as the server runs.
+pub(crate) async fn refresh_leases_forever(shared: Arc<crate::handle::ServerShared>) {
+    let Some(cluster) = shared.cluster.clone() else {
+        return;
+    };
+    let period = cluster.config.lease_ttl / 3;
+    loop {
+        smol::Timer::after(period).await;
+        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+        for slot in &shared.shards.slots {
+            for entry in slot.registry().values() {
+                by_user
+                    .entry(entry.info.user_id().to_owned())
+                    .or_default()
+                    .push(entry.info.connection_id().to_owned());
+            }
+        }
+        for (user, members) in by_user {
+            if let Err(e) = cluster.refresh_leases(&user, &members).await {
+                log::warn!(
+                    "lease refresh failed ({e}); leases expire after {:?} unless Redis returns",
+                    cluster.config.lease_ttl
+                );
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_with_a_version_byte() {
+        let e = Envelope::Deliver {
+            origin: [7; 16],
+            text: true,
+            payload: b"hello".to_vec(),
+        };
+        let bytes = e.encode();
+        assert_eq!(bytes[0], ENVELOPE_VERSION);
+        assert_eq!(Envelope::decode(&bytes), Some(e));
+        let mut other = bytes.clone();
+        other[0] = 2;
+        assert_eq!(Envelope::decode(&other), None);
+        assert_eq!(Envelope::decode(&[]), None);
+        assert_eq!(Envelope::decode(&[ENVELOPE_VERSION, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn rtt_histogram_buckets() {
+        let h = RttHistogram::default();
+        h.observe(Duration::from_micros(80));
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_secs(3));
+        let (b, sum, n) = h.snapshot();
+        assert_eq!((b[0], b[2], b[RTT_BUCKETS_US.len()], n), (1, 1, 1, 3));
+        assert_eq!(sum, 80 + 300 + 3_000_000);
+    }
+}

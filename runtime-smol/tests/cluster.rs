@@ -1,0 +1,285 @@
+//! Several in-process nodes on one real redis-server (loopback): cross-node
+//! send, the cluster-wide cap, cross-node force-disconnect, offline replay on
+//! another node, and a Redis outage during traffic.
+
+#[path = "support/redis.rs"]
+mod redis_support;
+mod support;
+
+use std::time::Duration;
+
+use redis_support::RedisServer;
+use support::*;
+use userlane_smol::cluster::{ClusterConfig, ClusterError, Remote};
+use userlane_smol::userlane_core::{CloseCode, SendOutcome};
+use userlane_smol::{Environment, Message, Reach, UserError};
+
+fn node(redis: &RedisServer, namespace: &str, tune: impl FnOnce(&mut ClusterConfig)) -> TestServer {
+    let mut c = config(Environment::Production);
+    c.max_connections_per_user = 5;
+    let mut cluster = ClusterConfig::new(redis.url());
+    cluster.namespace = namespace.into();
+    cluster.op_timeout = Duration::from_millis(500);
+    tune(&mut cluster);
+    c.cluster = Some(cluster);
+    start_with(c, TestHandler::greeting())
+}
+
+/// Connects and waits for the greeting, which the server writes only after
+/// it subscribed to the user's channel.
+async fn join(server: &TestServer, user: &str) -> Client {
+    let mut c = connect(server.addr, user).await;
+    assert_eq!(
+        expect_text(&mut c, "greeting").await,
+        format!("hello|{user}|false")
+    );
+    c
+}
+
+#[test]
+fn a_send_from_a_third_node_reaches_both_nodes_once_in_order() {
+    let Some(redis) =
+        RedisServer::start("a_send_from_a_third_node_reaches_both_nodes_once_in_order")
+    else {
+        return;
+    };
+    let nodes: Vec<_> = (0..3).map(|_| node(&redis, "order", |_| {})).collect();
+    smol::block_on(async {
+        let mut a1 = join(&nodes[0], "alice").await;
+        let mut a2 = join(&nodes[1], "alice").await;
+        let mut bob = join(&nodes[0], "bob").await;
+        for i in 0..50 {
+            let reach = nodes[2]
+                .handle
+                .send("alice", Message::text(format!("m{i}")))
+                .await
+                .unwrap();
+            assert_eq!(
+                reach,
+                Reach {
+                    local: None,
+                    remote: Some(Ok(Remote::Published(2)))
+                }
+            );
+        }
+        for client in [&mut a1, &mut a2] {
+            for i in 0..50 {
+                assert_eq!(
+                    expect_text(client, "cross-node message").await,
+                    format!("m{i}")
+                );
+            }
+            assert_silent(client, Duration::from_millis(300), "no duplicate").await;
+        }
+        assert_silent(
+            &mut bob,
+            Duration::from_millis(100),
+            "bob gets nothing of alice's",
+        )
+        .await;
+        // A node holding alice delivers locally and publishes to the other one.
+        let reach = nodes[0]
+            .handle
+            .send("alice", Message::text("local+remote"))
+            .await
+            .unwrap();
+        assert_eq!(
+            reach.local,
+            Some(SendOutcome::Queued {
+                queued_for: 1,
+                closed_slow: 0
+            })
+        );
+        assert_eq!(reach.remote, Some(Ok(Remote::Published(2))));
+        assert_eq!(expect_text(&mut a1, "local").await, "local+remote");
+        assert_eq!(expect_text(&mut a2, "remote").await, "local+remote");
+        assert_silent(
+            &mut a1,
+            Duration::from_millis(200),
+            "the sender skips its own envelope",
+        )
+        .await;
+    });
+}
+
+#[test]
+fn twenty_racing_connects_over_three_nodes_admit_exactly_five() {
+    let Some(redis) =
+        RedisServer::start("twenty_racing_connects_over_three_nodes_admit_exactly_five")
+    else {
+        return;
+    };
+    let nodes: Vec<_> = (0..3).map(|_| node(&redis, "cap", |_| {})).collect();
+    smol::block_on(async {
+        let attempts: Vec<_> = (0..20)
+            .map(|i| {
+                let addr = nodes[i % 3].addr;
+                smol::spawn(async move { connect_raw(addr, "/ws", Some(&jwt("carol", 300))).await })
+            })
+            .collect();
+        let mut open = Vec::new();
+        let mut refused = Vec::new();
+        for a in attempts {
+            match a.await {
+                Ok((client, _)) => open.push(client),
+                Err(async_tungstenite::tungstenite::Error::Http(r)) => {
+                    refused.push(r.status().as_u16())
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(open.len(), 5);
+        assert_eq!(refused, vec![429; 15]);
+        let per_node: u64 = nodes
+            .iter()
+            .map(|n| n.stats().core.connections_active)
+            .sum();
+        assert_eq!(per_node, 5);
+        // Closing one frees a slot anywhere in the cluster.
+        drop(open.pop());
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                smol::block_on(connect_raw(nodes[2].addr, "/ws", Some(&jwt("carol", 300)))).is_ok()
+            })
+            .await
+        );
+    });
+}
+
+#[test]
+fn a_force_disconnect_on_node_one_closes_connections_on_node_two_with_4001() {
+    let Some(redis) = RedisServer::start(
+        "a_force_disconnect_on_node_one_closes_connections_on_node_two_with_4001",
+    ) else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2).map(|_| node(&redis, "kick", |_| {})).collect();
+    smol::block_on(async {
+        let mut d1 = join(&nodes[1], "dave").await;
+        let mut d2 = join(&nodes[1], "dave").await;
+        let reach = nodes[0]
+            .handle
+            .disconnect("dave", CloseCode::new(4001).unwrap(), "kicked")
+            .await;
+        assert_eq!(reach.local, 0);
+        assert_eq!(reach.remote, Some(Ok(Remote::Published(1))));
+        assert_eq!(close_frame(&mut d1).await, Some((4001, "kicked".into())));
+        assert_eq!(close_frame(&mut d2).await, Some((4001, "kicked".into())));
+    });
+}
+
+#[test]
+fn an_offline_message_is_replayed_in_order_on_another_node_and_a_full_stream_is_reported() {
+    let Some(redis) = RedisServer::start("an_offline_message_is_replayed_in_order") else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2)
+        .map(|_| node(&redis, "offline", |c| c.offline_max = 3))
+        .collect();
+    smol::block_on(async {
+        for (i, want) in [1, 2, 3].iter().enumerate() {
+            let reach = nodes[0]
+                .handle
+                .send("erin", Message::text(format!("o{i}")))
+                .await
+                .unwrap();
+            assert_eq!(
+                reach,
+                Reach {
+                    local: None,
+                    remote: Some(Ok(Remote::Stored(*want)))
+                }
+            );
+        }
+        let full = nodes[0].handle.send("erin", Message::text("o3")).await;
+        assert_eq!(full, Err(UserError::Cluster(ClusterError::OfflineFull)));
+        let mut e = join(&nodes[1], "erin").await;
+        for i in 0..3 {
+            assert_eq!(expect_text(&mut e, "replayed").await, format!("o{i}"));
+        }
+        assert_silent(&mut e, Duration::from_millis(200), "nothing more").await;
+        // Now erin is held by node 2: a send from node 1 is published, not stored.
+        let reach = nodes[0]
+            .handle
+            .send("erin", Message::text("live"))
+            .await
+            .unwrap();
+        assert_eq!(reach.remote, Some(Ok(Remote::Published(1))));
+        assert_eq!(expect_text(&mut e, "live").await, "live");
+    });
+}
+
+#[test]
+fn a_redis_outage_never_stops_local_delivery_and_cross_node_delivery_resumes() {
+    let Some(mut redis) = RedisServer::start("a_redis_outage_never_stops_local_delivery") else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2).map(|_| node(&redis, "outage", |_| {})).collect();
+    smol::block_on(async {
+        let mut alice = join(&nodes[0], "alice").await;
+        let mut bob = join(&nodes[1], "bob").await;
+        redis.stop();
+        // Local delivery goes on; the cross-node part reports the outage.
+        for i in 0..5 {
+            let reach = nodes[0]
+                .handle
+                .send("alice", Message::text(format!("during{i}")))
+                .await
+                .unwrap();
+            assert_eq!(
+                reach.local,
+                Some(SendOutcome::Queued {
+                    queued_for: 1,
+                    closed_slow: 0
+                })
+            );
+            assert!(
+                matches!(reach.remote, Some(Err(ClusterError::Unavailable(_)))),
+                "{reach:?}"
+            );
+            assert_eq!(
+                expect_text(&mut alice, "local during outage").await,
+                format!("during{i}")
+            );
+        }
+        let cross = nodes[0].handle.send("bob", Message::text("lost?")).await;
+        assert!(
+            matches!(cross, Err(UserError::Cluster(ClusterError::Unavailable(_)))),
+            "{cross:?}"
+        );
+        // New connections are still admitted under the local cap.
+        let mut late = join(&nodes[0], "frank").await;
+        assert!(
+            nodes[0]
+                .handle
+                .cluster()
+                .unwrap()
+                .local_admissions
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        );
+        redis.restart();
+        // Cross-node delivery resumes once node 2 has resubscribed.
+        let resumed = eventually(Duration::from_secs(15), || {
+            matches!(
+                smol::block_on(nodes[0].handle.send("bob", Message::text("after"))),
+                Ok(Reach {
+                    remote: Some(Ok(Remote::Published(1))),
+                    ..
+                })
+            )
+        })
+        .await;
+        assert!(resumed, "cross-node delivery did not resume");
+        assert_eq!(expect_text(&mut bob, "after the outage").await, "after");
+        assert!(nodes
+            .iter()
+            .all(|n| n.handle.cluster().unwrap().is_healthy()));
+        let _ = nodes[0]
+            .handle
+            .send("frank", Message::text("hi"))
+            .await
+            .unwrap();
+        assert_eq!(expect_text(&mut late, "frank").await, "hi");
+    });
+}

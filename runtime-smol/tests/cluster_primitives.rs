@@ -1,0 +1,136 @@
+//! The Redis primitives of the cluster layer against a real redis-server:
+//! the atomic per-user cap, publish-or-store, offline drain, lease expiry.
+
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis_support::RedisServer;
+use userlane_smol::cluster::{Cluster, ClusterConfig, ClusterError, Envelope, Remote};
+
+fn cluster(url: &str, ns: &str, lease: Duration) -> Arc<Cluster> {
+    let mut c = ClusterConfig::new(url);
+    c.namespace = ns.into();
+    c.lease_ttl = lease;
+    c.offline_max = 3;
+    Cluster::new(c).unwrap()
+}
+
+#[test]
+fn twenty_racing_admissions_on_three_nodes_admit_exactly_five() {
+    let Some(redis) =
+        RedisServer::start("twenty_racing_admissions_on_three_nodes_admit_exactly_five")
+    else {
+        return;
+    };
+    let nodes: Vec<_> = (0..3)
+        .map(|_| cluster(&redis.url(), "cap", Duration::from_secs(30)))
+        .collect();
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let node = nodes[i % 3].clone();
+            std::thread::spawn(move || {
+                smol::block_on(node.admit("alice", &format!("conn-{i}"), 5)).unwrap()
+            })
+        })
+        .collect();
+    let admitted = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(admitted, 5);
+    smol::block_on(async {
+        let (users, conns) = nodes[0].cluster_gauges().await.unwrap();
+        assert_eq!((users, conns), (1, 5));
+        // A release frees a slot for the next connect.
+        nodes[0].release_lease("alice", "conn-0").await;
+        nodes[1].release_lease("alice", "conn-1").await;
+        nodes[2].release_lease("alice", "conn-2").await;
+        let after = nodes[0].cluster_gauges().await.unwrap().1;
+        assert!((2..=5).contains(&after));
+        let free = 5 - after as usize;
+        let mut ok = 0;
+        for i in 100..110 {
+            if nodes[1]
+                .admit("alice", &format!("conn-{i}"), 5)
+                .await
+                .unwrap()
+            {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, free);
+    });
+}
+
+#[test]
+fn leases_of_a_dead_node_expire() {
+    let Some(redis) = RedisServer::start("leases_of_a_dead_node_expire") else {
+        return;
+    };
+    let dead = cluster(&redis.url(), "ttl", Duration::from_millis(300));
+    let live = cluster(&redis.url(), "ttl", Duration::from_millis(300));
+    smol::block_on(async {
+        for i in 0..2 {
+            assert!(dead.admit("bob", &format!("c{i}"), 2).await.unwrap());
+        }
+        assert!(!live.admit("bob", "x", 2).await.unwrap());
+        // The dead node never refreshes; the live one does.
+        smol::Timer::after(Duration::from_millis(400)).await;
+        assert!(live.admit("bob", "x", 2).await.unwrap());
+        live.refresh_leases("bob", &["x".into()]).await.unwrap();
+        assert!(live.admit("bob", "y", 2).await.unwrap());
+        assert!(!live.admit("bob", "z", 2).await.unwrap());
+    });
+}
+
+#[test]
+fn a_message_is_stored_when_nobody_holds_the_user_and_drained_in_order() {
+    let Some(redis) =
+        RedisServer::start("a_message_is_stored_when_nobody_holds_the_user_and_drained_in_order")
+    else {
+        return;
+    };
+    let node = cluster(&redis.url(), "off", Duration::from_secs(30));
+    smol::block_on(async {
+        let msg = |s: &str| Envelope::Deliver {
+            origin: [1; 16],
+            text: true,
+            payload: s.as_bytes().to_vec(),
+        };
+        assert_eq!(
+            node.publish("carol", &msg("one"), true).await,
+            Ok(Remote::Stored(1))
+        );
+        assert_eq!(
+            node.publish("carol", &msg("two"), true).await,
+            Ok(Remote::Stored(2))
+        );
+        assert_eq!(
+            node.publish("carol", &msg("three"), true).await,
+            Ok(Remote::Stored(3))
+        );
+        assert_eq!(
+            node.publish("carol", &msg("four"), true).await,
+            Err(ClusterError::OfflineFull)
+        );
+        let drained = node.drain_offline("carol").await.unwrap();
+        assert_eq!(drained, vec![msg("one"), msg("two"), msg("three")]);
+        assert_eq!(node.drain_offline("carol").await.unwrap(), vec![]);
+    });
+}
+
+#[test]
+fn an_unreachable_redis_is_a_typed_error_not_a_hang() {
+    let mut c = ClusterConfig::new("redis://127.0.0.1:1/");
+    c.op_timeout = Duration::from_millis(300);
+    let node = Cluster::new(c).unwrap();
+    let started = std::time::Instant::now();
+    let r = smol::block_on(node.admit("dave", "c", 5));
+    assert!(matches!(r, Err(ClusterError::Unavailable(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(!node.is_healthy());
+}
