@@ -1,0 +1,338 @@
+//! The service API of `userlane-server` for back-end services, end to end:
+//! `POST /api/users/{id}/messages` and `DELETE /api/users/{id}/connections`,
+//! every success and every refusal.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_posted_body_reaches_every_connection_of_the_user_unchanged_as_one_text_frame() {
+    let server = Spawn::dev().start();
+    run(LIMIT, async {
+        let (mut alice1, _) = connect_dev(server.addr, "alice").await;
+        let (mut alice2, _) = connect_dev(server.addr, "alice").await;
+        let (mut bob, _) = connect_dev(server.addr, "bob").await;
+        // Odd spacing, key order and non-ASCII text: delivered byte for byte.
+        let body =
+            "{ \"type\": \"notice\",\n  \"text\": \"build finished \u{2713}\", \"n\": [1, 2.50] }";
+        let reply = post_message(server.addr, "alice", Some(SERVICE_TOKEN), body.as_bytes());
+        assert_eq!(reply.status, 202, "{}", reply.text());
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        assert_eq!(reply.json(), json!({ "queued_for": 2 }));
+        assert_eq!(expect_text(&mut alice1, "alice tab 1").await, body);
+        assert_eq!(expect_text(&mut alice2, "alice tab 2").await, body);
+        assert_silent(&mut bob, Duration::from_millis(200), "bob").await;
+        // One connection: queued_for 1.
+        let reply = post_message(server.addr, "bob", Some(SERVICE_TOKEN), b"[1,2,3]");
+        assert_eq!(reply.json(), json!({ "queued_for": 1 }));
+        assert_eq!(expect_text(&mut bob, "bob").await, "[1,2,3]");
+        assert_silent(&mut alice1, Duration::from_millis(100), "alice tab 1").await;
+        // A user id with characters that need percent-encoding in the path.
+        let (mut mail, _) = connect_dev(server.addr, "a b@example.com").await;
+        let reply = post_message(
+            server.addr,
+            "a%20b%40example.com",
+            Some(SERVICE_TOKEN),
+            b"{\"x\":1}",
+        );
+        assert_eq!(reply.json(), json!({ "queued_for": 1 }));
+        assert_eq!(
+            expect_text(&mut mail, "percent-encoded user").await,
+            "{\"x\":1}"
+        );
+    });
+    let m = metrics(server.addr);
+    assert_eq!(m["userlane_messages_failed_total"], 0.0);
+}
+
+#[test]
+fn a_message_for_a_user_without_connections_is_buffered_and_replayed_on_connect() {
+    let server = Spawn::dev().start();
+    let reply = post_message(
+        server.addr,
+        "erin",
+        Some(SERVICE_TOKEN),
+        br#"{"type":"notice","text":"while you were away"}"#,
+    );
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    assert_eq!(reply.json(), json!({ "buffered": true }));
+    assert_eq!(metric(server.addr, "userlane_offline_buffered"), 1.0);
+    run(LIMIT, async {
+        let (mut erin, _) = connect_dev(server.addr, "erin").await;
+        assert_eq!(
+            expect_text(&mut erin, "replayed").await,
+            r#"{"type":"notice","text":"while you were away"}"#
+        );
+        // A user who connected and left is buffered for too.
+        drop(erin);
+    });
+    assert_eq!(metric(server.addr, "userlane_offline_buffered"), 0.0);
+    let mut buffered = false;
+    for _ in 0..100 {
+        let reply = post_message(
+            server.addr,
+            "erin",
+            Some(SERVICE_TOKEN),
+            b"{\"again\":true}",
+        );
+        assert_eq!(reply.status, 202);
+        if reply.json() == json!({ "buffered": true }) {
+            buffered = true;
+            break;
+        }
+        // The dropped socket may not be noticed yet: that message was queued for it.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(buffered, "a user whose last tab left gets buffering again");
+}
+
+#[test]
+fn an_unknown_user_is_404_when_buffering_is_off() {
+    let server = Spawn::dev().args(&["--offline-buffer", "0"]).start();
+    let reply = post_message(server.addr, "nobody", Some(SERVICE_TOKEN), b"{}");
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert_eq!(reply.json(), json!({ "error": "unknown user" }));
+    run(LIMIT, async {
+        // Known while connected ...
+        let (mut frank, _) = connect_dev(server.addr, "frank").await;
+        let reply = post_message(server.addr, "frank", Some(SERVICE_TOKEN), b"{}");
+        assert_eq!(reply.json(), json!({ "queued_for": 1 }));
+        assert_eq!(expect_text(&mut frank, "frank").await, "{}");
+        send(
+            &mut frank,
+            async_tungstenite::tungstenite::Message::Close(None),
+        )
+        .await;
+        let _ = recv(&mut frank).await;
+    });
+    // ... and 404 again once no connection is left (nothing is held).
+    let mut status = 0;
+    for _ in 0..100 {
+        status = post_message(server.addr, "frank", Some(SERVICE_TOKEN), b"{}").status;
+        if status == 404 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_body_over_the_message_limit_is_413() {
+    let server = Spawn::dev().args(&["--max-message-bytes", "1024"]).start();
+    let at_limit = format!("{{\"pad\":\"{}\"}}", "a".repeat(1024 - 10));
+    assert_eq!(at_limit.len(), 1024);
+    let reply = post_message(
+        server.addr,
+        "gina",
+        Some(SERVICE_TOKEN),
+        at_limit.as_bytes(),
+    );
+    assert_eq!(reply.status, 202, "at the limit: {}", reply.text());
+    let over = format!("{{\"pad\":\"{}\"}}", "a".repeat(1024 - 9));
+    let reply = post_message(server.addr, "gina", Some(SERVICE_TOKEN), over.as_bytes());
+    assert_eq!(reply.status, 413, "one byte over: {}", reply.text());
+    // Far over the limit, sent in full by the client: still a clean 413.
+    let huge = format!("{{\"pad\":\"{}\"}}", "a".repeat(512 * 1024));
+    let reply = post_message(server.addr, "gina", Some(SERVICE_TOKEN), huge.as_bytes());
+    assert_eq!(reply.status, 413, "{}", reply.text());
+}
+
+#[test]
+fn a_full_offline_buffer_is_503_and_what_it_holds_is_replayed() {
+    let server = Spawn::dev().args(&["--offline-buffer", "2"]).start();
+    for i in 1..=2 {
+        let reply = post_message(
+            server.addr,
+            "hank",
+            Some(SERVICE_TOKEN),
+            format!("{{\"n\":{i}}}").as_bytes(),
+        );
+        assert_eq!(reply.json(), json!({ "buffered": true }), "message {i}");
+    }
+    let reply = post_message(server.addr, "hank", Some(SERVICE_TOKEN), b"{\"n\":3}");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("offline buffer"));
+    assert_eq!(
+        metric(
+            server.addr,
+            r#"userlane_rejections_total{reason="offline_buffer_full"}"#
+        ),
+        1.0
+    );
+    run(LIMIT, async {
+        let (mut hank, _) = connect_dev(server.addr, "hank").await;
+        assert_eq!(expect_text(&mut hank, "first").await, "{\"n\":1}");
+        assert_eq!(expect_text(&mut hank, "second").await, "{\"n\":2}");
+        assert_silent(&mut hank, Duration::from_millis(200), "the refused one").await;
+    });
+}
+
+#[test]
+fn the_service_api_needs_the_service_token_and_nothing_else() {
+    let server = Spawn::dev().start();
+    let addr = server.addr;
+    let user_jwt = dev_token(addr, "alice");
+    let refusals: [(&str, Option<&str>); 4] = [
+        ("no token", None),
+        ("wrong token", Some("service-token-for-tests-0124")),
+        ("a prefix of the token", Some("service-token")),
+        ("a user JWT", Some(&user_jwt)),
+    ];
+    for (what, token) in refusals {
+        let reply = post_message(addr, "alice", token, b"{}");
+        assert_eq!(reply.status, 401, "POST with {what}: {}", reply.text());
+        assert_eq!(
+            reply.json(),
+            json!({ "error": "a valid service token is required" })
+        );
+        let reply = delete_connections(addr, "alice", token);
+        assert_eq!(reply.status, 401, "DELETE with {what}: {}", reply.text());
+    }
+    // Other schemes are refused too.
+    let basic = http(
+        addr,
+        "POST",
+        "/api/users/alice/messages",
+        &[("Authorization", &format!("Basic {SERVICE_TOKEN}"))],
+        b"{}",
+    );
+    assert_eq!(basic.status, 401);
+    // Nothing was buffered by the refused calls.
+    assert_eq!(metric(addr, "userlane_offline_buffered"), 0.0);
+    assert_eq!(
+        post_message(addr, "alice", Some(SERVICE_TOKEN), b"{}").status,
+        202
+    );
+}
+
+#[test]
+fn without_a_configured_service_token_the_api_answers_401_to_everyone() {
+    let server = Spawn::dev().no_env("USERLANE_SERVICE_TOKEN").start();
+    for token in [None, Some(""), Some(SERVICE_TOKEN)] {
+        let reply = post_message(server.addr, "alice", token, b"{}");
+        assert_eq!(reply.status, 401, "token {token:?}");
+    }
+    server.wait_for_log("USERLANE_SERVICE_TOKEN is not set");
+}
+
+#[test]
+fn a_body_that_is_not_json_is_400() {
+    let server = Spawn::dev().start();
+    let bodies: [&[u8]; 5] = [
+        b"hello",
+        b"",
+        b"{\"unterminated\": ",
+        b"{\"a\":1} trailing",
+        b"\"\xff\xfe\"",
+    ];
+    for body in bodies {
+        let reply = post_message(server.addr, "alice", Some(SERVICE_TOKEN), body);
+        assert_eq!(
+            reply.status,
+            400,
+            "body {:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(reply.json()["error"].as_str().is_some());
+    }
+    assert_eq!(metric(server.addr, "userlane_offline_buffered"), 0.0);
+    // A user id that cannot be decoded.
+    let reply = post_message(server.addr, "%zz", Some(SERVICE_TOKEN), b"{}");
+    assert_eq!(reply.status, 400, "{}", reply.text());
+}
+
+#[test]
+fn delete_closes_each_connection_of_the_user_with_4001_and_nobody_elses() {
+    let server = Spawn::dev().start();
+    run(LIMIT, async {
+        let (mut alice1, _) = connect_dev(server.addr, "alice").await;
+        let (mut alice2, _) = connect_dev(server.addr, "alice").await;
+        let (mut bob, _) = connect_dev(server.addr, "bob").await;
+        // A message queued just before is still delivered, then the close.
+        let reply = post_message(server.addr, "alice", Some(SERVICE_TOKEN), b"{\"last\":1}");
+        assert_eq!(reply.json(), json!({ "queued_for": 2 }));
+        let reply = delete_connections(server.addr, "alice", Some(SERVICE_TOKEN));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json(), json!({ "closed": 2 }));
+        for (tab, name) in [(&mut alice1, "alice tab 1"), (&mut alice2, "alice tab 2")] {
+            assert_eq!(expect_text(tab, name).await, "{\"last\":1}");
+            let (code, reason) = expect_close(tab, name).await;
+            assert_eq!(code, 4001, "{name}: {reason}");
+            assert_eq!(reason, "disconnected by service");
+        }
+        // Bob is untouched and still served.
+        send_user_message(&mut bob, "still connected").await;
+        expect_agent_run(&mut bob, "still connected", "bob").await;
+        // Nobody left to close.
+        let reply = delete_connections(server.addr, "alice", Some(SERVICE_TOKEN));
+        assert_eq!(reply.json(), json!({ "closed": 0 }));
+        let reply = delete_connections(server.addr, "never-seen", Some(SERVICE_TOKEN));
+        assert_eq!(reply.json(), json!({ "closed": 0 }));
+        // Alice may come back at once.
+        let (mut back, _) = connect_dev(server.addr, "alice").await;
+        send_user_message(&mut back, "back again").await;
+        expect_agent_run(&mut back, "back again", "alice").await;
+    });
+    assert_eq!(
+        metric(
+            server.addr,
+            r#"userlane_closes_total{code="app",reason="application"}"#
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn every_forced_close_carries_the_service_reason() {
+    // The close frame's reason must never race the close itself.
+    let server = Spawn::dev().start();
+    run(LIMIT, async {
+        for round in 0..15 {
+            let user = format!("round-{round}");
+            let (mut one, _) = connect_dev(server.addr, &user).await;
+            let (mut two, _) = connect_dev(server.addr, &user).await;
+            let reply = delete_connections(server.addr, &user, Some(SERVICE_TOKEN));
+            assert_eq!(reply.json(), json!({ "closed": 2 }));
+            for tab in [&mut one, &mut two] {
+                assert_eq!(
+                    expect_close(tab, &user).await,
+                    (4001, "disconnected by service".to_owned()),
+                    "round {round}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn wrong_methods_on_api_paths_are_405_and_unknown_paths_404() {
+    let server = Spawn::dev().start();
+    let auth = format!("Bearer {SERVICE_TOKEN}");
+    let h = [("Authorization", auth.as_str())];
+    assert_eq!(
+        http(server.addr, "GET", "/api/users/alice/messages", &h, b"").status,
+        405
+    );
+    assert_eq!(
+        http(server.addr, "POST", "/api/users/alice/connections", &h, b"").status,
+        405
+    );
+    assert_eq!(
+        http(server.addr, "GET", "/api/nothing", &h, b"").status,
+        405
+    );
+    assert_eq!(
+        http(server.addr, "GET", "/nothing/here", &h, b"").status,
+        404
+    );
+}
