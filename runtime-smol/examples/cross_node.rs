@@ -169,6 +169,7 @@ fn main() {
         (baseline, local, remote)
     });
     let _ = redis.kill();
+    let _ = redis.wait();
     println!("| path ({n} messages, 3 nodes, 1 client on node 1) | p50 | p99 | burst msgs/s (64 in flight) |");
     println!("|---|---|---|---|");
     let rows = [
