@@ -1,4 +1,6 @@
 //! Runnable demos of userlane and the parts of the example server
 //! `userlane-server` (see `src/bin`).
 
+#![warn(missing_docs)]
+
 pub mod server;

@@ -29,6 +29,8 @@
 //! let _ = handle.send_text("alice", "hello"); // buffered until alice connects
 //! ```
 
+#![warn(missing_docs)]
+
 mod admission;
 mod auth;
 mod clock;
