@@ -165,6 +165,21 @@ fn a_force_disconnect_on_node_one_closes_connections_on_node_two_with_4001() {
         assert_eq!(reach.remote, Some(Ok(Remote::Published(1))));
         assert_eq!(close_frame(&mut d1).await, Some((4001, "kicked".into())));
         assert_eq!(close_frame(&mut d2).await, Some((4001, "kicked".into())));
+        drop((d1, d2));
+        // Node 2 held dave's last connections: it unsubscribes (no leaked
+        // subscription), so a send now finds nobody and is stored instead.
+        let unsubscribed = eventually(Duration::from_secs(5), || {
+            nodes[1].handle.cluster().unwrap().local_users().is_empty()
+                && matches!(
+                    smol::block_on(nodes[0].handle.send("dave", Message::text("later"))),
+                    Ok(Reach {
+                        remote: Some(Ok(Remote::Stored(_))),
+                        ..
+                    })
+                )
+        })
+        .await;
+        assert!(unsubscribed, "node 2 kept its subscription after dave left");
     });
 }
 
