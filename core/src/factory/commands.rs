@@ -220,14 +220,23 @@ impl<
         } else {
             self.fan_out(u, payload, now)
         };
-        match &result {
+        self.account_send(u, &result, true);
+        result
+    }
+
+    /// Counts a send's result in the factory's and the manager's stats;
+    /// `count_refusal` is false when the refusal was already counted.
+    fn account_send(&mut self, u: usize, result: &Result<SendOutcome, Error>, count_refusal: bool) {
+        match result {
             Ok(_) => {
                 self.stats.sends_accepted += 1;
-                self.users[u].stats.sends_accepted =
-                    self.users[u].stats.sends_accepted.saturating_add(1);
+                let st = &mut self.users[u].stats;
+                st.sends_accepted = st.sends_accepted.saturating_add(1);
             }
             Err(e) => {
-                self.count_refusal(e);
+                if count_refusal {
+                    self.count_refusal(e);
+                }
                 self.stats.sends_refused += 1;
                 let st = &mut self.users[u].stats;
                 st.sends_refused = st.sends_refused.saturating_add(1);
@@ -236,7 +245,6 @@ impl<
                 }
             }
         }
-        result
     }
 
     fn buffer_offline(
@@ -381,28 +389,12 @@ impl<
                 closed_slow: 0,
             })
         });
-        match &result {
-            Ok(_) => {
-                self.stats.sends_accepted += 1;
-                self.users[u].stats.sends_accepted =
-                    self.users[u].stats.sends_accepted.saturating_add(1);
-            }
-            Err(e) => {
-                // Isolation and unknown-handle refusals were counted by `checked_conn`.
-                if !matches!(
-                    e,
-                    Error::IsolationViolation { .. } | Error::UnknownConnection(_)
-                ) {
-                    self.count_refusal(e);
-                }
-                self.stats.sends_refused += 1;
-                let st = &mut self.users[u].stats;
-                st.sends_refused = st.sends_refused.saturating_add(1);
-                if matches!(e, Error::LimitReached(_) | Error::QueueFull(_)) {
-                    st.limit_hits = st.limit_hits.saturating_add(1);
-                }
-            }
-        }
+        // Isolation and unknown-handle refusals were counted by `checked_conn`.
+        let counted = matches!(
+            result,
+            Err(Error::IsolationViolation { .. } | Error::UnknownConnection(_))
+        );
+        self.account_send(u, &result, !counted);
         result
     }
 
