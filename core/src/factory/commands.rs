@@ -299,6 +299,10 @@ impl<
             return Err(Error::LimitReached(Limit::QueueSlots));
         }
         let slow = CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
+        // The last connection gets the payload itself: one clone fewer per
+        // send (for a user with one connection, no clone at all).
+        let mut payload = Some(payload);
+        let mut left = wanted;
         let mut i = self.users[u].conns.head;
         while i != NIL {
             let c = i as usize;
@@ -307,9 +311,16 @@ impl<
                 self.begin_close(c, slow, now);
                 continue;
             }
+            left = left.saturating_sub(1);
+            let item = if left == 0 {
+                payload.take()
+            } else {
+                payload.clone()
+            };
+            let Some(item) = item else { continue };
             let was_empty = self.conns[c].queue.len == 0;
             // The pool was checked for `wanted` free slots above.
-            let _ = self.pool.push(&mut self.conns[c].queue, payload.clone());
+            let _ = self.pool.push(&mut self.conns[c].queue, item);
             if was_empty {
                 self.flag_event(c, EV_READY);
             }
