@@ -216,16 +216,8 @@ impl ServerHandle {
                 remote: None,
             });
         };
-        let slot = self.shared.shards.of(user_id);
-        let now = self.shared.clock.now();
         let envelope = crate::cluster::envelope_of(&message, cluster.origin());
-        let local = slot.core.with(|f| {
-            let m = f
-                .manager_for_user(user_id)
-                .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
-            Some(f.send_to_user(m, message, now))
-        });
-        let local = local.transpose()?;
+        let local = self.send_to_held(user_id, message).transpose()?;
         let Some(envelope) = envelope else {
             return Ok(Reach {
                 local,
@@ -276,6 +268,23 @@ impl ServerHandle {
         Reach { local, remote }
     }
 
+    /// Sends to this node's open connections of `user_id`, if it holds any;
+    /// `None` (nothing created, nothing buffered) when it holds none.
+    fn send_to_held(
+        &self,
+        user_id: &str,
+        message: Message,
+    ) -> Option<Result<SendOutcome, CoreError>> {
+        let slot = self.shared.shards.of(user_id);
+        let now = self.shared.clock.now();
+        slot.core.with(|f| {
+            let m = f
+                .manager_for_user(user_id)
+                .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
+            Some(f.send_to_user(m, message, now))
+        })
+    }
+
     /// Applies an envelope from another node to this node's connections of `user_id`.
     pub(crate) fn apply_remote(&self, user_id: &str, envelope: Envelope) {
         match envelope {
@@ -291,15 +300,7 @@ impl ServerHandle {
                 let Some(message) = crate::cluster::message_of(deliver) else {
                     return;
                 };
-                let slot = self.shared.shards.of(user_id);
-                let now = self.shared.clock.now();
-                let result = slot.core.with(|f| {
-                    let m = f
-                        .manager_for_user(user_id)
-                        .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
-                    Some(f.send_to_user(m, message, now))
-                });
-                if let Some(Err(e)) = result {
+                if let Some(Err(e)) = self.send_to_held(user_id, message) {
                     log::warn!("message from another node for {user_id} refused here: {e} (counted in stats)");
                 }
             }

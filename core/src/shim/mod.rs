@@ -162,7 +162,11 @@ impl<
         now: Instant,
     ) -> Result<(ManagerHandle, ConnectionHandle), Error> {
         self.with(|f| {
-            let m = f.create_manager(ctx.clone(), now)?;
+            // Clone the context only when a manager has to be created.
+            let m = match f.manager_for_user(ctx.user_id()) {
+                Some(m) => m,
+                None => f.create_manager(ctx.clone(), now)?,
+            };
             let c = f.add_connection(m, ctx, now)?;
             Ok((m, c))
         })
