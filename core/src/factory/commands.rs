@@ -53,6 +53,7 @@ impl<
         self.index_user(u, ctx.user_id());
         let slot = &mut self.users[u];
         slot.ctx = Some(ctx);
+        debug_assert_eq!(slot.full, 0, "a free manager slot has no connection");
         slot.stats = crate::ManagerStats::default();
         slot.stats.created_at = now;
         slot.empty_since = now;
@@ -139,6 +140,9 @@ impl<
             user.stats.offline_replayed = user.stats.offline_replayed.saturating_add(replayed);
             user.stats.messages_queued = user.stats.messages_queued.saturating_add(replayed);
             self.pool.append(&mut self.conns[c].queue, &mut offline);
+            if self.conns[c].queue.len >= self.config.queue_depth {
+                self.users[u].full += 1;
+            }
             let r = u64::from(replayed);
             self.stats.offline_now -= r;
             self.stats.offline_replayed += r;
@@ -275,24 +279,20 @@ impl<
 
     fn fan_out(&mut self, u: usize, payload: P, now: Instant) -> Result<SendOutcome, Error> {
         let depth = self.config.queue_depth;
-        let mut full = 0u32;
-        let mut first_full = None;
-        let mut i = self.users[u].conns.head;
-        while i != NIL {
-            let c = &self.conns[i as usize];
-            if c.queue.len >= depth {
-                full += 1;
-                first_full.get_or_insert(ConnectionHandle {
-                    index: i,
-                    generation: c.generation,
-                });
+        // Every refusal is decided before anything is enqueued: the count of
+        // full queues is kept up to date, so one walk of the list suffices.
+        let full = self.users[u].full;
+        if full > 0 && self.config.slow_consumer == SlowConsumerPolicy::RejectSend {
+            let mut i = self.users[u].conns.head;
+            while i != NIL && self.conns[i as usize].queue.len < depth {
+                i = self.conns[i as usize].user_link.next();
             }
-            i = c.user_link.next();
-        }
-        if let (Some(conn), SlowConsumerPolicy::RejectSend) =
-            (first_full, self.config.slow_consumer)
-        {
-            return Err(Error::QueueFull(conn));
+            debug_assert!(i != NIL, "a full queue is counted but not listed");
+            let generation = self.conns.get(i as usize).map_or(0, |c| c.generation);
+            return Err(Error::QueueFull(ConnectionHandle {
+                index: i,
+                generation,
+            }));
         }
         let wanted = self.users[u].conns.len - full;
         if self.pool.free() < wanted {
@@ -303,11 +303,14 @@ impl<
         // send (for a user with one connection, no clone at all).
         let mut payload = Some(payload);
         let mut left = wanted;
+        let mut seen_full = 0u32;
         let mut i = self.users[u].conns.head;
         while i != NIL {
             let c = i as usize;
             i = self.conns[c].user_link.next();
-            if self.conns[c].queue.len >= depth {
+            let len = self.conns[c].queue.len;
+            if len >= depth {
+                seen_full += 1;
                 self.begin_close(c, slow, now);
                 continue;
             }
@@ -318,13 +321,16 @@ impl<
                 payload.clone()
             };
             let Some(item) = item else { continue };
-            let was_empty = self.conns[c].queue.len == 0;
             // The pool was checked for `wanted` free slots above.
             let _ = self.pool.push(&mut self.conns[c].queue, item);
-            if was_empty {
+            if len + 1 >= depth {
+                self.users[u].full += 1;
+            }
+            if len == 0 {
                 self.flag_event(c, EV_READY);
             }
         }
+        debug_assert_eq!(seen_full, full, "the count of full queues is off");
         let w = u64::from(wanted);
         self.stats.messages_queued += w;
         self.stats.messages_queued_now += w;
@@ -384,11 +390,14 @@ impl<
                     }
                 };
             }
-            let was_empty = self.conns[c].queue.len == 0;
+            let len = self.conns[c].queue.len;
             if self.pool.push(&mut self.conns[c].queue, payload).is_err() {
                 return Err(Error::LimitReached(Limit::QueueSlots));
             }
-            if was_empty {
+            if len + 1 >= self.config.queue_depth {
+                self.users[u].full += 1;
+            }
+            if len == 0 {
                 self.flag_event(c, EV_READY);
             }
             self.stats.messages_queued += 1;

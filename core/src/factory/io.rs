@@ -119,7 +119,11 @@ impl<
     /// there is nothing to send or the handle is stale.
     pub fn poll_transmit(&mut self, connection: ConnectionHandle) -> Option<Transmit<P>> {
         let c = self.conn_index(connection).ok()?;
+        let was_full = self.conns[c].queue.len >= self.config.queue_depth;
         if let Some(p) = self.pool.pop(&mut self.conns[c].queue) {
+            if was_full && self.conns[c].state == ConnState::Open {
+                self.users[self.conns[c].owner.index as usize].full -= 1;
+            }
             self.stats.messages_transmitted += 1;
             self.stats.messages_queued_now -= 1;
             return Some(Transmit::Message(p));

@@ -2,7 +2,7 @@
 //! refusals, slot allocation, and the transitions of connections and managers.
 
 use super::slots::{
-    bucket_of, empty_link, event_link, idle_link, next_generation, user_link, ConnState, EV_CLOSED,
+    empty_link, event_link, idle_link, next_generation, user_link, ConnState, EV_CLOSED,
 };
 use super::ManagerFactory;
 use crate::index::SlotIndex;
@@ -137,7 +137,9 @@ impl<
             .unlink(&mut self.conns, c as u32, user_link);
         self.idle.unlink(&mut self.conns, c as u32, idle_link);
         self.stats.connections_active -= 1;
+        let was_full = self.conns[c].queue.len >= self.config.queue_depth;
         let user = &mut self.users[u];
+        user.full -= u32::from(was_full);
         user.stats.connections -= 1;
         if user.conns.len == 0 {
             user.empty_since = now;
@@ -232,7 +234,7 @@ impl<
 
     /// Adds manager slot `u` to its hash bucket.
     pub(super) fn index_user(&mut self, u: usize, user_id: &str) {
-        let b = bucket_of(user_id, self.config.hash_seed, USERS);
+        let b = Self::bucket(user_id, self.config.hash_seed);
         self.users[u].next = self.buckets[b];
         self.buckets[b] = I::pack(u as u32);
     }
@@ -246,7 +248,7 @@ impl<
         self.stats.offline_now -= u64::from(discarded);
         self.empty.unlink(&mut self.users, u as u32, empty_link);
         if let Some(ctx) = self.users[u].ctx.take() {
-            let b = bucket_of(ctx.user_id(), self.config.hash_seed, USERS);
+            let b = Self::bucket(ctx.user_id(), self.config.hash_seed);
             let mut prev = NIL;
             let mut i = self.buckets[b].unpack();
             while i != NIL && i as usize != u {

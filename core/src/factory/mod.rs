@@ -17,7 +17,7 @@ use crate::{
     Config, ConfigError, ConnectionHandle, Error, Event, Instant, ManagerHandle, ManagerStats,
     Stats, UserContext,
 };
-use slots::{bucket_of, ConnSlot, ConnState, UserSlot};
+use slots::{id_hash, ConnSlot, ConnState, UserSlot};
 
 /// Creates and owns one isolated manager per user, in preallocated tables.
 ///
@@ -142,7 +142,7 @@ impl<
 
     /// The active manager of `user_id`, if there is one. O(1) expected.
     pub fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle> {
-        let mut i = self.buckets[bucket_of(user_id, self.config.hash_seed, USERS)].unpack();
+        let mut i = self.buckets[Self::bucket(user_id, self.config.hash_seed)].unpack();
         while i != NIL {
             let slot = &self.users[i as usize];
             if slot.ctx.as_ref().is_some_and(|c| c.user_id() == user_id) {
@@ -228,6 +228,13 @@ impl<
     pub fn queued(&self, connection: ConnectionHandle) -> Result<u32, Error> {
         let c = self.conn_index(connection)?;
         Ok(self.conns[c].queue.len)
+    }
+
+    /// The hash bucket of `user_id` (`USERS` buckets: a constant modulus,
+    /// which compiles to a multiply).
+    #[inline]
+    fn bucket(user_id: &str, seed: u32) -> usize {
+        id_hash(user_id, seed) as usize % USERS
     }
 
     /// Resolves a manager handle to its slot, or says why it is refused.

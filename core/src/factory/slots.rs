@@ -15,6 +15,9 @@ pub(crate) struct UserSlot<I> {
     pub(crate) next: I,
     /// Open connections of this user (through [`ConnSlot::user_link`]).
     pub(crate) conns: List,
+    /// How many of those have a full queue (`queue_depth` messages), so that
+    /// a send knows what it will enqueue without walking the list first.
+    pub(crate) full: u32,
     /// Position in the factory's empty-manager list (active with no open connection).
     pub(crate) empty_link: Link<I>,
     /// Messages waiting for the user's next connection.
@@ -32,6 +35,7 @@ impl<I: SlotIndex> UserSlot<I> {
         ctx: None,
         next: I::NIL,
         conns: List::EMPTY,
+        full: 0,
         empty_link: Link::DETACHED,
         offline: Fifo::EMPTY,
         stats: ManagerStats::ZERO,
@@ -118,12 +122,119 @@ pub(crate) fn next_generation(g: u32) -> u32 {
     }
 }
 
-/// FNV-1a of the user id, seeded, reduced to a bucket.
-pub(crate) fn bucket_of(user_id: &str, seed: u32, buckets: usize) -> usize {
-    let mut h: u32 = 0x811c_9dc5 ^ seed;
-    for b in user_id.as_bytes() {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
+/// The hash of a user id for the bucket table: a seeded multiply-xorshift hash that reads
+/// the id eight bytes at a time (a 10-byte id takes two rounds, where a
+/// byte-at-a-time hash takes ten dependent multiplies). A tail shorter than
+/// eight bytes is read as an overlapping word; the length is part of the
+/// seed, so overlapping reads cannot make two ids of different lengths equal.
+#[inline]
+pub(crate) fn id_hash(user_id: &str, seed: u32) -> u32 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, word: u64| {
+        let h = (h ^ word).wrapping_mul(K);
+        h ^ (h >> 29)
+    };
+    let bytes = user_id.as_bytes();
+    let n = bytes.len();
+    let mut h = (u64::from(seed) << 32 | n as u64) ^ K;
+    if n >= 8 {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            h = mix(h, u64_at(w, 0));
+        }
+        if !words.remainder().is_empty() {
+            h = mix(h, u64_at(bytes, n - 8));
+        }
+    } else if n >= 4 {
+        h = mix(
+            h,
+            u64::from(u32_at(bytes, 0)) | u64::from(u32_at(bytes, n - 4)) << 32,
+        );
+    } else if n > 0 {
+        let word =
+            u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16;
+        h = mix(h, word);
     }
-    h as usize % buckets
+    (h.wrapping_mul(K) >> 32) as u32
+}
+
+/// The little-endian `u64` at `bytes[at..at + 8]` (the caller checked the length).
+#[inline]
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The little-endian `u32` at `bytes[at..at + 4]` (the caller checked the length).
+#[inline]
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_hash;
+
+    /// Longest bucket chain when `ids` are hashed into `buckets` buckets.
+    fn longest_chain(ids: impl Iterator<Item = heapless::String<64>>, buckets: usize) -> usize {
+        let mut counts = [0u16; 16_384];
+        let mut longest = 0;
+        for id in ids {
+            let b = id_hash(&id, 7) as usize % buckets;
+            counts[b] += 1;
+            longest = longest.max(counts[b] as usize);
+        }
+        longest
+    }
+
+    fn format(args: core::fmt::Arguments<'_>) -> heapless::String<64> {
+        let mut s = heapless::String::new();
+        core::fmt::write(&mut s, args).unwrap();
+        s
+    }
+
+    #[test]
+    fn sequential_and_uuid_like_ids_spread_over_the_buckets() {
+        // 10,000 ids into 16,384 buckets: a uniform hash gives chains of
+        // about 6 at most; a weak one piles the near-identical ids up.
+        let seq = longest_chain(
+            (0..10_000).map(|k| format(format_args!("user-{k:05}"))),
+            16_384,
+        );
+        assert!(seq <= 8, "sequential ids: longest chain {seq}");
+        let uuid = longest_chain(
+            (0..10_000u32).map(|k| {
+                format(format_args!(
+                    "{:08x}-7d1e-4c2b-9f3a-{:012x}",
+                    k.wrapping_mul(2_654_435_761),
+                    k
+                ))
+            }),
+            16_384,
+        );
+        assert!(uuid <= 8, "uuid-like ids: longest chain {uuid}");
+        let short = longest_chain((0..1_000).map(|k| format(format_args!("{k}"))), 1_024);
+        assert!(short <= 8, "short ids: longest chain {short}");
+    }
+
+    #[test]
+    fn every_byte_and_the_length_change_the_hash() {
+        let base = "0123456789abcdefghij";
+        for n in 1..=base.len() {
+            let id = &base[..n];
+            assert_ne!(id_hash(id, 0), id_hash(&base[..n - 1], 0), "length {n}");
+            for i in 0..n {
+                let mut changed = heapless::String::<64>::new();
+                changed.push_str(id).unwrap();
+                let mut bytes = changed.into_bytes();
+                bytes[i] ^= 1;
+                let changed = core::str::from_utf8(&bytes).unwrap();
+                assert_ne!(id_hash(id, 0), id_hash(changed, 0), "byte {i} of {id:?}");
+            }
+        }
+        assert_ne!(id_hash("user-1", 1), id_hash("user-1", 2), "the seed");
+    }
 }
