@@ -29,7 +29,7 @@ trap 'rm -rf "$TMP"' EXIT
 if [ "$QUICK" = 1 ]; then
   BODIES="send_userlane_by_id:2000:send_b_map send_b_map:2000:send_b_map"
 else
-  BODIES="send_userlane_by_id:10000:send_b_map send_userlane_by_handle:10000:send_b_map
+  BODIES="send_userlane_by_id:10000:send_b_map send_userlane_by_handle:10000:send_b_map send_shim_by_id:10000:send_b_map
 send_b_map:10000:send_b_map send_b_rw:10000:send_b_map
 connect_disconnect_userlane:10000:connect_disconnect_b_map connect_disconnect_b_map:10000:connect_disconnect_b_map
 create_reclaim_userlane:10000:create_reclaim_b_map create_reclaim_b_map:10000:create_reclaim_b_map

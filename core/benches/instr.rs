@@ -36,6 +36,13 @@ fn body_send_userlane_by_handle(l: &mut Lanes, order: &[usize], frame: &Frame) {
 }
 
 #[inline(never)]
+fn body_send_shim_by_id(shard: &Shard, ids: &[String], order: &[usize], frame: &Frame) {
+    for &k in order {
+        black_box(shard.send_to_user_id(black_box(&ids[k]), frame.clone(), Instant::ZERO)).ok();
+    }
+}
+
+#[inline(never)]
 fn body_send_b_map(b: &BMap, ids: &[String], order: &[usize], frame: &Frame) {
     for &k in order {
         black_box(bmap_send(&b.map, black_box(&ids[k]), frame));
@@ -226,6 +233,7 @@ fn run(body: &str, ops: usize) {
         "send_userlane_by_handle" => {
             body_send_userlane_by_handle(&mut Lanes::build(), order, &frame)
         }
+        "send_shim_by_id" => body_send_shim_by_id(&build_shard(&ids).0, &ids, order, &frame),
         "send_b_map" => body_send_b_map(&BMap::build(), &ids, order, &frame),
         "send_b_rw" => body_send_b_rw(&BRw::build(), &ids, order, &frame),
         "connect_disconnect_userlane" => {
@@ -263,6 +271,7 @@ fn run(body: &str, ops: usize) {
 pub const BODIES: &[&str] = &[
     "send_userlane_by_id",
     "send_userlane_by_handle",
+    "send_shim_by_id",
     "send_b_map",
     "send_b_rw",
     "connect_disconnect_userlane",

@@ -13,29 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use embassy_sync::blocking_mutex::raw::RawMutex;
 use support::*;
-use userlane_core::shim::SharedFactory;
 use userlane_core::{Config, Instant};
-
-/// `userlane_smol::StdRawMutex`, re-implemented here (the core's benches
-/// cannot depend on the runtime): an embassy raw mutex over `std::sync::Mutex`.
-pub struct BenchMutex(std::sync::Mutex<()>);
-
-// SAFETY: `lock` holds the guard of this instance's `std::sync::Mutex` while
-// `f` runs, which excludes every other caller of the same instance.
-unsafe impl RawMutex for BenchMutex {
-    const INIT: Self = BenchMutex(std::sync::Mutex::new(()));
-    fn lock<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _g = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f()
-    }
-}
-
-type Shard = SharedFactory<BenchMutex, Frame, 16_384, 16_384, 32_768>;
 
 /// Times `iters` sends, `USERS` at a time in a fixed random order, with the
 /// queues drained (untimed) after every round.
@@ -157,15 +136,7 @@ fn send_with_churn(c: &mut Criterion) {
     let mut g = c.benchmark_group("send_to_user_10k_churn");
     for (label, rate) in [("50k_ops", 50_000u64), ("flat_out", 0)] {
         // userlane: the async shim (lock, one core call, pump wakers, unlock).
-        let shard: Arc<Shard> = on_big_stack(4 * std::mem::size_of::<Shard>() + (16 << 20), || {
-            Arc::new(Shard::new(send_config()).expect("config fits"))
-        });
-        let mut conns = Vec::new();
-        for (k, id) in ids.iter().enumerate() {
-            for _ in 0..conns_of(k) {
-                conns.push(shard.connect(&ctx(id), Instant::ZERO).unwrap().1);
-            }
-        }
+        let (shard, conns) = build_shard(&ids);
         let stop = Arc::new(AtomicBool::new(false));
         let ops = Arc::new(AtomicU64::new(0));
         let churner = {

@@ -44,6 +44,42 @@ fn lifecycle_events_come_before_connection_events() {
 }
 
 #[test]
+fn drain_events_reports_what_poll_event_would_in_the_same_order() {
+    // The same commands on two factories: one drained with `poll_event`,
+    // one with `drain_events`.
+    let scenario = || {
+        let mut f = lanes();
+        let (alice, bob) = (ctx("alice"), ctx("bob"));
+        let a = f.create_manager(alice.clone(), t(0)).unwrap();
+        let a1 = f.add_connection(a, &alice, t(0)).unwrap();
+        let a2 = f.add_connection(a, &alice, t(0)).unwrap();
+        f.send_to_user(a, 1, t(0)).unwrap();
+        let b = f.create_manager(bob.clone(), t(0)).unwrap();
+        f.add_connection(b, &bob, t(0)).unwrap();
+        f.send_to_user(b, 2, t(0)).unwrap();
+        f.close_connection(a, a2, CloseCode::NORMAL, t(1)).unwrap();
+        f.deactivate(b, t(1)).unwrap();
+        (f, a, a1)
+    };
+    let (mut polled, _, _) = scenario();
+    let (mut drained, a, a1) = scenario();
+    let by_poll = events(&mut polled);
+    let mut by_drain = Vec::new();
+    drained.drain_events(|e| by_drain.push(e));
+    assert_eq!(by_drain, by_poll);
+    assert_eq!(by_drain.len(), 6);
+    assert_eq!(drained.poll_event(), None);
+
+    // The pending list starts afresh: the next events are raised again.
+    while drained.poll_transmit(a1).is_some() {}
+    drained.send_to_user(a, 3, t(2)).unwrap();
+    let mut again = Vec::new();
+    drained.drain_events(|e| again.push(e));
+    assert_eq!(again, [Event::Transmit(a1)]);
+    drained.drain_events(|_| panic!("an event reported twice"));
+}
+
+#[test]
 fn connection_events_are_reported_oldest_first() {
     let mut f = lanes();
     let alice = ctx("alice");

@@ -82,8 +82,9 @@ enum Op {
     Tick(u16),
     /// `handle_timeout` with an instant in the past.
     TickBack(u16),
-    /// Drain `poll_event`.
-    Events,
+    /// Drain the events: `poll_event` until `None`, or (`true`) one
+    /// `drain_events` call.
+    Events(bool),
     /// Up to `max` `poll_transmit` calls on one connection.
     Transmit {
         conn: u8,
@@ -107,7 +108,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => b().prop_map(Op::Closed),
         2 => (0u16..200).prop_map(Op::Tick),
         1 => (0u16..200).prop_map(Op::TickBack),
-        2 => Just(Op::Events),
+        2 => any::<bool>().prop_map(Op::Events),
         3 => (b(), 1u8..5).prop_map(|(conn, max)| Op::Transmit { conn, max }),
         1 => Just(Op::CloseAll),
     ]
@@ -325,7 +326,7 @@ impl<I: SlotIndex> Model<I> {
                 self.timeout(self.now);
             }
             Op::TickBack(ms) => self.timeout(self.now.saturating_sub(u64::from(ms))),
-            Op::Events => self.events(),
+            Op::Events(drain) => self.events(drain),
             Op::Transmit { conn, max } => {
                 if let Some(c) = self.pick_conn(conn) {
                     self.transmit(c, max as usize);
@@ -680,9 +681,19 @@ impl<I: SlotIndex> Model<I> {
         }
     }
 
-    fn events(&mut self) {
+    fn events(&mut self, drain: bool) {
+        let mut drained = Vec::new();
+        if drain {
+            self.f.drain_events(|e| drained.push(e));
+            assert_eq!(self.f.poll_event(), None, "drain_events left an event");
+        }
+        let mut drained = drained.into_iter();
         let mut polled = 0;
-        while let Some(e) = self.f.poll_event() {
+        while let Some(e) = if drain {
+            drained.next()
+        } else {
+            self.f.poll_event()
+        } {
             polled += 1;
             assert!(polled <= EVENTS + CONNS, "poll_event never returns None");
             match e {
@@ -884,7 +895,7 @@ impl<I: SlotIndex> Model<I> {
     /// The runtime's drain until everything queued is written and every
     /// closed socket released.
     fn drain_all(&mut self) {
-        self.events();
+        self.events(false);
         let live: Vec<usize> = (0..self.conns.len())
             .filter(|&i| !self.conns[i].released)
             .collect();

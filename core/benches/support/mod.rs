@@ -10,7 +10,10 @@
 #![allow(dead_code)] // Each bench binary uses part of the support module.
 
 use std::collections::HashMap;
+
+use embassy_sync::blocking_mutex::raw::RawMutex;
 use std::sync::{Arc, Mutex, RwLock};
+use userlane_core::shim::SharedFactory;
 
 use userlane_core::{Config, ConnectionHandle, Instant, ManagerFactory, ManagerHandle};
 use userlane_core::{Transmit, UserContext};
@@ -274,4 +277,39 @@ pub fn drain_receivers(receivers: &[async_channel::Receiver<Frame>]) {
             std::hint::black_box(m);
         }
     }
+}
+
+/// `userlane_smol::StdRawMutex`, re-implemented here (the core's benches
+/// cannot depend on the runtime): an embassy raw mutex over `std::sync::Mutex`.
+pub struct BenchMutex(std::sync::Mutex<()>);
+
+// SAFETY: `lock` holds the guard of this instance's `std::sync::Mutex` while
+// `f` runs, which excludes every other caller of the same instance.
+unsafe impl RawMutex for BenchMutex {
+    const INIT: Self = BenchMutex(std::sync::Mutex::new(()));
+    fn lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f()
+    }
+}
+
+/// One shim shard holding the send workload (the churn case).
+pub type Shard = SharedFactory<BenchMutex, Frame, 16_384, 16_384, 32_768>;
+
+/// Builds a [`Shard`] with the send workload connected through the shim;
+/// returns it with every connection handle.
+pub fn build_shard(ids: &[String]) -> (Arc<Shard>, Vec<ConnectionHandle>) {
+    let shard: Arc<Shard> = on_big_stack(4 * std::mem::size_of::<Shard>() + (16 << 20), || {
+        Arc::new(Shard::new(send_config()).expect("config fits"))
+    });
+    let mut conns = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        for _ in 0..conns_of(k) {
+            conns.push(shard.connect(&ctx(id), Instant::ZERO).unwrap().1);
+        }
+    }
+    (shard, conns)
 }

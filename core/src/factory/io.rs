@@ -5,6 +5,7 @@ use super::lanes::Departure;
 use super::slots::{event_link, idle_link, ConnState, EV_CLOSED};
 use super::ManagerFactory;
 use crate::index::SlotIndex;
+use crate::list::{Link, List, NIL};
 use crate::{
     CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Instant, Released, Transmit,
 };
@@ -150,12 +151,40 @@ impl<
             return Some(e);
         }
         let c = self.conn_events.front()? as usize;
+        let event = self.conn_event(c);
+        self.conn_events
+            .unlink(&mut self.conns, c as u32, event_link);
+        self.conns[c].events = 0;
+        Some(event)
+    }
+
+    /// Hands every pending event to `out`, in the order repeated
+    /// [`poll_event`](Self::poll_event) calls would return them, in one walk
+    /// of the pending list (no unlinking one by one). What the async shim
+    /// does after every call.
+    pub fn drain_events(&mut self, mut out: impl FnMut(Event)) {
+        while let Some(e) = self.events.pop_front() {
+            out(e);
+        }
+        let mut c = self.conn_events.head;
+        while c != NIL {
+            out(self.conn_event(c as usize));
+            let slot = &mut self.conns[c as usize];
+            slot.events = 0;
+            c = slot.event_link.next();
+            slot.event_link = Link::DETACHED;
+        }
+        self.conn_events = List::EMPTY;
+    }
+
+    /// The event connection slot `c` has pending.
+    fn conn_event(&self, c: usize) -> Event {
         let slot = &self.conns[c];
         let connection = ConnectionHandle {
             index: c as u32,
             generation: slot.generation,
         };
-        let event = match slot.state {
+        match slot.state {
             ConnState::Closing { close, .. } if slot.events & EV_CLOSED != 0 => {
                 Event::ConnectionClosed {
                     connection,
@@ -164,10 +193,6 @@ impl<
                 }
             }
             _ => Event::Transmit(connection),
-        };
-        self.conn_events
-            .unlink(&mut self.conns, c as u32, event_link);
-        self.conns[c].events = 0;
-        Some(event)
+        }
     }
 }

@@ -72,6 +72,10 @@ struct Inner<
     event_waker: WakerRegistration,
     timer_waker: WakerRegistration,
     events_dropped: u64,
+    /// The factory's `poll_timeout` as of the last pump: every change to the
+    /// factory goes through a pump, so this is the value before the next
+    /// call, without computing it again under the lock.
+    deadline: Option<Instant>,
 }
 
 /// A [`ManagerFactory`] behind an embassy-sync blocking mutex, with wakers
@@ -121,6 +125,7 @@ impl<
                 event_waker: WakerRegistration::new(),
                 timer_waker: WakerRegistration::new(),
                 events_dropped: 0,
+                deadline: None,
             })),
         }
     }
@@ -134,9 +139,8 @@ impl<
     ) -> R {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            let before = inner.factory.poll_timeout();
             let r = f(&mut inner.factory);
-            inner.pump(before);
+            inner.pump();
             r
         })
     }
@@ -258,14 +262,13 @@ impl<
     ) -> Result<Released, Error> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            let before = inner.factory.poll_timeout();
             let r = f(&mut inner.factory);
             if r.is_ok() {
                 if let Some(w) = inner.writers.get_mut(conn.index() as usize) {
                     w.wake();
                 }
             }
-            inner.pump(before);
+            inner.pump();
             r
         })
     }
@@ -401,39 +404,49 @@ impl<
         I: SlotIndex,
     > Inner<P, USERS, CONNS, SLOTS, EVENTS, I>
 {
-    /// Routes every pending core event to its waiter.
-    fn pump(&mut self, deadline_before: Option<Instant>) {
+    /// Routes every pending core event to its waiter, and wakes the timer
+    /// task if the next deadline moved earlier.
+    fn pump(&mut self) {
         let mut lifecycle = false;
-        while let Some(event) = self.factory.poll_event() {
+        let Inner {
+            factory,
+            writers,
+            events,
+            events_dropped,
+            ..
+        } = self;
+        factory.drain_events(|event| {
             match event {
                 Event::Transmit(c) => {
-                    if let Some(w) = self.writers.get_mut(c.index() as usize) {
+                    if let Some(w) = writers.get_mut(c.index() as usize) {
                         w.wake();
                     }
-                    continue;
+                    return;
                 }
                 Event::ConnectionClosed { connection, .. } => {
-                    if let Some(w) = self.writers.get_mut(connection.index() as usize) {
+                    if let Some(w) = writers.get_mut(connection.index() as usize) {
                         w.wake();
                     }
                 }
                 _ => {}
             }
-            if self.events.is_full() {
-                self.events.pop_front();
-                self.events_dropped += 1;
+            if events.is_full() {
+                events.pop_front();
+                *events_dropped += 1;
             }
-            let _ = self.events.push_back(event);
+            let _ = events.push_back(event);
             lifecycle = true;
-        }
+        });
         if lifecycle {
             self.event_waker.wake();
         }
-        let earlier = match (self.factory.poll_timeout(), deadline_before) {
+        let deadline = self.factory.poll_timeout();
+        let earlier = match (deadline, self.deadline) {
             (Some(d), Some(b)) => d < b,
             (Some(_), None) => true,
             (None, _) => false,
         };
+        self.deadline = deadline;
         if earlier {
             self.timer_waker.wake();
         }
