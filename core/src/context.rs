@@ -167,7 +167,10 @@ fn field(field: ContextField, value: &str) -> Result<Id, ContextError> {
 /// with the `serde` feature, again on deserialization, so an invalid context
 /// can never exist. Only `user_id` decides isolation: two contexts with the
 /// same `user_id` address the same manager.
+// `repr(C)` keeps `user_id` first, so the manager table finds it right
+// after the fields a send reads (see `factory::slots::UserSlot`).
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct UserContext {
     user_id: Id,
     thread_id: Id,
@@ -177,6 +180,17 @@ pub struct UserContext {
 }
 
 impl UserContext {
+    /// The content of a manager slot that holds no context (every id empty).
+    /// Never handed out: the factory reads a slot's context only while the
+    /// slot is active.
+    pub(crate) const VACANT: UserContext = UserContext {
+        user_id: Id(heapless::String::new()),
+        thread_id: Id(heapless::String::new()),
+        run_id: Id(heapless::String::new()),
+        request_id: Id(heapless::String::new()),
+        connection_id: None,
+    };
+
     /// Builds a context, validating every field.
     pub fn new(
         user_id: &str,

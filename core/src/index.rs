@@ -14,6 +14,8 @@ mod sealed {
 pub trait SlotIndex: Copy + Eq + core::fmt::Debug + sealed::Sealed + 'static {
     /// The "no slot" marker.
     const NIL: Self;
+    /// Zero (also used for counts below [`Self::LIMIT`]).
+    const ZERO: Self;
     /// Capacities must be below this.
     const LIMIT: usize;
     /// Packs an index below [`Self::LIMIT`], or `u32::MAX` for "no slot".
@@ -24,6 +26,7 @@ pub trait SlotIndex: Copy + Eq + core::fmt::Debug + sealed::Sealed + 'static {
 
 impl SlotIndex for u16 {
     const NIL: u16 = u16::MAX;
+    const ZERO: u16 = 0;
     const LIMIT: usize = u16::MAX as usize;
     #[inline]
     fn pack(v: u32) -> u16 {
@@ -45,6 +48,7 @@ impl SlotIndex for u16 {
 
 impl SlotIndex for u32 {
     const NIL: u32 = u32::MAX;
+    const ZERO: u32 = 0;
     const LIMIT: usize = u32::MAX as usize;
     #[inline]
     fn pack(v: u32) -> u32 {

@@ -52,8 +52,9 @@ impl<
         };
         self.index_user(u, ctx.user_id());
         let slot = &mut self.users[u];
-        slot.ctx = Some(ctx);
-        debug_assert_eq!(slot.full, 0, "a free manager slot has no connection");
+        slot.ctx = ctx;
+        slot.active = true;
+        debug_assert_eq!(slot.full(), 0, "a free manager slot has no connection");
         slot.stats = crate::ManagerStats::default();
         slot.stats.created_at = now;
         slot.empty_since = now;
@@ -88,8 +89,7 @@ impl<
         let u = self.checked_user(manager)?;
         let user = &self.users[u];
         let same_user = user
-            .ctx
-            .as_ref()
+            .context()
             .is_some_and(|c| c.user_id() == claim.user_id());
         let refused = if !same_user {
             Some(Error::IsolationViolation {
@@ -141,7 +141,7 @@ impl<
             user.stats.messages_queued = user.stats.messages_queued.saturating_add(replayed);
             self.pool.append(&mut self.conns[c].queue, &mut offline);
             if self.conns[c].queue.len >= self.config.queue_depth {
-                self.users[u].full += 1;
+                self.users[u].count_full(true);
             }
             let r = u64::from(replayed);
             self.stats.offline_now -= r;
@@ -281,7 +281,7 @@ impl<
         let depth = self.config.queue_depth;
         // Every refusal is decided before anything is enqueued: the count of
         // full queues is kept up to date, so one walk of the list suffices.
-        let full = self.users[u].full;
+        let full = self.users[u].full();
         if full > 0 && self.config.slow_consumer == SlowConsumerPolicy::RejectSend {
             let mut i = self.users[u].conns.head;
             while i != NIL && self.conns[i as usize].queue.len < depth {
@@ -324,7 +324,7 @@ impl<
             // The pool was checked for `wanted` free slots above.
             let _ = self.pool.push(&mut self.conns[c].queue, item);
             if len + 1 >= depth {
-                self.users[u].full += 1;
+                self.users[u].count_full(true);
             }
             if len == 0 {
                 self.flag_event(c, EV_READY);
@@ -395,7 +395,7 @@ impl<
                 return Err(Error::LimitReached(Limit::QueueSlots));
             }
             if len + 1 >= self.config.queue_depth {
-                self.users[u].full += 1;
+                self.users[u].count_full(true);
             }
             if len == 0 {
                 self.flag_event(c, EV_READY);

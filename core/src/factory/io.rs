@@ -123,7 +123,7 @@ impl<
         let was_full = self.conns[c].queue.len >= self.config.queue_depth;
         if let Some(p) = self.pool.pop(&mut self.conns[c].queue) {
             if was_full && self.conns[c].state == ConnState::Open {
-                self.users[self.conns[c].owner.index as usize].full -= 1;
+                self.users[self.conns[c].owner.index as usize].count_full(false);
             }
             self.stats.messages_transmitted += 1;
             self.stats.messages_queued_now -= 1;

@@ -10,7 +10,7 @@ use crate::list::NIL;
 use crate::log::log_warn;
 use crate::{
     CloseFrame, CloseReason, ConnectionHandle, Error, Instant, Limit, ManagerHandle, Released,
-    Violation,
+    UserContext, Violation,
 };
 
 /// Why an open connection stopped being open, for the stats.
@@ -139,7 +139,9 @@ impl<
         self.stats.connections_active -= 1;
         let was_full = self.conns[c].queue.len >= self.config.queue_depth;
         let user = &mut self.users[u];
-        user.full -= u32::from(was_full);
+        if was_full {
+            user.count_full(false);
+        }
         user.stats.connections -= 1;
         if user.conns.len == 0 {
             user.empty_since = now;
@@ -247,7 +249,8 @@ impl<
         self.stats.offline_discarded += u64::from(discarded);
         self.stats.offline_now -= u64::from(discarded);
         self.empty.unlink(&mut self.users, u as u32, empty_link);
-        if let Some(ctx) = self.users[u].ctx.take() {
+        if core::mem::replace(&mut self.users[u].active, false) {
+            let ctx = core::mem::replace(&mut self.users[u].ctx, UserContext::VACANT);
             let b = Self::bucket(ctx.user_id(), self.config.hash_seed);
             let mut prev = NIL;
             let mut i = self.buckets[b].unpack();

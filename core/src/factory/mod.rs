@@ -145,7 +145,7 @@ impl<
         let mut i = self.buckets[Self::bucket(user_id, self.config.hash_seed)].unpack();
         while i != NIL {
             let slot = &self.users[i as usize];
-            if slot.ctx.as_ref().is_some_and(|c| c.user_id() == user_id) {
+            if slot.active && slot.ctx.user_id() == user_id {
                 return Some(ManagerHandle {
                     index: i,
                     generation: slot.generation,
@@ -165,8 +165,7 @@ impl<
     pub fn context(&self, manager: ManagerHandle) -> Result<&UserContext, Error> {
         let u = self.user_index(manager)?;
         self.users[u]
-            .ctx
-            .as_ref()
+            .context()
             .ok_or(Error::UnknownManager(manager))
     }
 
