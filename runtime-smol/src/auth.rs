@@ -6,6 +6,8 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::http::{percent_decode, Encoded};
+
 /// The identity a token proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -146,7 +148,7 @@ pub(crate) fn find_token(req: &Request) -> Result<FoundToken, Malformed> {
             for pair in query.split('&') {
                 if let Some(v) = pair.strip_prefix("token=") {
                     found.token = Some(
-                        percent_decode(v)
+                        percent_decode(v, Encoded::Query)
                             .ok_or(Malformed("token query parameter is badly encoded"))?,
                     );
                 }
@@ -154,31 +156,6 @@ pub(crate) fn find_token(req: &Request) -> Result<FoundToken, Malformed> {
         }
     }
     Ok(found)
-}
-
-/// Decodes `%XX` escapes (JWTs are base64url and dots, so rarely escaped).
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -13,6 +13,42 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ServerHandle;
 
+/// Where a percent-encoded text comes from, which decides what `+` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    /// A query-string value (`application/x-www-form-urlencoded`): `+` is a space.
+    Query,
+    /// A path segment: `+` is itself.
+    PathSegment,
+}
+
+/// Decodes the `%XX` escapes of `text` strictly: `None` for a truncated or
+/// non-hexadecimal escape, or bytes that are not UTF-8, so that the caller
+/// can answer 400 instead of guessing what the client meant.
+pub fn percent_decode(text: &str, from: Encoded) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if from == Encoded::Query => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Largest request head accepted (431 beyond).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
@@ -409,6 +445,26 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_is_strict_and_plus_depends_on_the_source() {
+        assert_eq!(
+            percent_decode("a%40b+c", Encoded::Query).as_deref(),
+            Some("a@b c")
+        );
+        assert_eq!(
+            percent_decode("a%40b+c", Encoded::PathSegment).as_deref(),
+            Some("a@b+c")
+        );
+        assert_eq!(
+            percent_decode("%C3%A9", Encoded::Query).as_deref(),
+            Some("é")
+        );
+        for bad in ["%zz", "%4", "%", "%C3"] {
+            assert_eq!(percent_decode(bad, Encoded::Query), None, "{bad:?}");
+            assert_eq!(percent_decode(bad, Encoded::PathSegment), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn head_is_parsed_and_replayed() {

@@ -52,7 +52,10 @@ pub use auth::{
 pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
 pub use handle::{Reach, ServerHandle, ServerStats, ShutdownReport, UserError};
 pub use handler::{ConnectionInfo, Handler, IgnoreInbound};
-pub use http::{HttpFuture, HttpRequest, HttpResponse, HttpService, NoHttp, MAX_HEAD_BYTES};
+pub use http::{
+    percent_decode, Encoded, HttpFuture, HttpRequest, HttpResponse, HttpService, NoHttp,
+    MAX_HEAD_BYTES,
+};
 pub use mutex::StdRawMutex;
 pub use server::{Server, ServerBuilder, StartError};
 pub use shards::{Shard, SHARD_CONNS, SHARD_EVENTS, SHARD_SLOTS, SHARD_USERS};

@@ -17,8 +17,8 @@ use userlane_smol::userlane_core::{
     CloseCode, Error as CoreError, Limit, SendOutcome, UserContext,
 };
 use userlane_smol::{
-    Environment, HttpFuture, HttpRequest, HttpResponse, HttpService, Message, Reach, ServerHandle,
-    UserError,
+    percent_decode, Encoded, Environment, HttpFuture, HttpRequest, HttpResponse, HttpService,
+    Message, Reach, ServerHandle, UserError,
 };
 
 use super::agent::AgentStats;
@@ -230,22 +230,10 @@ impl Api {
     }
 }
 
-/// Percent-decodes a path segment.
+/// The user id of a path segment, percent-decoded; `None` if it is badly
+/// encoded or empty.
 fn decode_user(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok().filter(|s| !s.is_empty())
+    percent_decode(segment, Encoded::PathSegment).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
@@ -256,6 +244,7 @@ mod tests {
     fn user_ids_in_paths_are_percent_decoded() {
         assert_eq!(decode_user("alice").as_deref(), Some("alice"));
         assert_eq!(decode_user("a%40b.com").as_deref(), Some("a@b.com"));
+        assert_eq!(decode_user("a+b").as_deref(), Some("a+b"));
         assert_eq!(decode_user("%zz"), None);
         assert_eq!(decode_user(""), None);
     }
