@@ -100,7 +100,7 @@ w("")
 w("- " + target("send_to_user", "≥ 3× B-map throughput under churn (50,000 ops/s)", f"{fmt(churn_r, 2)}×", churn_ok) + "\n")
 
 w("Fan-out of one message to every connection of one user; a delivery is the publish plus the consumer "
-  "taking the message (userlane: `send_to_user`, then `poll_event` + `poll_transmit` per connection):\n")
+  "taking the message (userlane: `send_to_user`, then `drain_events` + `poll_transmit` per connection):\n")
 w("| fan-out | userlane | async-broadcast (B-bcast) | embassy `PubSubChannel` | B-map channels | userlane ÷ B-bcast |")
 w("|---|---:|---:|---:|---:|---:|")
 fan_ok = []

@@ -3,7 +3,8 @@
 //! `PubSubChannel` as the no_std reference) and B-map's per-connection
 //! channels. A delivery is counted when the consumer side holds the message:
 //! publish plus every consumer taking it (for userlane: `send_to_user`, then
-//! `poll_event` and `poll_transmit` for each connection, as the writers do).
+//! `drain_events` as the shim's pump does and `poll_transmit` for each
+//! connection, as the writers do).
 //! Divide the time per iteration by the fan-out for the cost per delivery.
 
 mod support;
@@ -14,49 +15,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_sync::pubsub::PubSubChannel;
 use support::*;
-use userlane_core::Transmit;
-use userlane_core::{Config, ConnectionHandle, Event, Instant, ManagerFactory, ManagerHandle};
-
-type FanFactory = ManagerFactory<Frame, 4, 10_240, 16_384>;
-
-fn fan_factory(n: usize) -> (Box<FanFactory>, ManagerHandle, Vec<ConnectionHandle>) {
-    on_big_stack(
-        4 * std::mem::size_of::<FanFactory>() + (16 << 20),
-        move || {
-            let mut f = Box::new(
-                FanFactory::new(Config {
-                    max_connections_per_user: 10_240,
-                    queue_depth: QUEUE_DEPTH,
-                    idle_timeout_ms: None,
-                    empty_manager_ttl_ms: None,
-                    ..Config::for_capacity(4, 10_240)
-                })
-                .expect("config fits"),
-            );
-            let c = ctx("fan");
-            let m = f.create_manager(c.clone(), Instant::ZERO).unwrap();
-            let conns = (0..n)
-                .map(|_| f.add_connection(m, &c, Instant::ZERO).unwrap())
-                .collect();
-            while f.poll_event().is_some() {}
-            (f, m, conns)
-        },
-    )
-}
-
-/// One userlane fan-out: enqueue for every connection, then what the
-/// writers do (take the event, take the message).
-#[inline(never)]
-pub fn userlane_fanout(f: &mut FanFactory, m: ManagerHandle, frame: &Frame) {
-    f.send_to_user(m, frame.clone(), Instant::ZERO).unwrap();
-    while let Some(e) = f.poll_event() {
-        if let Event::Transmit(c) = e {
-            while let Some(Transmit::Message(p)) = f.poll_transmit(c) {
-                black_box(p);
-            }
-        }
-    }
-}
 
 fn bench_n<const SUBS: usize>(c: &mut Criterion, n: usize) {
     let frame = frame();
@@ -64,8 +22,9 @@ fn bench_n<const SUBS: usize>(c: &mut Criterion, n: usize) {
     g.throughput(Throughput::Elements(n as u64));
 
     let (mut f, m, _conns) = fan_factory(n);
+    let mut ready = Vec::with_capacity(n);
     g.bench_function(BenchmarkId::new("userlane", n), |b| {
-        b.iter(|| userlane_fanout(&mut f, m, &frame))
+        b.iter(|| userlane_fanout(&mut f, m, &frame, &mut ready))
     });
     drop(f);
 

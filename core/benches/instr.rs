@@ -14,10 +14,7 @@ use std::hint::black_box;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_sync::pubsub::{PubSubChannel, Subscriber};
 use support::*;
-use userlane_core::Transmit;
-use userlane_core::{Config, ConnectionHandle, Event, Instant, ManagerFactory, ManagerHandle};
-
-type FanFactory = ManagerFactory<Frame, 4, 10_240, 16_384>;
+use userlane_core::{Config, Instant, ManagerHandle};
 
 #[inline(never)]
 fn body_send_userlane_by_id(l: &mut Lanes, order: &[usize], frame: &Frame) {
@@ -107,15 +104,9 @@ fn body_create_reclaim_b_map(b: &BMap, fresh: &[String], ops: usize) {
 
 #[inline(never)]
 fn body_fanout_userlane(f: &mut FanFactory, m: ManagerHandle, frame: &Frame, ops: usize) {
+    let mut ready = Vec::with_capacity(f.connection_count(m).unwrap() as usize);
     for _ in 0..ops {
-        f.send_to_user(m, frame.clone(), Instant::ZERO).unwrap();
-        while let Some(e) = f.poll_event() {
-            if let Event::Transmit(c) = e {
-                while let Some(Transmit::Message(p)) = f.poll_transmit(c) {
-                    black_box(p);
-                }
-            }
-        }
+        userlane_fanout(f, m, frame, &mut ready);
     }
 }
 
@@ -166,31 +157,6 @@ fn body_fanout_b_map(
             black_box(rx.try_recv().unwrap());
         }
     }
-}
-
-fn fan_factory(n: usize) -> (Box<FanFactory>, ManagerHandle, Vec<ConnectionHandle>) {
-    on_big_stack(
-        4 * std::mem::size_of::<FanFactory>() + (16 << 20),
-        move || {
-            let mut f = Box::new(
-                FanFactory::new(Config {
-                    max_connections_per_user: 10_240,
-                    queue_depth: QUEUE_DEPTH,
-                    idle_timeout_ms: None,
-                    empty_manager_ttl_ms: None,
-                    ..Config::for_capacity(4, 10_240)
-                })
-                .expect("config fits"),
-            );
-            let c = ctx("fan");
-            let m = f.create_manager(c.clone(), Instant::ZERO).unwrap();
-            let conns = (0..n)
-                .map(|_| f.add_connection(m, &c, Instant::ZERO).unwrap())
-                .collect();
-            while f.poll_event().is_some() {}
-            (f, m, conns)
-        },
-    )
 }
 
 fn fanout<const S: usize>(design: &str, n: usize, ops: usize) {

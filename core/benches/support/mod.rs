@@ -10,13 +10,14 @@
 #![allow(dead_code)] // Each bench binary uses part of the support module.
 
 use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Arc, Mutex, RwLock};
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
-use std::sync::{Arc, Mutex, RwLock};
 use userlane_core::shim::SharedFactory;
 
 use userlane_core::{Config, ConnectionHandle, Instant, ManagerFactory, ManagerHandle};
-use userlane_core::{Transmit, UserContext};
+use userlane_core::{Event, Transmit, UserContext};
 
 /// The payload: one pre-encoded frame shared by every queue it is put in.
 pub type Frame = Arc<[u8]>;
@@ -312,4 +313,57 @@ pub fn build_shard(ids: &[String]) -> (Arc<Shard>, Vec<ConnectionHandle>) {
         }
     }
     (shard, conns)
+}
+
+/// The fan-out factory: one user, up to 10,240 connections.
+pub type FanFactory = ManagerFactory<Frame, 4, 10_240, 16_384>;
+
+/// A [`FanFactory`] whose one user has `n` connections, events drained.
+pub fn fan_factory(n: usize) -> (Box<FanFactory>, ManagerHandle, Vec<ConnectionHandle>) {
+    on_big_stack(
+        4 * std::mem::size_of::<FanFactory>() + (16 << 20),
+        move || {
+            let mut f = Box::new(
+                FanFactory::new(Config {
+                    max_connections_per_user: 10_240,
+                    queue_depth: QUEUE_DEPTH,
+                    idle_timeout_ms: None,
+                    empty_manager_ttl_ms: None,
+                    ..Config::for_capacity(4, 10_240)
+                })
+                .expect("config fits"),
+            );
+            let c = ctx("fan");
+            let m = f.create_manager(c.clone(), Instant::ZERO).unwrap();
+            let conns = (0..n)
+                .map(|_| f.add_connection(m, &c, Instant::ZERO).unwrap())
+                .collect();
+            while f.poll_event().is_some() {}
+            (f, m, conns)
+        },
+    )
+}
+
+/// One userlane fan-out: enqueue for every connection, then what the shim
+/// and the writers do: drain the events (the shim wakes each connection's
+/// writer; here its handle goes to `ready`), then each writer takes its
+/// messages until its queue is empty.
+#[inline(never)]
+pub fn userlane_fanout(
+    f: &mut FanFactory,
+    m: ManagerHandle,
+    frame: &Frame,
+    ready: &mut Vec<ConnectionHandle>,
+) {
+    f.send_to_user(m, frame.clone(), Instant::ZERO).unwrap();
+    f.drain_events(|e| {
+        if let Event::Transmit(c) = e {
+            ready.push(c);
+        }
+    });
+    for c in ready.drain(..) {
+        while let Some(Transmit::Message(p)) = f.poll_transmit(c) {
+            black_box(p);
+        }
+    }
 }
