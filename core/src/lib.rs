@@ -40,9 +40,11 @@
 //!
 //! After every command or `handle_*` call:
 //!
-//! 1. drain [`poll_event`](ManagerFactory::poll_event) until it returns `None`;
-//!    for each [`Event::Transmit`] or [`Event::ConnectionClosed`], wake the
-//!    writer of that connection;
+//! 1. drain [`poll_event`](ManagerFactory::poll_event) until it returns `None`
+//!    (or take them all at once with
+//!    [`drain_events`](ManagerFactory::drain_events)); for each
+//!    [`Event::Transmit`] or [`Event::ConnectionClosed`], wake the writer of
+//!    that connection;
 //! 2. each writer drains [`poll_transmit`](ManagerFactory::poll_transmit) for
 //!    its connection until `None`, writing messages in order and, after a
 //!    [`Transmit::Close`], closing the socket and calling
