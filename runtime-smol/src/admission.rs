@@ -12,11 +12,13 @@ use crate::auth::{find_token, AuthError, Identity};
 use crate::handle::{bump, ServerShared};
 use crate::handler::ConnectionInfo;
 use crate::shards::ConnEntry;
+use crate::signals::Signals;
 
 /// A connection that passed admission: it holds a slot in the core.
 pub(crate) struct Admitted {
     pub(crate) info: Arc<ConnectionInfo>,
-    pub(crate) closing: smol::channel::Receiver<()>,
+    /// The connection task's wake flags (also in the registry entry).
+    pub(crate) signals: Arc<Signals>,
     pub(crate) select_jwt_auth: bool,
 }
 
@@ -157,18 +159,18 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
         remote,
         anonymous,
     });
-    let (tx, rx) = smol::channel::bounded(1);
+    let signals = Signals::new();
     slot.registry().insert(
         connection,
         ConnEntry {
             info: info.clone(),
-            closing: tx,
+            signals: signals.clone(),
             reason: None,
         },
     );
     Ok(Admitted {
         info,
-        closing: rx,
+        signals,
         select_jwt_auth: found.select_jwt_auth,
     })
 }

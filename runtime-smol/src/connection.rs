@@ -1,18 +1,22 @@
 //! One task per connection: handshake, then a reader and a writer that never
 //! block each other, until the socket or the core ends the connection.
 
+use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use async_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame as WireCloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message;
-use async_tungstenite::{WebSocketReceiver, WebSocketSender};
-use futures_util::{SinkExt, StreamExt};
-use smol::Async;
+use async_tungstenite::WebSocketStream;
+use futures_util::{Sink, Stream as _};
+use smol::{Async, Timer};
 use userlane_core::{CloseCode, Transmit};
 
 use crate::admission::admit;
@@ -20,6 +24,7 @@ use crate::auth::JWT_AUTH_PROTOCOL;
 use crate::handle::{bump, ServerHandle, ServerShared};
 use crate::handler::ConnectionInfo;
 use crate::http::{read_head, serve_plain, HeadError, HttpResponse, Replay};
+use crate::signals::{Signals, CLOSING, CORE, KILL, SOCKET, TIMER};
 
 type Stream = Replay<Async<TcpStream>>;
 
@@ -30,10 +35,41 @@ const WRITE_BATCH: usize = 64;
 /// when the task ends, which lets shutdown know every connection is gone.
 pub(crate) async fn serve(
     shared: Arc<ServerShared>,
-    mut socket: Async<TcpStream>,
+    socket: Async<TcpStream>,
     remote: SocketAddr,
     _task: smol::channel::Sender<()>,
 ) {
+    // Boxed: the handshake's state (request head, admission, upgrade, the
+    // plain-HTTP path) is freed once the connection is open instead of
+    // staying in the task for the connection's whole life.
+    let Some((conn, info, cleanup)) = Box::pin(open(&shared, socket, remote)).await else {
+        return;
+    };
+    let forced = conn.await;
+    if forced {
+        bump(&shared.counters.forced_closes);
+    }
+    release(&shared, &info, cleanup);
+    let handle = ServerHandle {
+        shared: shared.clone(),
+    };
+    if catch_unwind(AssertUnwindSafe(|| {
+        shared.handler.on_disconnect(&handle, &info)
+    }))
+    .is_err()
+    {
+        bump(&shared.counters.handler_panics);
+    }
+}
+
+/// Reads the request head and answers plain HTTP, or admits and upgrades a
+/// WebSocket request: then the connection's future, its info and what it
+/// holds in the cluster. `None` when the socket was answered or dropped here.
+async fn open(
+    shared: &Arc<ServerShared>,
+    mut socket: Async<TcpStream>,
+    remote: SocketAddr,
+) -> Option<(Conn, Arc<ConnectionInfo>, Cleanup)> {
     let mut buf = Vec::with_capacity(1024);
     let head = smol::future::or(
         // Boxed: the head reader's buffers (~4 KiB) would otherwise stay in
@@ -43,13 +79,13 @@ pub(crate) async fn serve(
             let timeout = async {
                 smol::Timer::after(shared.config.handshake_timeout).await;
             };
-            smol::future::or(timeout, killed(&shared)).await;
+            smol::future::or(timeout, killed(shared)).await;
             None
         },
     )
     .await;
     let head = match head {
-        None | Some(Err(HeadError::Io)) => return,
+        None | Some(Err(HeadError::Io)) => return None,
         Some(Err(HeadError::Bad(status, why))) => {
             if status == 400 {
                 bump(&shared.counters.rejected_400);
@@ -59,7 +95,7 @@ pub(crate) async fn serve(
                 &HttpResponse::text(status, why).encode(),
             )
             .await;
-            return;
+            return None;
         }
         Some(Ok(head)) => head,
     };
@@ -80,19 +116,19 @@ pub(crate) async fn serve(
         // Boxed: the plain-HTTP path is ~9 KiB of future state that
         // WebSocket connections would otherwise carry for their whole life.
         let served = smol::future::or(Box::pin(serving), async {
-            killed(&shared).await;
+            killed(shared).await;
             Err(std::io::Error::other("dropped at the shutdown deadline"))
         })
         .await;
         if let Err(e) = served {
             log::debug!("HTTP request from {remote} failed: {e}");
         }
-        return;
+        return None;
     }
     let stream = Replay::new(buf, socket);
     if shared.config.echo_path.as_deref() == Some(head.path.as_str()) {
-        Box::pin(crate::echo::serve(&shared, stream)).await;
-        return;
+        Box::pin(crate::echo::serve(shared, stream)).await;
+        return None;
     }
     // Admission runs before the upgrade, in this task: every refusal is an
     // HTTP status, and the cluster's lease check may await Redis.
@@ -103,9 +139,9 @@ pub(crate) async fn serve(
             HttpResponse::text(400, "malformed request target\n"),
         )
         .await;
-        return;
+        return None;
     };
-    let admitted = match admit(&shared, &request, remote) {
+    let admitted = match admit(shared, &request, remote) {
         Ok(a) => a,
         Err(refusal) => {
             let _ = write_response(
@@ -113,7 +149,7 @@ pub(crate) async fn serve(
                 HttpResponse::text(refusal.status.as_u16(), refusal.message),
             )
             .await;
-            return;
+            return None;
         }
     };
     // Not needed past admission: dropped here, so their header maps do not
@@ -130,14 +166,14 @@ pub(crate) async fn serve(
         {
             Ok(true) => leased = true,
             Ok(false) => {
-                release(&shared, &admitted.info, Cleanup::default());
+                release(shared, &admitted.info, Cleanup::default());
                 bump(&shared.counters.rejected_429);
                 log::info!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user");
                 let body = format!(
                     "too many connections for this user across the cluster (limit {cap})\n"
                 );
                 let _ = write_response(stream, HttpResponse::text(429, body)).await;
-                return;
+                return None;
             }
             Err(e) => {
                 // Documented fallback: the node's own per-user cap (already enforced by the core).
@@ -181,14 +217,14 @@ pub(crate) async fn serve(
             bump(&shared.counters.handshakes_failed);
             log::debug!("handshake with {remote} failed: {e}");
             release(
-                &shared,
+                shared,
                 &admitted.info,
                 Cleanup {
                     lease: leased,
                     subscription: false,
                 },
             );
-            return;
+            return None;
         }
     };
     let mut cleanup = Cleanup {
@@ -200,30 +236,16 @@ pub(crate) async fn serve(
         // is in the offline stream, one sent after reaches the subscription.
         cluster.local_opened(admitted.info.user_id()).await;
         cleanup.subscription = true;
-        Box::pin(replay_offline(&shared, cluster, &admitted.info)).await;
+        Box::pin(replay_offline(shared, cluster, &admitted.info)).await;
     }
-    let info = admitted.info.clone();
+    let info = admitted.info;
     log::debug!(
         "user {} connected from {remote} (connection {})",
         info.user_id(),
         info.connection_id()
     );
-    let (sink, stream) = ws.split();
-    let forced = run(&shared, &info, sink, stream, admitted.closing).await;
-    if forced {
-        bump(&shared.counters.forced_closes);
-    }
-    release(&shared, &info, cleanup);
-    let handle = ServerHandle {
-        shared: shared.clone(),
-    };
-    if catch_unwind(AssertUnwindSafe(|| {
-        shared.handler.on_disconnect(&handle, &info)
-    }))
-    .is_err()
-    {
-        bump(&shared.counters.handler_panics);
-    }
+    let conn = Conn::new(shared, &info, ws, admitted.signals);
+    Some((conn, info, cleanup))
 }
 
 /// Resolves when shutdown's deadline has passed and every connection still
@@ -303,113 +325,401 @@ async fn replay_offline(
     }
 }
 
-/// How the connection ended.
-enum End {
-    /// The writer finished: close frame sent, connection released, or socket error.
-    Writer,
-    /// The peer closed or the socket failed while reading.
-    PeerGone,
-    /// A close or shutdown deadline passed with the socket still busy.
-    Forced,
+/// Most inbound messages one poll handles before the task yields to others.
+const READ_BUDGET: usize = 64;
+
+/// The longest a connection's inbound activity waits before it is reported
+/// to the core (see [`Conn::note_activity`]).
+const MAX_ACTIVITY_LAG: Duration = Duration::from_millis(500);
+
+/// What one read did.
+enum ReadStep {
+    /// A frame was handled; there may be more without waiting.
+    Again,
+    /// Nothing to read until the socket wakes the task.
+    Wait,
+    /// The server refused a frame and asked the core to close the connection
+    /// (the writer sends the close frame); nothing more is read.
+    Parked,
+    /// The peer closed or the socket failed.
+    Gone,
 }
 
-/// Runs reader and writer until one ends the connection. Returns whether the
-/// socket had to be dropped without finishing.
-async fn run(
-    shared: &Arc<ServerShared>,
-    info: &Arc<ConnectionInfo>,
-    sink: WebSocketSender<Stream>,
-    stream: WebSocketReceiver<Stream>,
-    closing: smol::channel::Receiver<()>,
-) -> bool {
-    let grace = shared.config.close_grace;
-    let writer = async {
-        write_loop(shared, info, sink).await;
-        End::Writer
-    };
-    let reader = async {
-        if read_loop(shared, info, stream).await {
-            End::PeerGone
-        } else {
-            // We asked the core to close; the writer sends the close frame.
-            std::future::pending().await
+/// One open connection: its reader, its writer, its ping timer and its close
+/// deadline, driven by one hand-written future that resolves to whether the
+/// socket had to be dropped without finishing (close grace or shutdown
+/// deadline passed).
+///
+/// Each part is polled only when its own waker fired ([`Signals`]): the
+/// socket's waker polls the reader (and the writer when it waits for the
+/// socket), the core's waker (a message queued, the connection closed or
+/// gone) polls the writer, the timers' waker polls the timers. The writer
+/// takes one item at a time from the core, and only when tungstenite can
+/// accept it at once, so nothing taken
+/// out of the core ever waits in a local batch that a forced close would
+/// lose: what is not taken stays in the core and is counted as undelivered
+/// at release. Within a poll the writer runs before each read, so a reply
+/// queued by `on_message` is written before the next read (as a plain echo
+/// server does).
+struct Conn {
+    handle: ServerHandle,
+    info: Arc<ConnectionInfo>,
+    ws: WebSocketStream<Stream>,
+    signals: Arc<Signals>,
+    /// Raises `SOCKET`: given to every tungstenite call.
+    socket_waker: Waker,
+    /// Raises `CORE`: given to the shard.
+    core_waker: Waker,
+    /// Raises `TIMER`: given to the ping timer and the close deadline.
+    timer_waker: Waker,
+    ping: Timer,
+    /// Armed when the core closes the connection: the flush must end by then.
+    grace: Option<Box<Timer>>,
+    /// The handler's greeting, written before anything from the core.
+    greeting: Option<Box<Message>>,
+    /// A ping is due.
+    ping_due: bool,
+    /// Frames fed to tungstenite since the last flush.
+    fed: usize,
+    /// The core may have something to write.
+    take: bool,
+    /// The writer waits for the socket (a feed or a flush was pending).
+    blocked: bool,
+    /// The close frame was fed or the connection is gone: flush, then end.
+    finishing: bool,
+    /// The reader may have more to read without waiting for the socket.
+    read_again: bool,
+    /// The reader refused a frame and reads no more.
+    reader_parked: bool,
+    /// The first poll has happened.
+    started: bool,
+    /// Runs for `activity_lag` after each report of inbound activity to the
+    /// core (see [`Conn::note_activity`]); `None` when no report is that recent.
+    activity_timer: Option<Box<Timer>>,
+    /// A frame arrived since the last report.
+    activity_unreported: bool,
+    activity_lag: Duration,
+}
+
+impl Conn {
+    fn new(
+        shared: &Arc<ServerShared>,
+        info: &Arc<ConnectionInfo>,
+        ws: WebSocketStream<Stream>,
+        signals: Arc<Signals>,
+    ) -> Self {
+        let greeting = match catch_unwind(AssertUnwindSafe(|| shared.handler.greeting(info))) {
+            Ok(g) => g.map(Box::new),
+            Err(_) => {
+                // Like a panic in on_message: counted, and this connection closed with 1011.
+                bump(&shared.counters.handler_panics);
+                log::error!(
+                    "handler panicked greeting connection {}; closing it with 1011",
+                    info.connection_id()
+                );
+                close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
+                None
+            }
+        };
+        let cfg = &shared.config;
+        Conn {
+            handle: ServerHandle {
+                shared: shared.clone(),
+            },
+            info: info.clone(),
+            ws,
+            socket_waker: signals.waker(SOCKET),
+            core_waker: Waker::from(signals.clone()),
+            timer_waker: signals.waker(TIMER),
+            signals,
+            ping: Timer::interval(cfg.ping_interval),
+            grace: None,
+            greeting,
+            ping_due: false,
+            fed: 0,
+            take: true,
+            blocked: false,
+            finishing: false,
+            read_again: false,
+            reader_parked: false,
+            started: false,
+            activity_timer: None,
+            activity_unreported: false,
+            activity_lag: (cfg.idle_timeout / 32).min(MAX_ACTIVITY_LAG),
         }
-    };
-    let deadline = async {
-        let _ = closing.recv().await;
-        smol::Timer::after(grace).await;
-        End::Forced
-    };
-    let kill = async {
-        let _ = shared.kill_rx.recv().await;
-        End::Forced
-    };
-    let end = smol::future::or(
-        smol::future::or(writer, reader),
-        smol::future::or(deadline, kill),
-    )
-    .await;
-    matches!(end, End::Forced)
-}
+    }
 
-/// Reads until the peer goes away (returns true) or the server refuses a
-/// frame and asks the core to close the connection (returns false).
-async fn read_loop(
-    shared: &Arc<ServerShared>,
-    info: &Arc<ConnectionInfo>,
-    mut stream: WebSocketReceiver<Stream>,
-) -> bool {
-    let slot = &shared.shards.slots[info.shard];
-    let handle = ServerHandle {
-        shared: shared.clone(),
-    };
-    while let Some(item) = stream.next().await {
-        let now = shared.clock.now();
+    /// Inbound activity (a frame, a pong): reported to the core at once if
+    /// no report is more recent than `activity_lag` (`idle_timeout / 32`, at
+    /// most 500 ms); otherwise only noted, and reported when that interval
+    /// ends. One report per interval instead of one shard lock (and one
+    /// clock read) per message.
+    ///
+    /// Bounded error: a frame is reported at most `activity_lag` after it
+    /// arrived, stamped with the time of the report, so the core's last
+    /// activity of the connection is never earlier than its last inbound
+    /// frame and at most `activity_lag` later (plus the timer's lateness). An
+    /// idle connection is therefore never closed early, and at most
+    /// `activity_lag` (1/32 of the timeout, never more than 500 ms) late.
+    fn note_activity(&mut self) {
+        if self.activity_timer.is_some() {
+            self.activity_unreported = true;
+            return;
+        }
+        self.report_activity();
+        if !self.activity_lag.is_zero() {
+            let mut timer = Box::new(Timer::after(self.activity_lag));
+            // Polled once so that it wakes the task (it cannot be due yet).
+            let _ = Pin::new(&mut *timer).poll(&mut Context::from_waker(&self.timer_waker));
+            self.activity_timer = Some(timer);
+        }
+    }
+
+    fn report_activity(&self) {
+        let shared = &self.handle.shared;
+        let slot = &shared.shards.slots[self.info.shard];
+        let _ = slot
+            .core
+            .handle_activity(self.info.connection, shared.clock.now());
+    }
+
+    /// Polls the ping timer and the close deadline. Returns true once the
+    /// close deadline has passed.
+    fn poll_timers(&mut self) -> bool {
+        let mut cx = Context::from_waker(&self.timer_waker);
+        if let Some(grace) = &mut self.grace {
+            if Pin::new(&mut **grace).poll(&mut cx).is_ready() {
+                return true;
+            }
+        }
+        if let Some(timer) = &mut self.activity_timer {
+            if Pin::new(&mut **timer).poll(&mut cx).is_ready() {
+                if self.activity_unreported {
+                    self.activity_unreported = false;
+                    timer.set_after(self.activity_lag);
+                    let _ = Pin::new(&mut **timer).poll(&mut cx);
+                    self.report_activity();
+                } else {
+                    self.activity_timer = None;
+                }
+            }
+        }
+        // Until Pending, so the timer holds the waker for its next period.
+        while let Poll::Ready(Some(_)) = Pin::new(&mut self.ping).poll_next(&mut cx) {
+            self.ping_due = !self.finishing;
+        }
+        false
+    }
+
+    /// Whether the writer has work after a wake with `flags`.
+    fn writer_due(&self, flags: u8) -> bool {
+        if self.blocked {
+            flags & SOCKET != 0
+        } else {
+            self.take || self.ping_due || self.greeting.is_some() || self.fed > 0 || self.finishing
+        }
+    }
+
+    /// Feeds what is due (the greeting, a ping, then items from the core,
+    /// up to [`WRITE_BATCH`] frames per flush) and flushes. `Ready` when the
+    /// writer is done: close frame sent, connection released, or socket error.
+    fn poll_writer(&mut self) -> Poll<()> {
+        let mut sock = Context::from_waker(&self.socket_waker);
+        let mut core = Context::from_waker(&self.core_waker);
+        let slot = &self.handle.shared.shards.slots[self.info.shard];
+        let conn = self.info.connection;
+        loop {
+            if self.finishing {
+                if Pin::new(&mut self.ws).poll_flush(&mut sock).is_pending() {
+                    self.blocked = true;
+                    return Poll::Pending;
+                }
+                return Poll::Ready(());
+            }
+            let local = self.greeting.is_some() || self.ping_due;
+            if local || (self.take && self.fed < WRITE_BATCH) {
+                // Take nothing before tungstenite can accept it at once.
+                match Pin::new(&mut self.ws).poll_ready(&mut sock) {
+                    Poll::Pending => {
+                        self.blocked = true;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(())) => self.blocked = false,
+                }
+                let frame = if let Some(greeting) = self.greeting.take() {
+                    *greeting
+                } else if self.ping_due {
+                    self.ping_due = false;
+                    Message::Ping(Default::default())
+                } else {
+                    match slot.core.poll_transmit_more(conn, &mut core) {
+                        Poll::Ready(None) => {
+                            self.finishing = true;
+                            continue;
+                        }
+                        Poll::Ready(Some((Transmit::Message(m), more))) => {
+                            self.take = more;
+                            m
+                        }
+                        Poll::Ready(Some((Transmit::Close(frame), _))) => {
+                            let reason = slot
+                                .registry()
+                                .get(&conn)
+                                .and_then(|e| e.reason.clone())
+                                .unwrap_or_else(|| frame.reason.as_str().to_owned());
+                            let wire = WireCloseFrame {
+                                code: WireCloseCode::from(frame.code.as_u16()),
+                                reason: reason.into(),
+                            };
+                            let _ = Pin::new(&mut self.ws).start_send(Message::Close(Some(wire)));
+                            self.finishing = true;
+                            continue;
+                        }
+                        Poll::Pending => {
+                            self.take = false;
+                            continue;
+                        }
+                    }
+                };
+                if Pin::new(&mut self.ws).start_send(frame).is_err() {
+                    return Poll::Ready(());
+                }
+                self.fed += 1;
+                continue;
+            }
+            if self.fed > 0 {
+                match Pin::new(&mut self.ws).poll_flush(&mut sock) {
+                    Poll::Pending => {
+                        self.blocked = true;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(())) => {
+                        self.blocked = false;
+                        self.fed = 0;
+                        continue;
+                    }
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Reads and handles one frame.
+    fn read_one(&mut self) -> ReadStep {
+        let mut sock = Context::from_waker(&self.socket_waker);
+        let item = match Pin::new(&mut self.ws).poll_next(&mut sock) {
+            Poll::Pending => return ReadStep::Wait,
+            Poll::Ready(None) => return ReadStep::Gone,
+            Poll::Ready(Some(item)) => item,
+        };
+        let shared = &*self.handle.shared;
+        let info = &*self.info;
         match item {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                let _ = slot.core.handle_activity(info.connection, now);
+                self.note_activity();
+                let (handle, info) = (&self.handle, &*self.info);
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    shared.handler.on_message(&handle, info, m)
+                    handle.shared.handler.on_message(handle, info, m)
                 }));
                 if outcome.is_err() {
+                    let shared = &*self.handle.shared;
                     bump(&shared.counters.handler_panics);
                     log::error!(
                         "handler panicked on connection {}; closing it with 1011",
                         info.connection_id()
                     );
                     close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
-                    return false;
+                    return ReadStep::Parked;
                 }
+                ReadStep::Again
             }
             Ok(Message::Ping(_) | Message::Pong(_)) => {
-                let _ = slot.core.handle_activity(info.connection, now);
+                self.note_activity();
+                ReadStep::Again
             }
             // Keep reading: the next read flushes tungstenite's queued close
             // reply, then ends the stream, so the peer sees a clean close.
-            Ok(Message::Close(_)) => continue,
-            Ok(Message::Frame(_)) => {}
+            Ok(Message::Close(_) | Message::Frame(_)) => ReadStep::Again,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
                 bump(&shared.counters.closed_message_too_big);
                 close_with(shared, info, CloseCode::MESSAGE_TOO_BIG, "message too big");
-                return false;
+                ReadStep::Parked
             }
             Err(WsError::Utf8(_)) => {
                 bump(&shared.counters.closed_invalid_utf8);
                 close_with(shared, info, CloseCode::INVALID_PAYLOAD, "invalid UTF-8");
-                return false;
+                ReadStep::Parked
             }
             // The peer vanished without a close frame: gone, not a protocol error.
-            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => return true,
+            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => ReadStep::Gone,
             Err(WsError::Protocol(e)) => {
                 bump(&shared.counters.closed_protocol_error);
                 log::debug!("protocol error on {}: {e}", info.connection_id());
                 close_with(shared, info, CloseCode::PROTOCOL_ERROR, "protocol error");
-                return false;
+                ReadStep::Parked
             }
-            Err(_) => return true,
+            Err(_) => ReadStep::Gone,
         }
     }
-    true
+}
+
+impl Future for Conn {
+    /// Whether the socket had to be dropped without finishing.
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let this = &mut *self;
+        this.signals.begin_poll(cx.waker());
+        if !this.started {
+            this.started = true;
+            // Shutdown raises KILL on the connections in the registry; one
+            // registered after that pass finds the channel already closed.
+            if this.handle.shared.kill_rx.is_closed() {
+                return Poll::Ready(true);
+            }
+        }
+        let mut reads = 0;
+        loop {
+            let flags = this.signals.take();
+            if flags & KILL != 0 {
+                return Poll::Ready(true);
+            }
+            if flags & CLOSING != 0 && this.grace.is_none() {
+                let grace = this.handle.shared.config.close_grace;
+                this.grace = Some(Box::new(Timer::after(grace)));
+            }
+            if flags & CORE != 0 {
+                this.take = true;
+            }
+            if flags & (TIMER | CLOSING) != 0 && this.poll_timers() {
+                return Poll::Ready(true);
+            }
+            if this.writer_due(flags) && this.poll_writer().is_ready() {
+                return Poll::Ready(false);
+            }
+            if !this.reader_parked && (this.read_again || flags & SOCKET != 0) {
+                if reads == READ_BUDGET {
+                    this.signals.yield_with(SOCKET, cx.waker());
+                    return Poll::Pending;
+                }
+                reads += 1;
+                match this.read_one() {
+                    ReadStep::Again => this.read_again = true,
+                    ReadStep::Wait => this.read_again = false,
+                    ReadStep::Parked => {
+                        this.read_again = false;
+                        this.reader_parked = true;
+                    }
+                    ReadStep::Gone => return Poll::Ready(false),
+                }
+            }
+            if !this.read_again && this.signals.try_end_poll() {
+                return Poll::Pending;
+            }
+        }
+    }
 }
 
 /// Asks the core to close the connection with `code` after what is queued.
@@ -421,94 +731,4 @@ fn close_with(shared: &ServerShared, info: &ConnectionInfo, code: CloseCode, rea
     let _ = slot
         .core
         .with(|f| f.close_connection(info.manager, info.connection, code, shared.clock.now()));
-}
-
-/// Writes the greeting, then drains the core's queue in batches (feed many,
-/// flush once) and pings every `ping_interval`, until the close frame is
-/// sent, the connection is released, or the socket fails.
-async fn write_loop(
-    shared: &Arc<ServerShared>,
-    info: &Arc<ConnectionInfo>,
-    mut sink: WebSocketSender<Stream>,
-) {
-    let slot = &shared.shards.slots[info.shard];
-    let conn = info.connection;
-    match catch_unwind(AssertUnwindSafe(|| shared.handler.greeting(info))) {
-        Ok(Some(greeting)) => {
-            if sink.send(greeting).await.is_err() {
-                return;
-            }
-        }
-        Ok(None) => {}
-        Err(_) => {
-            // Like a panic in on_message: counted, and this connection closed with 1011.
-            bump(&shared.counters.handler_panics);
-            log::error!(
-                "handler panicked greeting connection {}; closing it with 1011",
-                info.connection_id()
-            );
-            close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
-        }
-    }
-    let mut ping = smol::Timer::interval(shared.config.ping_interval);
-    loop {
-        enum Step {
-            Item(Option<Transmit<Message>>),
-            Ping,
-        }
-        let step = smol::future::or(
-            async { Step::Item(slot.core.next_transmit(conn).await) },
-            async {
-                ping.next().await;
-                Step::Ping
-            },
-        )
-        .await;
-        match step {
-            Step::Ping => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
-            Step::Item(None) => return,
-            Step::Item(Some(first)) => {
-                // The next item is taken from the core only once the previous
-                // one is fed: a connection dropped at a deadline leaves the
-                // rest in the core's queue, counted as undelivered, instead of
-                // in a local batch where it would be lost silently.
-                let mut next = Some(first);
-                let mut fed = 0;
-                while let Some(t) = next.take() {
-                    match t {
-                        Transmit::Message(m) => {
-                            if sink.feed(m).await.is_err() {
-                                return;
-                            }
-                        }
-                        Transmit::Close(frame) => {
-                            let reason = slot
-                                .registry()
-                                .get(&conn)
-                                .and_then(|e| e.reason.clone())
-                                .unwrap_or_else(|| frame.reason.as_str().to_owned());
-                            let wire = WireCloseFrame {
-                                code: WireCloseCode::from(frame.code.as_u16()),
-                                reason: reason.into(),
-                            };
-                            let _ = sink.feed(Message::Close(Some(wire))).await;
-                            let _ = sink.flush().await;
-                            return;
-                        }
-                    }
-                    fed += 1;
-                    if fed < WRITE_BATCH {
-                        slot.core.drain_transmits(conn, 1, |t| next = Some(t));
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }

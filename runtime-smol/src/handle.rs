@@ -453,7 +453,16 @@ impl ServerHandle {
         )
         .await;
         if timed_out {
+            // Connections still being set up wait on this channel; the ones
+            // serving are told through their flags. One admitted after this
+            // loop passed its shard finds the channel closed when its
+            // connection task starts (see `connection::Conn`).
             shared.kill.close();
+            for slot in &shared.shards.slots {
+                for entry in slot.registry().values() {
+                    entry.signals.raise(crate::signals::KILL);
+                }
+            }
             let _ = shared.tasks_rx.recv().await;
         }
         let stats = self.stats();

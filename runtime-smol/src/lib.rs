@@ -45,6 +45,7 @@ mod http;
 mod mutex;
 mod server;
 mod shards;
+mod signals;
 
 pub use auth::{
     AuthError, Authenticator, Identity, JwtAuthenticator, JWT_AUTH_PROTOCOL, JWT_PROTOCOL_PREFIX,

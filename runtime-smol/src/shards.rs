@@ -12,6 +12,7 @@ use userlane_core::{ConnectionHandle, Event};
 use crate::clock::Clock;
 use crate::handler::ConnectionInfo;
 use crate::mutex::StdRawMutex;
+use crate::signals::Signals;
 
 /// Manager slots per shard.
 pub const SHARD_USERS: usize = 8_192;
@@ -30,9 +31,10 @@ pub type Shard =
 /// What the runtime keeps about a live connection, beside the core.
 pub(crate) struct ConnEntry {
     pub(crate) info: Arc<ConnectionInfo>,
-    /// Signalled when the core closes the connection, so the task can bound
-    /// the time it spends flushing.
-    pub(crate) closing: smol::channel::Sender<()>,
+    /// The connection task's wake flags: raised with `CLOSING` when the core
+    /// closes the connection, so the task can bound the time it spends
+    /// flushing, and with `KILL` at the shutdown deadline.
+    pub(crate) signals: Arc<Signals>,
     /// Reason text for the close frame, when the application gave one.
     pub(crate) reason: Option<String>,
 }
@@ -120,7 +122,7 @@ pub(crate) async fn run_events(shards: Arc<Shards>, index: usize) {
                     close.reason
                 );
                 if let Some(entry) = slot.registry().get(&connection) {
-                    let _ = entry.closing.try_send(());
+                    entry.signals.raise(crate::signals::CLOSING);
                 }
             }
             Event::ManagerDeactivated {

@@ -343,6 +343,50 @@ impl<
         })
     }
 
+    /// [`poll_transmit`](Self::poll_transmit) that also says, in the same
+    /// locked step, whether more is waiting behind the item (a queued message
+    /// or the close frame): `Ready(Some((item, more)))`, `Ready(None)` once
+    /// the connection is gone, or `Pending`.
+    ///
+    /// When it returns `Pending` **or** an item with `more == false`, the
+    /// waker is registered under the same lock, so anything queued afterwards
+    /// wakes it. A writer that saw `more == false` can therefore wait for its
+    /// next wake without locking again only to find the queue empty: one lock
+    /// per item, and none for the final empty check. Items are taken one at a
+    /// time, so a writer that hands each to its socket buffer before asking
+    /// for the next never holds a local batch that a forced close would lose
+    /// uncounted.
+    pub fn poll_transmit_more(
+        &self,
+        conn: ConnectionHandle,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<(Transmit<P>, bool)>> {
+        self.inner.lock(|cell| {
+            let mut inner = cell.borrow_mut();
+            if inner.factory.owner_of(conn).is_err() {
+                return Poll::Ready(None);
+            }
+            let item = inner.factory.poll_transmit(conn);
+            let more = match &item {
+                // A closing connection still owes its close frame after the
+                // last message (nothing is queued to it once it closes).
+                Some(Transmit::Message(_)) => {
+                    inner.factory.queued(conn).is_ok_and(|n| n > 0) || !inner.factory.is_open(conn)
+                }
+                Some(Transmit::Close(_)) | None => false,
+            };
+            if !more {
+                if let Some(w) = inner.writers.get_mut(conn.index() as usize) {
+                    w.register(cx.waker());
+                }
+            }
+            match item {
+                Some(t) => Poll::Ready(Some((t, more))),
+                None => Poll::Pending,
+            }
+        })
+    }
+
     /// Waits for the next item to write on `conn`; `None` once it is gone.
     pub async fn next_transmit(&self, conn: ConnectionHandle) -> Option<Transmit<P>> {
         poll_fn(|cx| self.poll_transmit(conn, cx)).await

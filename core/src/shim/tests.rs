@@ -189,3 +189,68 @@ fn shard_for_is_stable_and_spreads_users() {
         "{counts:?}"
     );
 }
+
+/// A waker that counts its wakes.
+struct CountWakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn poll_transmit_more_says_what_follows_and_registers_when_nothing_does() {
+    let s = shard();
+    let (m, c) = s.connect(&ctx("dave"), T0).unwrap();
+    let counter = Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    let wakes = || counter.0.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Nothing queued: Pending, waker registered; a send wakes it.
+    assert_eq!(s.poll_transmit_more(c, &mut cx), Poll::Pending);
+    s.send_to_user(m, 1, T0).unwrap();
+    assert_eq!(wakes(), 1);
+
+    // Two queued: the first says more follows, the second does not (and
+    // registers), so the third send wakes the writer again.
+    s.send_to_user(m, 2, T0).unwrap();
+    assert_eq!(
+        s.poll_transmit_more(c, &mut cx),
+        Poll::Ready(Some((Transmit::Message(1), true)))
+    );
+    assert_eq!(
+        s.poll_transmit_more(c, &mut cx),
+        Poll::Ready(Some((Transmit::Message(2), false)))
+    );
+    let before = wakes();
+    s.send_to_user(m, 3, T0).unwrap();
+    assert_eq!(wakes(), before + 1);
+
+    // Closing: the last message says the close frame follows; after the
+    // close nothing does.
+    s.deactivate(m, T0).unwrap();
+    assert_eq!(
+        s.poll_transmit_more(c, &mut cx),
+        Poll::Ready(Some((Transmit::Message(3), true)))
+    );
+    assert_eq!(
+        s.poll_transmit_more(c, &mut cx),
+        Poll::Ready(Some((
+            Transmit::Close(CloseFrame::new(
+                CloseCode::NORMAL,
+                CloseReason::ManagerDeactivated
+            )),
+            false
+        )))
+    );
+    assert_eq!(s.poll_transmit_more(c, &mut cx), Poll::Pending);
+
+    // Gone: Ready(None), and the waiting writer was woken by the release.
+    let before = wakes();
+    s.handle_closed(c, T0).unwrap();
+    assert!(wakes() > before);
+    assert_eq!(s.poll_transmit_more(c, &mut cx), Poll::Ready(None));
+    assert!(s.stats().is_consistent());
+}
