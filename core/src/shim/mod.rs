@@ -137,9 +137,14 @@ impl<
         &self,
         f: impl FnOnce(&mut ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS, I>) -> R,
     ) -> R {
+        self.locked(|inner| f(&mut inner.factory))
+    }
+
+    /// Runs `f` on the shard's state under the lock, then pumps.
+    fn locked<R>(&self, f: impl FnOnce(&mut Inner<P, USERS, CONNS, SLOTS, EVENTS, I>) -> R) -> R {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            let r = f(&mut inner.factory);
+            let r = f(&mut inner);
             inner.pump();
             r
         })
@@ -260,15 +265,13 @@ impl<
             &mut ManagerFactory<P, USERS, CONNS, SLOTS, EVENTS, I>,
         ) -> Result<Released, Error>,
     ) -> Result<Released, Error> {
-        self.inner.lock(|cell| {
-            let mut inner = cell.borrow_mut();
+        self.locked(|inner| {
             let r = f(&mut inner.factory);
             if r.is_ok() {
                 if let Some(w) = inner.writers.get_mut(conn.index() as usize) {
                     w.wake();
                 }
             }
-            inner.pump();
             r
         })
     }
