@@ -121,6 +121,12 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
     let ctx = context_for(&identity)
         .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
 
+    // The count and the connect are one step for every other admission
+    // (a few microseconds; no await inside).
+    let admitting = shared
+        .admitting
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let open: u64 = shared
         .shards
         .slots
@@ -148,6 +154,7 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
                 }
                 other => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
             })?;
+    drop(admitting);
     if anonymous {
         bump(&shared.counters.fallback_connections);
     }

@@ -51,6 +51,11 @@ pub(crate) struct ServerShared {
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(crate) http: Arc<dyn crate::http::HttpService>,
     pub(crate) counters: Counters,
+    /// Held from admission's count of open connections to its connect, so
+    /// that handshakes on other executor threads cannot all pass the
+    /// server-wide `max_connections` check at once (each shard's core only
+    /// enforces its own share).
+    pub(crate) admitting: std::sync::Mutex<()>,
     pub(crate) accepting: AtomicBool,
     /// Closed when the accept loop must stop.
     pub(crate) stop_accepting: smol::channel::Sender<()>,

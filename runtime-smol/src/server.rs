@@ -99,6 +99,7 @@ impl ServerBuilder {
             cluster,
             http: self.http,
             counters: Counters::default(),
+            admitting: std::sync::Mutex::new(()),
             accepting: AtomicBool::new(true),
             stop_accepting,
             stop_accepting_rx,
