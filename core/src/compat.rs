@@ -349,7 +349,9 @@ impl<
         self.factory.add_connection(manager, &ctx, now)
     }
 
-    /// Closes one connection of `user_id` with `code`; its slot is free at once.
+    /// Closes one connection of `user_id` with `code`; it stops counting
+    /// toward the limits at once (its table slot is released by
+    /// `handle_closed` once the close frame is written).
     #[deprecated(
         note = "legacy singleton API: use ManagerFactory::close_connection or remove_connection"
     )]

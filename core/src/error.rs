@@ -81,7 +81,8 @@ pub enum Error {
     /// The user has no open connection and the offline buffer is disabled.
     NoConnections(ManagerHandle),
     /// The lifecycle event queue is full: drain
-    /// [`poll_event`](crate::ManagerFactory::poll_event) and retry.
+    /// [`poll_event`](crate::ManagerFactory::poll_event) (or
+    /// [`drain_events`](crate::ManagerFactory::drain_events)) and retry.
     EventsPending,
 }
 

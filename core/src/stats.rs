@@ -75,9 +75,9 @@ pub struct Stats {
     /// Sum of every limit refusal (user, per-user, total, queue full, offline full, queue slots).
     pub resource_limit_hits: u64,
 
-    /// `send_to_user` calls that succeeded (queued or buffered).
+    /// `send_to_user` and `send_to_connection` calls that succeeded (queued or buffered).
     pub sends_accepted: u64,
-    /// `send_to_user` calls refused, for any reason.
+    /// `send_to_user` and `send_to_connection` calls refused, for any reason.
     pub sends_refused: u64,
     /// Messages put in a connection queue (one per connection; replays included).
     pub messages_queued: u64,
@@ -198,9 +198,9 @@ pub struct ManagerStats {
     pub connections: u32,
     /// Connections ever opened through this manager.
     pub connections_opened: u32,
-    /// `send_to_user` calls accepted.
+    /// `send_to_user` and `send_to_connection` calls accepted.
     pub sends_accepted: u32,
-    /// `send_to_user` calls refused.
+    /// `send_to_user` and `send_to_connection` calls refused.
     pub sends_refused: u32,
     /// Messages queued on this user's connections.
     pub messages_queued: u32,

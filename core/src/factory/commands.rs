@@ -88,9 +88,8 @@ impl<
         let now = self.tick(now);
         let u = self.checked_user(manager)?;
         let user = &self.users[u];
-        let same_user = user
-            .context()
-            .is_some_and(|c| c.user_id() == claim.user_id());
+        // `checked_user` resolved an active manager: its context is set.
+        let same_user = user.ctx.user_id() == claim.user_id();
         let refused = if !same_user {
             Some(Error::IsolationViolation {
                 manager,

@@ -2,7 +2,7 @@
 //! must act on (`poll_*`).
 
 use super::lanes::Departure;
-use super::slots::{event_link, idle_link, ConnState, EV_CLOSED};
+use super::slots::{idle_link, ConnState, EV_CLOSED};
 use super::ManagerFactory;
 use crate::index::SlotIndex;
 use crate::list::{Link, List, NIL};
@@ -152,9 +152,7 @@ impl<
         }
         let c = self.conn_events.front()? as usize;
         let event = self.conn_event(c);
-        self.conn_events
-            .unlink(&mut self.conns, c as u32, event_link);
-        self.conns[c].events = 0;
+        self.clear_events(c);
         Some(event)
     }
 

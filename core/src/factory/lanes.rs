@@ -249,22 +249,23 @@ impl<
         self.stats.offline_discarded += u64::from(discarded);
         self.stats.offline_now -= u64::from(discarded);
         self.empty.unlink(&mut self.users, u as u32, empty_link);
-        if core::mem::replace(&mut self.users[u].active, false) {
-            let ctx = core::mem::replace(&mut self.users[u].ctx, UserContext::VACANT);
-            let b = Self::bucket(ctx.user_id(), self.config.hash_seed);
-            let mut prev = NIL;
-            let mut i = self.buckets[b].unpack();
-            while i != NIL && i as usize != u {
-                prev = i;
-                i = self.users[i as usize].next.unpack();
-            }
-            let next = self.users[u].next;
-            if prev == NIL {
-                self.buckets[b] = next;
-            } else {
-                self.users[prev as usize].next = next;
-            }
+        debug_assert!(self.users[u].active, "only an active manager is retired");
+        let b = Self::bucket(self.users[u].ctx.user_id(), self.config.hash_seed);
+        let mut prev = NIL;
+        let mut i = self.buckets[b].unpack();
+        while i != NIL && i as usize != u {
+            prev = i;
+            i = self.users[i as usize].next.unpack();
         }
+        let next = self.users[u].next;
+        if prev == NIL {
+            self.buckets[b] = next;
+        } else {
+            self.users[prev as usize].next = next;
+        }
+        // The user's ids do not outlive the manager in its slot.
+        self.users[u].ctx = UserContext::VACANT;
+        self.users[u].active = false;
         let slot = &mut self.users[u];
         slot.generation = next_generation(slot.generation);
         slot.next = I::pack(self.user_free);

@@ -145,7 +145,7 @@ impl<
         let mut i = self.buckets[Self::bucket(user_id, self.config.hash_seed)].unpack();
         while i != NIL {
             let slot = &self.users[i as usize];
-            if slot.active && slot.ctx.user_id() == user_id {
+            if slot.is_active() && slot.ctx.user_id() == user_id {
                 return Some(ManagerHandle {
                     index: i,
                     generation: slot.generation,
@@ -164,9 +164,7 @@ impl<
     /// The context the manager was created with.
     pub fn context(&self, manager: ManagerHandle) -> Result<&UserContext, Error> {
         let u = self.user_index(manager)?;
-        self.users[u]
-            .context()
-            .ok_or(Error::UnknownManager(manager))
+        Ok(&self.users[u].ctx)
     }
 
     /// The manager's counters. Reading them is not activity.

@@ -18,7 +18,10 @@
 //!
 //! One `SharedFactory` is one **shard**. A multi-core server runs N shards
 //! and routes each user with [`shard_for`], so users never contend on one
-//! global lock; a gateway uses one shard in a `static`:
+//! global lock — as long as each shard's `RawMutex` is its own lock: on a
+//! std host use a mutex per instance (`userlane_smol::StdRawMutex`), not
+//! `CriticalSectionRawMutex`, which there is one process-wide lock. A
+//! single-core gateway uses one shard in a `static`:
 //!
 //! ```
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -131,7 +134,7 @@ impl<
     }
 
     /// Runs `f` on the factory under the lock, then pumps events, transmits
-    /// and the timer. `f` must not block, and must not drain `poll_event` or
+    /// and the timer. `f` must not block, and must not drain `poll_event` / `drain_events` or
     /// `poll_transmit` itself (the shim does that for its waiters).
     pub fn with<R>(
         &self,
@@ -283,7 +286,7 @@ impl<
 
     /// [`ManagerFactory::poll_timeout`]: the shard's next deadline.
     pub fn timeout(&self) -> Option<Instant> {
-        self.read(|f| f.poll_timeout())
+        self.inner.lock(|cell| cell.borrow().deadline())
     }
 
     /// [`ManagerFactory::stats`].
@@ -420,12 +423,7 @@ impl<
     pub fn poll_deadline_changed(&self, armed: Option<Instant>, cx: &mut Context<'_>) -> Poll<()> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            let earlier = match (inner.factory.poll_timeout(), armed) {
-                (Some(d), Some(a)) => d < a,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if earlier {
+            if earlier(inner.deadline(), armed) {
                 Poll::Ready(())
             } else {
                 inner.timer_waker.register(cx.waker());
@@ -488,15 +486,27 @@ impl<
             self.event_waker.wake();
         }
         let deadline = self.factory.poll_timeout();
-        let earlier = match (deadline, self.deadline) {
-            (Some(d), Some(b)) => d < b,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
+        let moved_earlier = earlier(deadline, self.deadline);
         self.deadline = deadline;
-        if earlier {
+        if moved_earlier {
             self.timer_waker.wake();
         }
+    }
+
+    /// The factory's next deadline, as of the last pump (nothing that moves
+    /// a deadline happens outside one).
+    fn deadline(&self) -> Option<Instant> {
+        debug_assert_eq!(self.deadline, self.factory.poll_timeout());
+        self.deadline
+    }
+}
+
+/// Whether deadline `new` comes before `than` (`None`: no deadline).
+fn earlier(new: Option<Instant>, than: Option<Instant>) -> bool {
+    match (new, than) {
+        (Some(d), Some(t)) => d < t,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
