@@ -6,7 +6,8 @@
 //! generation-checked [`ManagerHandle`].
 //!
 //! The crate does no I/O, reads no clock (the caller passes [`Instant`]s),
-//! uses no randomness, no async and no allocation; it is `#![no_std]` and
+//! uses no randomness, no async (the optional `shim` adds async wrappers)
+//! and no allocation; it is `#![no_std]` unless the `std` feature is on, and
 //! `#![forbid(unsafe_code)]`, and no input sequence makes it panic. All
 //! storage is preallocated in tables sized by const generics, so a factory
 //! can live in a `static` on a microcontroller or in a `Box` on a server.
@@ -20,6 +21,7 @@
 //!   [`add_connection`](ManagerFactory::add_connection),
 //!   [`remove_connection`](ManagerFactory::remove_connection),
 //!   [`send_to_user`](ManagerFactory::send_to_user),
+//!   [`send_to_connection`](ManagerFactory::send_to_connection),
 //!   [`close_connection`](ManagerFactory::close_connection),
 //!   [`deactivate`](ManagerFactory::deactivate),
 //!   [`close_all`](ManagerFactory::close_all);

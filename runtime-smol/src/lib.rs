@@ -5,16 +5,20 @@
 //! lane in [`userlane_core`].
 //!
 //! ```text
-//! socket ─▶ reader task ─▶ core shard (handle_activity, Handler::on_message)
-//!                              │ send_to_user ─▶ per-connection queue
-//! socket ◀─ writer task ◀──────┘ next_transmit (batched, one flush)
+//! socket ─▶ connection future: reader ─▶ core shard (handle_activity, Handler::on_message)
+//!                                          │ send_to_user ─▶ per-connection queue
+//! socket ◀─ connection future: writer ◀────┘ poll_transmit_more (one item per lock,
+//!                                            up to 64 frames per flush)
 //! ```
 //!
 //! - One task per connection; the handshake and authentication run in it,
-//!   never in the accept loop, and accept errors never end the loop.
+//!   never in the accept loop, and accept errors never end the loop. After
+//!   the upgrade the task is one future driving the reader, the writer, the
+//!   ping timer and the close deadline.
 //! - Refusals before the upgrade are HTTP statuses (400, 401, 404, 429,
-//!   503); after it, WebSocket close codes (1001, 1002, 1007, 1008, 1009,
-//!   1011, 1013, 4000–4999).
+//!   503); after it, WebSocket close codes: 1000 (idle, deactivated), 1001
+//!   (shutdown), 1002, 1007, 1009, 1011 (the reader's verdicts), 1013 (slow
+//!   consumer) and application codes 3000–4999 such as 4001.
 //! - Users are spread over shards ([`userlane_core::shim::shard_for`]), each
 //!   with its own lock and one timer task.
 //!
