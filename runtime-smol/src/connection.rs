@@ -370,7 +370,7 @@ struct Conn {
     socket_waker: Waker,
     /// Raises `CORE`: given to the shard.
     core_waker: Waker,
-    /// Raises `TIMER`: given to the ping timer and the close deadline.
+    /// Raises `TIMER`: given to the ping timer, the close deadline and the activity timer.
     timer_waker: Waker,
     ping: Timer,
     /// Armed when the core closes the connection: the flush must end by then.
@@ -417,7 +417,7 @@ impl Conn {
                     "handler panicked greeting connection {}; closing it with 1011",
                     info.connection_id()
                 );
-                close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
+                let _ = close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
                 None
             }
         };
@@ -505,8 +505,23 @@ impl Conn {
             }
         }
         // Until Pending, so the timer holds the waker for its next period.
+        let mut ticked = false;
         while let Poll::Ready(Some(_)) = Pin::new(&mut self.ping).poll_next(&mut cx) {
             self.ping_due = !self.finishing;
+            ticked = true;
+        }
+        // The CLOSING signal comes through the shard's bounded lifecycle
+        // queue, which drops its oldest events when a sweep closes more
+        // connections than it holds; every ping period the connection also
+        // asks the core itself, so its close grace starts at the latest then.
+        if ticked && self.grace.is_none() && !self.finishing {
+            let slot = &self.handle.shared.shards.slots[self.info.shard];
+            let conn = self.info.connection;
+            if !slot.core.read(|f| f.is_open(conn)) {
+                let mut grace = Box::new(Timer::after(self.handle.shared.config.close_grace));
+                let _ = Pin::new(&mut *grace).poll(&mut cx);
+                self.grace = Some(grace);
+            }
         }
         false
     }
@@ -630,7 +645,7 @@ impl Conn {
                         "handler panicked on connection {}; closing it with 1011",
                         info.connection_id()
                     );
-                    close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
+                    let _ = close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
                     return ReadStep::Parked;
                 }
                 ReadStep::Again
@@ -639,25 +654,34 @@ impl Conn {
                 self.note_activity();
                 ReadStep::Again
             }
-            // Keep reading: the next read flushes tungstenite's queued close
-            // reply, then ends the stream, so the peer sees a clean close.
-            Ok(Message::Close(_) | Message::Frame(_)) => ReadStep::Again,
+            // The peer closed: tungstenite queued the close reply and accepts
+            // no more frames, so the writer takes nothing more from the core
+            // (what is queued there is counted undelivered at release) and
+            // only flushes the reply.
+            Ok(Message::Close(_)) => {
+                self.finishing = true;
+                ReadStep::Parked
+            }
+            Ok(Message::Frame(_)) => ReadStep::Again,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                bump(&shared.counters.closed_message_too_big);
-                close_with(shared, info, CloseCode::MESSAGE_TOO_BIG, "message too big");
+                if close_with(shared, info, CloseCode::MESSAGE_TOO_BIG, "message too big") {
+                    bump(&shared.counters.closed_message_too_big);
+                }
                 ReadStep::Parked
             }
             Err(WsError::Utf8(_)) => {
-                bump(&shared.counters.closed_invalid_utf8);
-                close_with(shared, info, CloseCode::INVALID_PAYLOAD, "invalid UTF-8");
+                if close_with(shared, info, CloseCode::INVALID_PAYLOAD, "invalid UTF-8") {
+                    bump(&shared.counters.closed_invalid_utf8);
+                }
                 ReadStep::Parked
             }
             // The peer vanished without a close frame: gone, not a protocol error.
             Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => ReadStep::Gone,
             Err(WsError::Protocol(e)) => {
-                bump(&shared.counters.closed_protocol_error);
                 log::debug!("protocol error on {}: {e}", info.connection_id());
-                close_with(shared, info, CloseCode::PROTOCOL_ERROR, "protocol error");
+                if close_with(shared, info, CloseCode::PROTOCOL_ERROR, "protocol error") {
+                    bump(&shared.counters.closed_protocol_error);
+                }
                 ReadStep::Parked
             }
             Err(_) => ReadStep::Gone,
@@ -711,6 +735,9 @@ impl Future for Conn {
                     ReadStep::Parked => {
                         this.read_again = false;
                         this.reader_parked = true;
+                        // The writer has work now (the close the reader asked
+                        // for, or the reply to the peer's close).
+                        continue;
                     }
                     ReadStep::Gone => return Poll::Ready(false),
                 }
@@ -723,12 +750,10 @@ impl Future for Conn {
 }
 
 /// Asks the core to close the connection with `code` after what is queued.
-fn close_with(shared: &ServerShared, info: &ConnectionInfo, code: CloseCode, reason: &str) {
+/// Returns whether it closed it (false if the connection was already closing).
+fn close_with(shared: &ServerShared, info: &ConnectionInfo, code: CloseCode, reason: &str) -> bool {
     let slot = &shared.shards.slots[info.shard];
-    if let Some(entry) = slot.registry().get_mut(&info.connection) {
-        entry.reason = Some(reason.to_owned());
-    }
-    let _ = slot
-        .core
-        .with(|f| f.close_connection(info.manager, info.connection, code, shared.clock.now()));
+    let now = shared.clock.now();
+    slot.core
+        .with(|f| slot.close_connection(f, info.manager, info.connection, code, reason, now))
 }

@@ -331,31 +331,14 @@ impl ServerHandle {
     pub fn disconnect_user(&self, user_id: &str, code: CloseCode, reason: &str) -> usize {
         let slot = self.shared.shards.of(user_id);
         let now = self.shared.clock.now();
-        let reason: Option<String> =
-            (!reason.is_empty()).then(|| reason.chars().take(120).collect());
         slot.core.with(|f| {
             let Some(m) = f.manager_for_user(user_id) else {
                 return 0;
             };
             let conns: Vec<_> = f.connections(m).map(|it| it.collect()).unwrap_or_default();
-            // The reason goes in before the close is queued: the writer reads
-            // it as soon as it sees the close (lock order: core, then registry).
-            let mut registry = slot.registry();
             conns
                 .into_iter()
-                .filter(|c| {
-                    let previous = match (registry.get_mut(c), &reason) {
-                        (Some(entry), Some(r)) => Some(entry.reason.replace(r.clone())),
-                        _ => None,
-                    };
-                    let closed = f.close_connection(m, *c, code, now).is_ok();
-                    if let (false, Some(previous), Some(entry)) =
-                        (closed, previous, registry.get_mut(c))
-                    {
-                        entry.reason = previous;
-                    }
-                    closed
-                })
+                .filter(|c| slot.close_connection(f, m, *c, code, reason, now))
                 .count()
         })
     }

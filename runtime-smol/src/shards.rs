@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_tungstenite::tungstenite::Message;
 use smol::Timer;
 use userlane_core::shim::{shard_for, SharedFactory};
-use userlane_core::{ConnectionHandle, Event};
+use userlane_core::{CloseCode, ConnectionHandle, Event, Instant, ManagerFactory, ManagerHandle};
 
 use crate::clock::Clock;
 use crate::handler::ConnectionInfo;
@@ -27,6 +27,10 @@ pub const SHARD_EVENTS: usize = 1_024;
 /// payloads are ref-counted `Bytes`: fan-out clones a pointer, never the data.
 pub type Shard =
     SharedFactory<StdRawMutex, Message, SHARD_USERS, SHARD_CONNS, SHARD_SLOTS, SHARD_EVENTS>;
+
+/// The core factory inside a [`Shard`].
+pub(crate) type ShardFactory =
+    ManagerFactory<Message, SHARD_USERS, SHARD_CONNS, SHARD_SLOTS, SHARD_EVENTS>;
 
 /// What the runtime keeps about a live connection, beside the core.
 pub(crate) struct ConnEntry {
@@ -70,6 +74,41 @@ impl ShardSlot {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Inside `core.with`: closes `conn` with `code` and, if the core
+    /// accepted the close, records `reason` for its close frame. Both happen
+    /// under the shard lock, which the writer needs to see the close, so the
+    /// frame carries this reason; a connection already closing keeps its own
+    /// code and reason. Returns whether this call closed it.
+    pub(crate) fn close_connection(
+        &self,
+        f: &mut ShardFactory,
+        manager: ManagerHandle,
+        conn: ConnectionHandle,
+        code: CloseCode,
+        reason: &str,
+        now: Instant,
+    ) -> bool {
+        if f.close_connection(manager, conn, code, now).is_err() {
+            return false;
+        }
+        if !reason.is_empty() {
+            if let Some(entry) = self.registry().get_mut(&conn) {
+                entry.reason = Some(close_reason(reason));
+            }
+        }
+        true
+    }
+}
+
+/// `reason` cut at a character boundary to fit a close frame (a control
+/// frame's payload is at most 125 bytes, two of them the code).
+fn close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
 }
 
 /// All shards of a server.

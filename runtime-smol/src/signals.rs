@@ -1,13 +1,14 @@
 //! Per-connection wake flags. One task drives a connection's reader, writer
 //! and timers; each source of wakes has its own waker that sets its own bit,
-//! so a poll touches only the halves that can make progress: a message queued
+//! so a poll touches only the parts that can make progress: a message queued
 //! by the core does not make the reader try (and fail) another socket read,
 //! and bytes arriving on the socket do not make the writer lock the shard.
 //!
 //! The same flags carry the two signals from outside the task: the core
 //! closed the connection (start the close grace) and the shutdown deadline
-//! passed (drop the socket). They replace a channel and an event listener per
-//! connection with a few bytes in one allocation the task holds anyway.
+//! passed (drop the socket): a few bytes in one allocation the task holds
+//! anyway, where a channel and an event listener per connection would cost
+//! most of a kilobyte.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub(crate) const SOCKET: u8 = 1;
 /// The core has something for this connection (a queued message, its close
 /// frame, or it is gone).
 pub(crate) const CORE: u8 = 2;
-/// One of the connection's timers (ping, close deadline) fired.
+/// One of the connection's timers (ping, close deadline, activity report) fired.
 pub(crate) const TIMER: u8 = 16;
 /// The core closed the connection: its flush is now bounded by `close_grace`.
 pub(crate) const CLOSING: u8 = 4;
