@@ -6,7 +6,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::http::{percent_decode, Encoded};
+use crate::http::{bearer_token, percent_decode, Encoded};
 
 /// The identity a token proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,11 +136,9 @@ pub(crate) fn find_token(req: &Request) -> Result<FoundToken, Malformed> {
         let value = value
             .to_str()
             .map_err(|_| Malformed("Authorization is not ASCII"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(Malformed("Authorization must be 'Bearer <token>'"))?;
-        found.token = Some(token.trim().to_owned());
+        let token =
+            bearer_token(value).ok_or(Malformed("Authorization must be 'Bearer <token>'"))?;
+        found.token = Some(token.to_owned());
         return Ok(found);
     }
     if found.token.is_none() {

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -214,6 +214,13 @@ for i, e in ipairs(r) do out[i] = e[2][2] end
 return out
 "#;
 
+/// The scripts, each hashed once: `invoke_async` sends `EVALSHA` and falls
+/// back to `EVAL` when Redis does not have the script cached.
+static ADMIT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADMIT));
+static REFRESH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REFRESH));
+static SEND_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SEND));
+static DRAIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DRAIN));
+
 /// Upper bounds (µs) of the Redis round-trip histogram buckets.
 pub const RTT_BUCKETS_US: [u64; 10] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
@@ -394,7 +401,7 @@ impl Cluster {
         let ttl = self.config.lease_ttl.as_millis() as u64;
         let member = format!("{}:{member}", self.node_id());
         self.call(|mut c| async move {
-            redis::Script::new(ADMIT)
+            ADMIT_SCRIPT
                 .key(key)
                 .arg(member)
                 .arg(cap)
@@ -428,8 +435,7 @@ impl Cluster {
         let node = self.node_id();
         let args: Vec<String> = members.iter().map(|m| format!("{node}:{m}")).collect();
         self.call(|mut c| async move {
-            let script = redis::Script::new(REFRESH);
-            let mut inv = script.key(key);
+            let mut inv = REFRESH_SCRIPT.key(key);
             inv.arg(ttl);
             for a in &args {
                 inv.arg(a);
@@ -459,7 +465,7 @@ impl Cluster {
         let bytes = envelope.encode();
         let (n, stored): (i64, i64) = self
             .call(|mut c| async move {
-                redis::Script::new(SEND)
+                SEND_SCRIPT
                     .key(channel)
                     .key(stream)
                     .arg(bytes)
@@ -481,12 +487,7 @@ impl Cluster {
     pub async fn drain_offline(&self, user: &str) -> Result<Vec<Envelope>, ClusterError> {
         let stream = self.key("offline", user);
         let raw: Vec<Vec<u8>> = self
-            .call(|mut c| async move {
-                redis::Script::new(DRAIN)
-                    .key(stream)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .call(|mut c| async move { DRAIN_SCRIPT.key(stream).invoke_async(&mut c).await })
             .await?;
         Ok(raw.iter().filter_map(|b| Envelope::decode(b)).collect())
     }

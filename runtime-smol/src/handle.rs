@@ -99,7 +99,9 @@ pub struct ServerStats {
     pub closed_invalid_utf8: u64,
     /// Connections closed with 1002.
     pub closed_protocol_error: u64,
-    /// Handler panics (each closed its connection with 1011).
+    /// Handler panics: in `on_message` and `greeting` (the connection was
+    /// closed with 1011), in `on_disconnect`, and in the HTTP service (answered
+    /// with 500).
     pub handler_panics: u64,
     /// Connections dropped without a close frame (close grace or shutdown deadline passed).
     pub forced_closes: u64,

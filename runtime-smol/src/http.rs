@@ -81,11 +81,16 @@ impl HttpRequest {
 
     /// The token of `Authorization: Bearer <token>`.
     pub fn bearer_token(&self) -> Option<&str> {
-        let v = self.header("authorization")?;
-        v.strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .map(str::trim)
+        bearer_token(self.header("authorization")?)
     }
+}
+
+/// The token of an `Authorization` header value `Bearer <token>` (the
+/// scheme compared case-insensitively, RFC 9110 §11.1), or `None`.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// A response to a plain HTTP request.
@@ -132,25 +137,12 @@ impl HttpResponse {
         }
     }
 
+    /// The status's reason phrase (empty for a code `http` does not know).
     fn reason(&self) -> &'static str {
-        match self.status {
-            200 => "OK",
-            201 => "Created",
-            202 => "Accepted",
-            204 => "No Content",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            411 => "Length Required",
-            413 => "Payload Too Large",
-            431 => "Request Header Fields Too Large",
-            500 => "Internal Server Error",
-            503 => "Service Unavailable",
-            _ => "",
-        }
+        async_tungstenite::tungstenite::http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
     }
 
     /// The response on the wire.
@@ -445,6 +437,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_reasons_come_from_http() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        let head = |status| String::from_utf8(HttpResponse::text(status, "").encode()).unwrap();
+        assert!(head(429).starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
+        assert!(head(426).starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(head(200).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
 
     #[test]
     fn percent_decoding_is_strict_and_plus_depends_on_the_source() {

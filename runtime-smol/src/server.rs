@@ -60,7 +60,7 @@ impl ServerBuilder {
 
     /// Validates the configuration, builds the shards and binds `addr`.
     pub fn bind(self, addr: SocketAddr) -> Result<Server, StartError> {
-        let mut config = self.config;
+        let config = self.config;
         let authenticator = match (self.authenticator, &config.jwt_secret) {
             (Some(a), _) => Some(a),
             (None, Some(secret)) => {
@@ -86,7 +86,6 @@ impl ServerBuilder {
         };
         let listener = Async::<TcpListener>::bind(addr)?;
         let local_addr = listener.get_ref().local_addr()?;
-        config.ws_path = config.ws_path.clone();
         let (stop_accepting, stop_accepting_rx) = smol::channel::bounded(1);
         let (kill, kill_rx) = smol::channel::bounded(1);
         let (tasks_tx, tasks_rx) = smol::channel::bounded(1);
