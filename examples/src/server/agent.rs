@@ -11,7 +11,7 @@ use userlane_smol::userlane_core::SendOutcome;
 use userlane_smol::{ConnectionInfo, Handler, Message, Reach, ServerHandle};
 
 use super::protocol::{
-    connection_established, error_message, event, parse_client_frame, ClientFrame,
+    connection_established, error_message, event, parse_client_frame, pong, ClientFrame,
 };
 
 /// Counters of agent events: the "critical events" of the health check.
@@ -84,6 +84,11 @@ impl Handler for Agent {
                     self.step,
                 );
                 smol::spawn(run).detach();
+            }
+            Ok(ClientFrame::Ping(id)) => {
+                if let Err(e) = server.send_to_connection(conn, Message::text(pong(id))) {
+                    log::debug!("pong for {} not queued: {e}", conn.connection_id());
+                }
             }
             Err(e) => reply_error(e.code, &e.message),
         }

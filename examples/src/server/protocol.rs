@@ -47,6 +47,15 @@ pub fn error_message(code: &str, message: &str) -> String {
 pub enum ClientFrame {
     /// `{"type":"user_message","text":"…"}`
     UserMessage(String),
+    /// `{"type":"ping","id":7}` (`id` optional): answered with [`pong`] on
+    /// the same connection, without starting a run. A client measures its
+    /// round trip with it.
+    Ping(Option<u64>),
+}
+
+/// The answer to a client's ping: `{"type":"pong","id":…,"timestamp":…}`.
+pub fn pong(id: Option<u64>) -> String {
+    json!({ "type": "pong", "id": id, "timestamp": timestamp() }).to_string()
 }
 
 /// Why a client frame was refused: an error code and a message.
@@ -64,6 +73,8 @@ struct RawFrame {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 /// Parses a text frame from a client.
@@ -80,6 +91,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                 message: "user_message needs a non-empty \"text\"".into(),
             }),
         },
+        "ping" => Ok(ClientFrame::Ping(raw.id)),
         other => Err(FrameError {
             code: "UNKNOWN_TYPE",
             message: format!("unknown message type {other:?}"),
@@ -100,6 +112,14 @@ mod tests {
         assert_eq!(
             parse_client_frame("{not json").unwrap_err().code,
             "INVALID_JSON"
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"ping","id":7}"#),
+            Ok(ClientFrame::Ping(Some(7)))
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping(None))
         );
         assert_eq!(
             parse_client_frame(r#"{"type":"dance"}"#).unwrap_err().code,

@@ -15,6 +15,10 @@
 //!   client process and reports when the server closed it (1013).
 //! - `hold --addr A --conns 10 --first 990 [--rcvbuf 4096] --secs 60`: the
 //!   slow side of `paced`: reads until stopped, then reports the close codes.
+//! - `flood` and `slowloris`: hostile clients against the example server,
+//!   see [`hostile`].
+
+mod hostile;
 
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, TcpStream};
@@ -178,7 +182,11 @@ fn main() {
             "fanout" => fanout(&ex, addr, &args).await,
             "paced" => paced(&ex, addr, &args).await,
             "hold" => hold(&ex, addr, &args).await,
-            other => eprintln!("unknown mode {other:?}: echo, idle, fanout, paced or hold"),
+            "flood" => hostile::flood(&ex, addr, &args).await,
+            "slowloris" => hostile::slowloris(&ex, addr, &args).await,
+            other => eprintln!(
+                "unknown mode {other:?}: echo, idle, fanout, paced, hold, flood or slowloris"
+            ),
         }
     };
     let finished = smol::block_on(ex.run(smol::future::or(
