@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod health;
 pub mod metrics;
+pub mod ops;
 pub mod protocol;
 pub mod tokens;
 

@@ -42,6 +42,20 @@ pub fn error_message(code: &str, message: &str) -> String {
         .to_string()
 }
 
+/// Longest excerpt of client-sent text quoted back in an answer or a log,
+/// in characters.
+pub const EXCERPT_CHARS: usize = 32;
+
+/// A short, escaped excerpt of client-sent `text` for answers and logs: at
+/// most [`EXCERPT_CHARS`] characters, Rust-escaped (no control characters
+/// or quotes pass through), with `…` and the full length in bytes when cut.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS).map(|(i, _)| i) {
+        None => format!("{text:?}"),
+        Some(i) => format!("{:?}… ({} bytes)", &text[..i], text.len()),
+    }
+}
+
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
@@ -70,7 +84,7 @@ struct RawFrame {
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let raw: RawFrame = serde_json::from_str(text).map_err(|e| FrameError {
         code: "INVALID_JSON",
-        message: format!("malformed JSON: {e}"),
+        message: format!("malformed JSON: {}", excerpt(&e.to_string())),
     })?;
     match raw.kind.as_str() {
         "user_message" => match raw.text {
@@ -82,7 +96,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         },
         other => Err(FrameError {
             code: "UNKNOWN_TYPE",
-            message: format!("unknown message type {other:?}"),
+            message: format!("unknown message type {}", excerpt(other)),
         }),
     }
 }
@@ -111,6 +125,18 @@ mod tests {
                 .code,
             "MISSING_TEXT"
         );
+    }
+
+    #[test]
+    fn client_text_is_quoted_back_as_a_short_escaped_excerpt() {
+        assert_eq!(excerpt("dance"), "\"dance\"");
+        assert_eq!(excerpt("a\nb\"c"), "\"a\\nb\\\"c\"");
+        let long = "x".repeat(10_000);
+        let e = excerpt(&long);
+        assert!(e.len() < 60 && e.ends_with("… (10000 bytes)"), "{e}");
+        let frame = format!(r#"{{"type":"{long}"}}"#);
+        let err = parse_client_frame(&frame).unwrap_err();
+        assert!(err.message.len() < 100, "{}", err.message);
     }
 
     #[test]
