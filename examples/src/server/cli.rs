@@ -16,7 +16,8 @@ use super::ops::OpsListen;
 pub const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9601";
 
 /// A WebSocket server that gives every user an isolated, bounded lane, with a
-/// demo agent, a service API, health checks and metrics on one port.
+/// demo agent, a service API, health checks and metrics (on an internal ops
+/// address in production and staging: --ops-listen).
 ///
 /// Secrets come from the environment, never from flags: USERLANE_JWT_SECRET
 /// (or --jwt-secret-file) signs user tokens, USERLANE_SERVICE_TOKEN guards the

@@ -1,5 +1,7 @@
 //! The example server: a demo agent over userlane's isolated lanes, a
-//! service API, health and metrics, and a browser page, all on one port.
+//! service API, health and metrics, and a browser page. Metrics and the
+//! detailed health check move to an ops listener in production and staging
+//! (see [`ops`]).
 
 pub mod agent;
 pub mod api;

@@ -56,6 +56,18 @@ pub fn excerpt(text: &str) -> String {
     }
 }
 
+/// Longest message of the JSON parser quoted back, in characters (the
+/// parser's messages may quote a value the client sent).
+pub const PARSER_MESSAGE_CHARS: usize = 120;
+
+/// `text` cut to at most `max_chars` characters, `…` marking a cut.
+pub fn truncated(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_owned(),
+        Some((i, _)) => format!("{}…", &text[..i]),
+    }
+}
+
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
@@ -84,7 +96,10 @@ struct RawFrame {
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let raw: RawFrame = serde_json::from_str(text).map_err(|e| FrameError {
         code: "INVALID_JSON",
-        message: format!("malformed JSON: {}", excerpt(&e.to_string())),
+        message: format!(
+            "malformed JSON: {}",
+            truncated(&e.to_string(), PARSER_MESSAGE_CHARS)
+        ),
     })?;
     match raw.kind.as_str() {
         "user_message" => match raw.text {
@@ -137,6 +152,15 @@ mod tests {
         let frame = format!(r#"{{"type":"{long}"}}"#);
         let err = parse_client_frame(&frame).unwrap_err();
         assert!(err.message.len() < 100, "{}", err.message);
+        // The parser quotes values it did not expect: cut too.
+        let frame = format!(r#"{{"type":"user_message","text":{{"{long}":1}}}}"#);
+        let err = parse_client_frame(&frame).unwrap_err();
+        assert_eq!(err.code, "INVALID_JSON");
+        assert!(err.message.len() < 160, "{}", err.message);
+        assert_eq!(
+            parse_client_frame("{not json").unwrap_err().message,
+            "malformed JSON: key must be a string at line 1 column 2"
+        );
     }
 
     #[test]
