@@ -123,11 +123,20 @@ pub struct UserCounts {
 }
 
 /// Per-user outcomes over the last [`WINDOW`], keyed by a keyed hash of
-/// the user id (a few words per user, at most [`MAX_TRACKED_USERS`]).
+/// the user id: about 100 bytes per user, at most [`MAX_TRACKED_USERS`]
+/// users (under 10 MiB).
 #[derive(Debug, Default)]
 pub struct UserOutcomes {
-    users: Mutex<HashMap<u64, Last>>,
+    users: Mutex<Tracked>,
     keys: RandomState,
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    users: HashMap<u64, Last>,
+    /// While the table is full of users still in the window, new users are
+    /// not recorded and the table is not scanned again before this.
+    full_until: Option<Instant>,
 }
 
 impl UserOutcomes {
@@ -139,14 +148,18 @@ impl UserOutcomes {
     /// Records `outcome` for `user_id` at `now`.
     pub fn record_at(&self, user_id: &str, outcome: Outcome, now: Instant) {
         let key = self.keys.hash_one(user_id);
-        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        if users.len() >= MAX_TRACKED_USERS && !users.contains_key(&key) {
-            prune(&mut users, now);
-            if users.len() >= MAX_TRACKED_USERS {
+        let mut tracked = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        if tracked.users.len() >= MAX_TRACKED_USERS && !tracked.users.contains_key(&key) {
+            if tracked.full_until.is_some_and(|t| now < t) {
+                return;
+            }
+            prune(&mut tracked.users, now);
+            if tracked.users.len() >= MAX_TRACKED_USERS {
+                tracked.full_until = Some(now + Duration::from_secs(1));
                 return;
             }
         }
-        let last = users.entry(key).or_default();
+        let last = tracked.users.entry(key).or_default();
         match outcome {
             Outcome::DeliveryOk => last.delivery_ok = Some(now),
             Outcome::DeliveryFailed => last.delivery_failed = Some(now),
@@ -164,8 +177,9 @@ impl UserOutcomes {
 
     /// Counts the users of the window ending at `now` (and forgets older ones).
     pub fn counts_at(&self, now: Instant) -> UserCounts {
-        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        prune(&mut users, now);
+        let mut tracked = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        prune(&mut tracked.users, now);
+        let users = &tracked.users;
         let recent = |t: Option<Instant>| t.is_some_and(|t| now.duration_since(t) <= WINDOW);
         let mut c = UserCounts::default();
         for last in users.values() {
@@ -530,6 +544,19 @@ mod tests {
             u.counts_at(now + WINDOW + Duration::from_secs(1)),
             UserCounts::default()
         );
+    }
+
+    #[test]
+    fn the_user_table_is_bounded_and_frees_up_as_users_leave_the_window() {
+        let u = UserOutcomes::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED_USERS + 10 {
+            u.record_at(&i.to_string(), Outcome::Opened, t0);
+        }
+        assert_eq!(u.counts_at(t0).opened, MAX_TRACKED_USERS as u64);
+        let later = t0 + WINDOW + Duration::from_secs(2);
+        u.record_at("newcomer", Outcome::Opened, later);
+        assert_eq!(u.counts_at(later).opened, 1);
     }
 
     #[test]
