@@ -3,11 +3,17 @@
 //! | endpoint | who | what |
 //! |---|---|---|
 //! | `GET /` | anyone | the browser page |
-//! | `GET /healthz` | anyone | `200 ok` or `503` with the tripped thresholds |
-//! | `GET /metrics` | anyone | Prometheus text format |
-//! | `POST /dev/token` | development only | `{"user_id": …}` → `{"token": …}` |
+//! | `GET /healthz` | anyone | `200 ok` or `503`; the tripped thresholds (and, with `?format=json`, the memory figures) only on the operational surface |
+//! | `GET /metrics` | operational surface only | Prometheus text format |
+//! | `POST /dev/token` | development without a configured secret | `{"user_id": …}` → `{"token": …}` |
 //! | `POST /api/users/{user_id}/messages` | service token | JSON body to every connection of the user |
 //! | `DELETE /api/users/{user_id}/connections` | service token | close the user's connections with 4001 |
+//!
+//! The operational surface (`/metrics`, detailed `/healthz`) is the ops
+//! listener (`--ops-listen`, by default `127.0.0.1:9601` in production and
+//! staging), or the main port in development and testing (or with
+//! `--ops-listen public`). Elsewhere the main port answers `/metrics` with
+//! 404 and `/healthz` with a one-word status for load balancers.
 
 use std::sync::Arc;
 
@@ -22,21 +28,42 @@ use userlane_smol::{
 };
 
 use super::agent::AgentStats;
-use super::health::{Health, Sample};
+use super::health::{Health, Outcome, Sample, Verdict};
 use super::tokens::{constant_time_eq, mint};
 
 /// Close code of a forced disconnect through the service API.
 pub const FORCE_DISCONNECT: u16 = 4001;
 /// Lifetime of a development token.
 pub const DEV_TOKEN_TTL_SECS: u64 = 12 * 3600;
+/// Prefix of the user ids the runtime gives anonymous connections
+/// (`anon-<uuid>`); `/dev/token` refuses every id in this namespace.
+pub const ANONYMOUS_PREFIX: &str = "anon-";
+
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The main port with the operational endpoints (development, testing,
+    /// or `--ops-listen public`).
+    PublicWithOps,
+    /// The main port without them: `/metrics` is 404 and `/healthz` a
+    /// one-word status (`ok`, `degraded`, `unhealthy`).
+    Public,
+    /// The ops listener: `/metrics` and the detailed `/healthz`, nothing else.
+    Ops,
+}
 
 /// The example server's [`HttpService`].
+#[derive(Clone)]
 pub struct Api {
     /// The environment.
     pub environment: Environment,
+    /// What this listener serves.
+    pub surface: Surface,
     /// Bearer token of back-end services; `None` disables the service API.
     pub service_token: Option<String>,
-    /// Secret for `/dev/token` (development only).
+    /// The random per-process secret `/dev/token` signs with: `Some` only in
+    /// development without a configured secret; otherwise `/dev/token` is
+    /// 404. A configured secret is never used to mint tokens.
     pub dev_secret: Option<Vec<u8>>,
     /// Largest body accepted by the service API.
     pub max_message_bytes: usize,
@@ -55,36 +82,23 @@ impl HttpService for Api {
 impl Api {
     async fn route(&self, server: &ServerHandle, req: HttpRequest) -> HttpResponse {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        let ops = self.surface != Surface::Public;
+        if self.surface == Surface::Ops {
+            return match (req.method.as_str(), segments.as_slice()) {
+                ("GET", ["healthz"]) => self.healthz(server, &req, true),
+                ("GET", ["metrics"]) => self.metrics(server).await,
+                (_, ["healthz"]) | (_, ["metrics"]) => {
+                    HttpResponse::text(405, "method not allowed\n")
+                }
+                _ => HttpResponse::text(404, "not found\n"),
+            };
+        }
         match (req.method.as_str(), segments.as_slice()) {
             ("GET", [""]) => HttpResponse::with_type(200, "text/html; charset=utf-8", super::PAGE),
-            ("GET", ["healthz"]) => self.healthz(server),
-            ("GET", ["metrics"]) => {
-                let cluster = match server.cluster() {
-                    Some(c) => Some(super::metrics::ClusterView {
-                        healthy: c.is_healthy(),
-                        gauges: c.cluster_gauges().await.ok(),
-                        rtt: c.rtt.snapshot(),
-                        unavailable_errors: c
-                            .unavailable_errors
-                            .load(std::sync::atomic::Ordering::Relaxed),
-                        local_admissions: c
-                            .local_admissions
-                            .load(std::sync::atomic::Ordering::Relaxed),
-                        envelopes_received: c
-                            .envelopes_received
-                            .load(std::sync::atomic::Ordering::Relaxed),
-                    }),
-                    None => None,
-                };
-                HttpResponse::with_type(
-                    200,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    super::metrics::render(&server.stats(), &self.agent, cluster.as_ref()),
-                )
-            }
-            ("POST", ["dev", "token"]) if self.environment == Environment::Development => {
-                self.dev_token(&req)
-            }
+            ("GET", ["healthz"]) => self.healthz(server, &req, ops),
+            ("GET", ["metrics"]) if ops => self.metrics(server).await,
+            (_, ["metrics"]) if !ops => HttpResponse::text(404, "not found\n"),
+            ("POST", ["dev", "token"]) if self.dev_secret.is_some() => self.dev_token(&req),
             ("POST", ["api", "users", user, "messages"]) => match self.authorize(&req) {
                 Err(r) => r,
                 Ok(()) => match decode_user(user) {
@@ -95,24 +109,7 @@ impl Api {
             ("DELETE", ["api", "users", user, "connections"]) => match self.authorize(&req) {
                 Err(r) => r,
                 Ok(()) => match decode_user(user) {
-                    Some(user) => {
-                        let code =
-                            CloseCode::new(FORCE_DISCONNECT).expect("4001 is a valid close code");
-                        let reach = server
-                            .disconnect(&user, code, "disconnected by service")
-                            .await;
-                        match reach.remote {
-                            Some(Err(e)) => HttpResponse::json(
-                                503,
-                                &json!({ "closed": reach.local, "error": e.to_string() }),
-                            ),
-                            Some(Ok(Remote::Published(nodes))) => HttpResponse::json(
-                                200,
-                                &json!({ "closed": reach.local, "nodes": nodes }),
-                            ),
-                            _ => HttpResponse::json(200, &json!({ "closed": reach.local })),
-                        }
-                    }
+                    Some(user) => self.disconnect(server, &user).await,
                     None => HttpResponse::json(400, &json!({"error": "bad user id in path"})),
                 },
             },
@@ -123,6 +120,55 @@ impl Api {
                 HttpResponse::text(405, "method not allowed\n")
             }
             _ => HttpResponse::text(404, "not found\n"),
+        }
+    }
+
+    async fn metrics(&self, server: &ServerHandle) -> HttpResponse {
+        {
+            let cluster = match server.cluster() {
+                Some(c) => Some(super::metrics::ClusterView {
+                    healthy: c.is_healthy(),
+                    gauges: c.cluster_gauges().await.ok(),
+                    rtt: c.rtt.snapshot(),
+                    unavailable_errors: c
+                        .unavailable_errors
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    local_admissions: c
+                        .local_admissions
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    envelopes_received: c
+                        .envelopes_received
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                }),
+                None => None,
+            };
+            HttpResponse::with_type(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                super::metrics::render(
+                    &server.stats(),
+                    &self.agent,
+                    cluster.as_ref(),
+                    &self.health.memory.figures(),
+                ),
+            )
+        }
+    }
+
+    async fn disconnect(&self, server: &ServerHandle, user: &str) -> HttpResponse {
+        let code = CloseCode::new(FORCE_DISCONNECT).expect("4001 is a valid close code");
+        let reach = server
+            .disconnect(user, code, "disconnected by service")
+            .await;
+        match reach.remote {
+            Some(Err(e)) => HttpResponse::json(
+                503,
+                &json!({ "closed": reach.local, "error": e.to_string() }),
+            ),
+            Some(Ok(Remote::Published(nodes))) => {
+                HttpResponse::json(200, &json!({ "closed": reach.local, "nodes": nodes }))
+            }
+            _ => HttpResponse::json(200, &json!({ "closed": reach.local })),
         }
     }
 }
@@ -139,9 +185,43 @@ impl Api {
         }
     }
 
-    fn healthz(&self, server: &ServerHandle) -> HttpResponse {
+    /// `/healthz`: the status code always; the tripped thresholds only
+    /// when `detailed`, and then as JSON with the memory figures when asked
+    /// (`?format=json` or `Accept: application/json`).
+    fn healthz(&self, server: &ServerHandle, req: &HttpRequest, detailed: bool) -> HttpResponse {
         let degraded = server.cluster().is_some_and(|c| !c.is_healthy());
-        match self.health.check(Sample::of(&server.stats(), &self.agent)) {
+        let Verdict { result, memory } = self.health.verdict(Sample::of(&server.stats()));
+        let (status, word) = match &result {
+            Ok(()) if degraded => (200, "degraded"),
+            Ok(()) => (200, "ok"),
+            Err(_) => (503, "unhealthy"),
+        };
+        if !detailed {
+            return HttpResponse::text(status, format!("{word}\n"));
+        }
+        let json = req
+            .query
+            .as_deref()
+            .is_some_and(|q| q.split('&').any(|p| p == "format=json"))
+            || req
+                .header("accept")
+                .is_some_and(|a| a.contains("application/json"));
+        if json {
+            return HttpResponse::json(
+                status,
+                &json!({
+                    "status": word,
+                    "reasons": result.as_ref().err().map_or(Vec::new(), |r| r.split("; ").collect()),
+                    "cluster": if degraded { Some("redis unreachable; serving local users only") } else { None },
+                    "memory": {
+                        "resident_bytes": memory.resident_bytes,
+                        "baseline_bytes": memory.baseline_bytes,
+                        "spike_percent": memory.limit_percent,
+                    },
+                }),
+            );
+        }
+        match result {
             Ok(()) if degraded => HttpResponse::text(
                 200,
                 "degraded: redis unreachable; serving local users only\n",
@@ -153,7 +233,7 @@ impl Api {
 
     fn dev_token(&self, req: &HttpRequest) -> HttpResponse {
         let Some(secret) = &self.dev_secret else {
-            return HttpResponse::json(503, &json!({"error": "no secret to sign tokens"}));
+            return HttpResponse::text(404, "not found\n");
         };
         let user_id = serde_json::from_slice::<serde_json::Value>(&req.body)
             .ok()
@@ -162,7 +242,14 @@ impl Api {
             return HttpResponse::json(400, &json!({"error": "send {\"user_id\": \"…\"}"}));
         };
         if let Err(e) = UserContext::new(&user_id, "t", "r", "q") {
+            // The error names the field and the rule, never the value.
             return HttpResponse::json(400, &json!({"error": e.to_string()}));
+        }
+        if user_id.starts_with(ANONYMOUS_PREFIX) {
+            return HttpResponse::json(
+                400,
+                &json!({"error": "user ids starting with \"anon-\" are reserved for anonymous connections"}),
+            );
         }
         match mint(secret, &user_id, DEV_TOKEN_TTL_SECS) {
             Ok(token) => HttpResponse::json(200, &json!({ "token": token, "user_id": user_id })),
@@ -185,7 +272,15 @@ impl Api {
         if serde_json::from_str::<serde_json::Value>(text).is_err() {
             return HttpResponse::json(400, &json!({"error": "body is not JSON"}));
         }
-        match server.send(user, Message::text(text.to_owned())).await {
+        let sent = server.send(user, Message::text(text.to_owned())).await;
+        match &sent {
+            Ok(_) => self.health.users.record(user, Outcome::DeliveryOk),
+            Err(UserError::Core(e)) if !matches!(e, CoreError::InvalidContext(_)) => {
+                self.health.users.record(user, Outcome::DeliveryFailed)
+            }
+            Err(_) => {}
+        }
+        match sent {
             Ok(Reach {
                 local: Some(SendOutcome::Buffered { .. }),
                 ..

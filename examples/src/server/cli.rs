@@ -4,11 +4,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use userlane_smol::{Environment, ServerConfig, SHARD_USERS};
 
+use super::agent::{DEFAULT_RUNS_PER_USER, DEFAULT_RUNS_TOTAL};
+use super::health::DEFAULT_MEMORY_SPIKE_PERCENT;
+use super::ops::OpsListen;
+
+/// Where the ops listener goes in production and staging unless told.
+pub const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9601";
+
 /// A WebSocket server that gives every user an isolated, bounded lane, with a
-/// demo agent, a service API, health checks and metrics on one port.
+/// demo agent, a service API, health checks and metrics (on an internal ops
+/// address in production and staging: --ops-listen).
 ///
 /// Secrets come from the environment, never from flags: USERLANE_JWT_SECRET
 /// (or --jwt-secret-file) signs user tokens, USERLANE_SERVICE_TOKEN guards the
@@ -61,9 +70,79 @@ pub struct Args {
     /// Milliseconds between the demo agent's events.
     #[arg(long, env = "USERLANE_AGENT_STEP_MS", default_value_t = 300)]
     pub agent_step_ms: u64,
+    /// Demo agent runs going at once per user; more messages are answered AGENT_BUSY.
+    #[arg(long, env = "USERLANE_AGENT_RUNS_PER_USER", default_value_t = DEFAULT_RUNS_PER_USER, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub agent_runs_per_user: u32,
+    /// Demo agent runs going at once on this node; more messages are answered AGENT_BUSY.
+    #[arg(long, env = "USERLANE_AGENT_RUNS_TOTAL", default_value_t = DEFAULT_RUNS_TOTAL, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub agent_runs_total: u32,
+    /// Where /metrics and the detailed /healthz are served: an address, "public"
+    /// (the main port) or "off" [default: 127.0.0.1:9601 in production and
+    /// staging, public in development and testing].
+    #[arg(long, env = "USERLANE_OPS_LISTEN")]
+    pub ops_listen: Option<OpsListen>,
+    /// /healthz is unhealthy when resident memory exceeds this percentage of the baseline.
+    #[arg(long, env = "USERLANE_MEMORY_SPIKE_PERCENT", default_value_t = DEFAULT_MEMORY_SPIKE_PERCENT, value_parser = clap::value_parser!(u32).range(101..=100_000))]
+    pub memory_spike_percent: u32,
+    /// Seconds after start over which the memory baseline is taken (the largest resident memory seen).
+    #[arg(long, env = "USERLANE_MEMORY_BASELINE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub memory_baseline_secs: u64,
+    /// Whether --env / USERLANE_ENV was given (not the default).
+    #[arg(skip)]
+    pub environment_explicit: bool,
 }
 
 impl Args {
+    /// Parses the command line and environment, remembering whether the
+    /// environment was given explicitly; exits with code 2 on bad values.
+    pub fn parse_explicit() -> Self {
+        let matches = Args::command().get_matches();
+        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        args.environment_explicit =
+            matches.value_source("environment") != Some(ValueSource::DefaultValue);
+        args
+    }
+
+    /// [`parse_explicit`](Self::parse_explicit) from given arguments (tests).
+    pub fn try_parse_explicit_from<I, T>(itr: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Args::command().try_get_matches_from(itr)?;
+        let mut args = Args::from_arg_matches(&matches)?;
+        args.environment_explicit =
+            matches.value_source("environment") != Some(ValueSource::DefaultValue);
+        Ok(args)
+    }
+
+    /// Refuses a configured secret without an explicit environment: the
+    /// default (development) would mint tokens for anyone who asks and admit
+    /// anonymous clients, next to production nodes sharing that secret.
+    pub fn check_secret_has_environment(&self, secret_configured: bool) -> Result<(), String> {
+        if secret_configured && !self.environment_explicit {
+            return Err(
+                "a JWT secret is configured but no environment: set USERLANE_ENV \
+                 (or --env) to production, staging, development or testing; refusing to start"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Where the operational endpoints go: `--ops-listen`, else
+    /// [`DEFAULT_OPS_LISTEN`] in production and staging and the main port in
+    /// development and testing.
+    pub fn ops_listen(&self) -> OpsListen {
+        match self.ops_listen {
+            Some(o) => o,
+            None if self.environment.requires_authentication() => {
+                OpsListen::Addr(DEFAULT_OPS_LISTEN.parse().expect("a valid address"))
+            }
+            None => OpsListen::Public,
+        }
+    }
+
     /// The JWT secret: the file if given, else USERLANE_JWT_SECRET.
     pub fn jwt_secret(&self) -> Result<Option<Vec<u8>>, String> {
         if let Some(path) = &self.jwt_secret_file {
@@ -138,6 +217,40 @@ mod tests {
         assert_eq!((c.shards, c.max_users), (1, SHARD_USERS as u32));
         let a = Args::try_parse_from(["userlane-server", "--shards", "2"]).unwrap();
         assert_eq!(a.server_config(None).unwrap().max_users, 10_000);
+    }
+
+    #[test]
+    fn a_secret_needs_an_explicit_environment() {
+        let a = Args::try_parse_explicit_from(["userlane-server"]).unwrap();
+        assert!(!a.environment_explicit);
+        assert_eq!(a.check_secret_has_environment(false), Ok(()));
+        let err = a.check_secret_has_environment(true).unwrap_err();
+        assert!(err.contains("set USERLANE_ENV"), "{err}");
+        let a = Args::try_parse_explicit_from(["userlane-server", "--env", "development"]).unwrap();
+        assert!(a.environment_explicit);
+        assert_eq!(a.check_secret_has_environment(true), Ok(()));
+    }
+
+    #[test]
+    fn operational_endpoints_default_to_an_internal_address_outside_development() {
+        let a = Args::try_parse_from(["userlane-server"]).unwrap();
+        assert_eq!(a.ops_listen(), OpsListen::Public);
+        for env in ["production", "staging"] {
+            let a = Args::try_parse_from(["userlane-server", "--env", env]).unwrap();
+            assert_eq!(
+                a.ops_listen(),
+                OpsListen::Addr("127.0.0.1:9601".parse().unwrap())
+            );
+        }
+        let a = Args::try_parse_from([
+            "userlane-server",
+            "--env",
+            "production",
+            "--ops-listen",
+            "public",
+        ])
+        .unwrap();
+        assert_eq!(a.ops_listen(), OpsListen::Public);
     }
 
     #[test]

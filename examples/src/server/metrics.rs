@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 use userlane_smol::ServerStats;
 
 use super::agent::AgentStats;
+use super::health::MemoryFigures;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
@@ -99,10 +100,32 @@ fn family<
     registry.register(name, help, f);
 }
 
-/// Renders every metric.
-pub fn render(stats: &ServerStats, agent: &AgentStats, cluster: Option<&ClusterView>) -> String {
+/// Renders every metric. Resident memory and its baseline are left out
+/// while unknown (not Linux; baseline not taken yet).
+pub fn render(
+    stats: &ServerStats,
+    agent: &AgentStats,
+    cluster: Option<&ClusterView>,
+    memory: &MemoryFigures,
+) -> String {
     let c = &stats.core;
     let mut r = Registry::with_prefix("userlane");
+    if let Some(rss) = memory.resident_bytes {
+        gauge(
+            &mut r,
+            "resident_memory_bytes",
+            "Resident memory of the node (RSS)",
+            rss,
+        );
+    }
+    if let Some(base) = memory.baseline_bytes {
+        gauge(
+            &mut r,
+            "resident_memory_baseline_bytes",
+            "The node's steady resident memory, taken once after start; /healthz is unhealthy above the spike percentage of it",
+            base,
+        );
+    }
     gauge(
         &mut r,
         "connections",
@@ -326,6 +349,12 @@ pub fn render(stats: &ServerStats, agent: &AgentStats, cluster: Option<&ClusterV
         "Agent events that reached no connection",
         agent.events_failed.load(Ordering::Relaxed),
     );
+    counter(
+        &mut r,
+        "agent_busy",
+        "User messages refused with AGENT_BUSY: the user or the node had as many agent runs going as allowed",
+        agent.busy.load(Ordering::Relaxed),
+    );
     let legacy = userlane_smol::compat::legacy_usage();
     let mut by_method: Vec<(Method, u64)> = Vec::new();
     for site in &legacy.sites {
@@ -428,7 +457,30 @@ mod tests {
         stats.core.connections_active = 3;
         stats.core.closed_slow_consumer = 2;
         stats.rejected_unauthorized = 7;
-        let text = render(&stats, &AgentStats::default(), None);
+        let agent = AgentStats::default();
+        agent.busy.store(4, Ordering::Relaxed);
+        let memory = MemoryFigures {
+            resident_bytes: Some(3 << 20),
+            baseline_bytes: Some(1 << 20),
+            limit_percent: 200,
+        };
+        let text = render(&stats, &agent, None, &memory);
+        assert!(text.contains("userlane_agent_busy_total 4\n"), "{text}");
+        assert!(
+            text.contains("userlane_resident_memory_bytes 3145728\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("userlane_resident_memory_baseline_bytes 1048576\n"),
+            "{text}"
+        );
+        let unknown = MemoryFigures {
+            resident_bytes: None,
+            baseline_bytes: None,
+            limit_percent: 200,
+        };
+        let without = render(&stats, &agent, None, &unknown);
+        assert!(!without.contains("resident_memory"), "{without}");
         assert!(
             text.contains("# TYPE userlane_connections gauge\nuserlane_connections 3\n"),
             "{text}"

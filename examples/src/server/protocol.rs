@@ -42,6 +42,32 @@ pub fn error_message(code: &str, message: &str) -> String {
         .to_string()
 }
 
+/// Longest excerpt of client-sent text quoted back in an answer or a log,
+/// in characters.
+pub const EXCERPT_CHARS: usize = 32;
+
+/// A short, escaped excerpt of client-sent `text` for answers and logs: at
+/// most [`EXCERPT_CHARS`] characters, Rust-escaped (no control characters
+/// or quotes pass through), with `…` and the full length in bytes when cut.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS).map(|(i, _)| i) {
+        None => format!("{text:?}"),
+        Some(i) => format!("{:?}… ({} bytes)", &text[..i], text.len()),
+    }
+}
+
+/// Longest message of the JSON parser quoted back, in characters (the
+/// parser's messages may quote a value the client sent).
+pub const PARSER_MESSAGE_CHARS: usize = 120;
+
+/// `text` cut to at most `max_chars` characters, `…` marking a cut.
+pub fn truncated(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_owned(),
+        Some((i, _)) => format!("{}…", &text[..i]),
+    }
+}
+
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
@@ -81,7 +107,10 @@ struct RawFrame {
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let raw: RawFrame = serde_json::from_str(text).map_err(|e| FrameError {
         code: "INVALID_JSON",
-        message: format!("malformed JSON: {e}"),
+        message: format!(
+            "malformed JSON: {}",
+            truncated(&e.to_string(), PARSER_MESSAGE_CHARS)
+        ),
     })?;
     match raw.kind.as_str() {
         "user_message" => match raw.text {
@@ -94,7 +123,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "ping" => Ok(ClientFrame::Ping(raw.id)),
         other => Err(FrameError {
             code: "UNKNOWN_TYPE",
-            message: format!("unknown message type {other:?}"),
+            message: format!("unknown message type {}", excerpt(other)),
         }),
     }
 }
@@ -130,6 +159,27 @@ mod tests {
                 .unwrap_err()
                 .code,
             "MISSING_TEXT"
+        );
+    }
+
+    #[test]
+    fn client_text_is_quoted_back_as_a_short_escaped_excerpt() {
+        assert_eq!(excerpt("dance"), "\"dance\"");
+        assert_eq!(excerpt("a\nb\"c"), "\"a\\nb\\\"c\"");
+        let long = "x".repeat(10_000);
+        let e = excerpt(&long);
+        assert!(e.len() < 60 && e.ends_with("… (10000 bytes)"), "{e}");
+        let frame = format!(r#"{{"type":"{long}"}}"#);
+        let err = parse_client_frame(&frame).unwrap_err();
+        assert!(err.message.len() < 100, "{}", err.message);
+        // The parser quotes values it did not expect: cut too.
+        let frame = format!(r#"{{"type":"user_message","text":{{"{long}":1}}}}"#);
+        let err = parse_client_frame(&frame).unwrap_err();
+        assert_eq!(err.code, "INVALID_JSON");
+        assert!(err.message.len() < 160, "{}", err.message);
+        assert_eq!(
+            parse_client_frame("{not json").unwrap_err().message,
+            "malformed JSON: key must be a string at line 1 column 2"
         );
     }
 

@@ -62,8 +62,28 @@ const SERVER_VARS: &[&str] = &[
     "USERLANE_REDIS_URL",
     "USERLANE_LEASE_TTL",
     "USERLANE_OFFLINE_STREAM_LEN",
+    "USERLANE_AGENT_RUNS_PER_USER",
+    "USERLANE_AGENT_RUNS_TOTAL",
+    "USERLANE_OPS_LISTEN",
+    "USERLANE_MEMORY_SPIKE_PERCENT",
+    "USERLANE_MEMORY_BASELINE_SECS",
     "SMOL_THREADS",
 ];
+
+/// Public address → ops address of the running servers whose operational
+/// endpoints are on an ops listener (production and staging), so
+/// [`metrics`] reads them where they are served.
+static OPS_ADDRS: Mutex<Vec<(SocketAddr, SocketAddr)>> = Mutex::new(Vec::new());
+
+/// Where `/metrics` of the server on `addr` is served.
+pub fn ops_addr(addr: SocketAddr) -> SocketAddr {
+    OPS_ADDRS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(public, _)| *public == addr)
+        .map_or(addr, |(_, ops)| *ops)
+}
 
 /// A free loopback port: bind port 0, read it, release it.
 pub fn free_port() -> u16 {
@@ -137,12 +157,37 @@ impl Spawn {
         self
     }
 
+    /// Whether the server will put its operational endpoints on an ops
+    /// listener by default (production and staging, no `--ops-listen`).
+    fn default_ops_listener(&self) -> bool {
+        let env = self
+            .args
+            .iter()
+            .position(|a| a == "--env")
+            .and_then(|i| self.args.get(i + 1).cloned())
+            .or_else(|| {
+                self.envs
+                    .iter()
+                    .find(|(k, _)| k == "USERLANE_ENV")
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        matches!(env.as_str(), "production" | "prod" | "staging")
+            && !self.args.iter().any(|a| a == "--ops-listen")
+            && !self.envs.iter().any(|(k, _)| k == "USERLANE_OPS_LISTEN")
+    }
+
     fn command(&self, addr: Option<SocketAddr>) -> Command {
         let mut cmd = Command::new(BIN);
         for var in SERVER_VARS {
             cmd.env_remove(var);
         }
         cmd.env_remove("RUST_LOG");
+        if self.default_ops_listener() {
+            // Never the shared default port: tests run side by side.
+            cmd.env("USERLANE_OPS_LISTEN", "127.0.0.1:0");
+        }
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -171,6 +216,7 @@ impl Spawn {
             let mut server = ServerProcess {
                 child,
                 addr,
+                ops: None,
                 stdout,
                 stderr,
                 exited: None,
@@ -183,6 +229,22 @@ impl Spawn {
                     break;
                 }
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    if self.default_ops_listener() {
+                        let out = server.wait_for_stdout("listening on");
+                        let ops = out
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix(
+                                    "operational endpoints (/metrics, /healthz) on http://",
+                                )
+                            })
+                            .expect("the ops address on stdout")
+                            .trim()
+                            .parse()
+                            .expect("an address");
+                        server.ops = Some(ops);
+                        OPS_ADDRS.lock().unwrap().push((addr, ops));
+                    }
                     return server;
                 }
                 assert!(
@@ -299,6 +361,8 @@ pub fn wait_with_timeout(child: &mut Child, d: Duration) -> Option<ExitStatus> {
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The ops listener's address, when the server has one.
+    pub ops: Option<SocketAddr>,
     stdout: Captured,
     stderr: Captured,
     exited: Option<ExitStatus>,
@@ -371,6 +435,7 @@ fn wait_for_output(captured: &Captured, needle: &str, which: &str) -> String {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        OPS_ADDRS.lock().unwrap().retain(|(a, _)| *a != self.addr);
         if self.exited.is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -533,8 +598,10 @@ pub fn signed_token(user: &str) -> String {
 /// Parses the Prometheus text of `/metrics` into `series → value`, where
 /// the series is the name with its labels as printed
 /// (`userlane_rejections_total{reason="http_401"}`).
+/// `addr` is the server's main address; the scrape goes to its ops listener
+/// when it has one.
 pub fn metrics(addr: SocketAddr) -> std::collections::BTreeMap<String, f64> {
-    let reply = get(addr, "/metrics");
+    let reply = get(ops_addr(addr), "/metrics");
     assert_eq!(reply.status, 200);
     reply
         .text()
