@@ -83,7 +83,7 @@ impl Api {
                 )
             }
             ("POST", ["dev", "token"]) if self.environment == Environment::Development => {
-                self.dev_token(&req)
+                self.dev_token(server, &req)
             }
             ("POST", ["api", "users", user, "messages"]) => match self.authorize(&req) {
                 Err(r) => r,
@@ -151,7 +151,7 @@ impl Api {
         }
     }
 
-    fn dev_token(&self, req: &HttpRequest) -> HttpResponse {
+    fn dev_token(&self, server: &ServerHandle, req: &HttpRequest) -> HttpResponse {
         let Some(secret) = &self.dev_secret else {
             return HttpResponse::json(503, &json!({"error": "no secret to sign tokens"}));
         };
@@ -164,7 +164,14 @@ impl Api {
         if let Err(e) = UserContext::new(&user_id, "t", "r", "q") {
             return HttpResponse::json(400, &json!({"error": e.to_string()}));
         }
-        match mint(secret, &user_id, DEV_TOKEN_TTL_SECS) {
+        let config = server.config();
+        match mint(
+            secret,
+            &user_id,
+            DEV_TOKEN_TTL_SECS,
+            config.jwt_issuer.as_deref(),
+            config.jwt_audience.as_deref(),
+        ) {
             Ok(token) => HttpResponse::json(200, &json!({ "token": token, "user_id": user_id })),
             Err(e) => HttpResponse::json(500, &json!({"error": e.to_string()})),
         }

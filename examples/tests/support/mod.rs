@@ -62,6 +62,11 @@ const SERVER_VARS: &[&str] = &[
     "USERLANE_REDIS_URL",
     "USERLANE_LEASE_TTL",
     "USERLANE_OFFLINE_STREAM_LEN",
+    "USERLANE_JWT_ISSUER",
+    "USERLANE_JWT_AUDIENCE",
+    "USERLANE_JWT_LEEWAY",
+    "USERLANE_JWT_MAX_LIFETIME",
+    "USERLANE_ALLOWED_ORIGINS",
     "SMOL_THREADS",
 ];
 
@@ -527,7 +532,7 @@ pub fn dev_token(addr: SocketAddr, user: &str) -> String {
 
 /// A token for `user` signed with [`SECRET`] (non-development servers).
 pub fn signed_token(user: &str) -> String {
-    userlane_examples::server::tokens::mint(SECRET.as_bytes(), user, 600).unwrap()
+    userlane_examples::server::tokens::mint(SECRET.as_bytes(), user, 600, None, None).unwrap()
 }
 
 /// Parses the Prometheus text of `/metrics` into `series → value`, where
