@@ -364,11 +364,15 @@ async fn upgrade<'a>(
         let cap = cfg.max_connections_per_user;
         // Boxed (as the other transient steps below): an await's future is
         // part of the task's state for the connection's whole life otherwise.
+        // Given back if the deadline drops this step while Redis may
+        // already hold the lease (removing an absent lease is harmless).
+        pending.cleanup.lease = true;
         match Box::pin(cluster.admit(admitted.info.user_id(), admitted.info.connection_id(), cap))
             .await
         {
-            Ok(true) => pending.cleanup.lease = true,
+            Ok(true) => {}
             Ok(false) => {
+                pending.cleanup.lease = false;
                 drop(pending);
                 bump(&shared.counters.rejected_429);
                 shared.refusal_log.info(429, || {
@@ -381,6 +385,7 @@ async fn upgrade<'a>(
                 return None;
             }
             Err(e) => {
+                pending.cleanup.lease = false;
                 // Documented fallback: the node's own per-user cap (already enforced by the core).
                 cluster
                     .local_admissions
