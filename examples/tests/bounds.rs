@@ -114,3 +114,36 @@ fn allowed_origins_come_from_the_environment() {
         .run_to_exit();
     assert_eq!(bad.code(), Some(2), "{}", bad.stderr);
 }
+
+#[test]
+fn a_slow_body_on_healthz_is_cut_at_the_request_timeout() {
+    use std::io::{Read, Write};
+    let server = Spawn::dev().args(&["--request-timeout", "1"]).start();
+    let started = std::time::Instant::now();
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    slow.write_all(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n")
+        .unwrap();
+    let mut dripper = slow.try_clone().unwrap();
+    let drip = std::thread::spawn(move || {
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(250));
+            if dripper.write_all(b"x").is_err() {
+                break;
+            }
+        }
+    });
+    // Served meanwhile.
+    assert_eq!(get(server.addr, "/healthz").status, 200);
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let after = started.elapsed();
+    drop(slow);
+    let _ = drip.join();
+    assert!(
+        after < Duration::from_millis(2500),
+        "the slow body held its socket for {after:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+}

@@ -58,6 +58,10 @@ pub struct Args {
     /// Most messages held in Redis for a user connected nowhere.
     #[arg(long, env = "USERLANE_OFFLINE_STREAM_LEN", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub offline_stream_len: u32,
+    /// Seconds a client has to complete a request from the accept: head, body
+    /// and answer, or the WebSocket upgrade (408 / closed beyond).
+    #[arg(long, env = "USERLANE_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
     /// Required JWT issuer (`iss`); omit to accept any issuer.
     #[arg(long, env = "USERLANE_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -107,6 +111,7 @@ impl Args {
         c.offline_buffer = self.offline_buffer;
         c.ping_interval = Duration::from_secs(self.ping_interval);
         c.idle_timeout = Duration::from_secs(self.idle_timeout);
+        c.handshake_timeout = Duration::from_secs(self.request_timeout);
         c.jwt_issuer = self.jwt_issuer.clone().filter(|s| !s.is_empty());
         c.jwt_audience = self.jwt_audience.clone().filter(|s| !s.is_empty());
         c.jwt_leeway = Duration::from_secs(self.jwt_leeway);
@@ -169,6 +174,7 @@ mod tests {
     fn jwt_and_origin_settings_reach_the_config() {
         let a = Args::try_parse_from(["userlane-server"]).unwrap();
         let c = a.server_config(None).unwrap();
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
         assert_eq!(
             (
                 c.jwt_leeway,
@@ -195,6 +201,8 @@ mod tests {
             "5",
             "--jwt-max-lifetime",
             "3600",
+            "--request-timeout",
+            "3",
             "--allowed-origins",
             "https://app.example, https://admin.example",
         ])
@@ -204,6 +212,7 @@ mod tests {
         assert_eq!(c.jwt_audience.as_deref(), Some("userlane"));
         assert_eq!(c.jwt_leeway, Duration::from_secs(5));
         assert_eq!(c.jwt_max_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(3));
         assert_eq!(
             c.allowed_origins,
             OriginPolicy::List(vec![
