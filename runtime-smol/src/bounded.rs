@@ -34,6 +34,10 @@ pub(crate) const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(1);
 /// Kinds of refusal, each limited on its own (one flood does not hide the others).
 pub(crate) const REFUSAL_KINDS: usize = 8;
 
+/// The status each kind stands for (the last one: any other status).
+const KIND_STATUS: [&str; REFUSAL_KINDS] =
+    ["400", "401", "403", "404", "408", "429", "503", "other"];
+
 /// The kind (index) of a refusal with HTTP `status`.
 pub(crate) fn refusal_kind(status: u16) -> usize {
     match status {
@@ -118,6 +122,38 @@ impl RefusalLog {
         }
     }
 
+    /// Takes the counts of lines dropped in windows that have ended by
+    /// `now`, as `(kind index, count)`, so they are reported even when no
+    /// later refusal of that kind comes.
+    pub(crate) fn take_ended(&self, now: Instant) -> Vec<(usize, u64)> {
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        windows
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.suppressed > 0
+                    && w.start
+                        .is_some_and(|s| now.saturating_duration_since(s) >= REFUSAL_LOG_WINDOW)
+            })
+            .map(|(kind, w)| (kind, std::mem::take(&mut w.suppressed)))
+            .collect()
+    }
+
+    /// Logs the "suppressed" line of every window that has ended (called
+    /// every [`REFUSAL_LOG_WINDOW`] by the server).
+    pub(crate) fn flush(&self) {
+        for (kind, n) in self.take_ended(Instant::now()) {
+            log::info!(
+                "{n} refusal(s) with status {} suppressed (more than {REFUSAL_LOGS_PER_WINDOW} per {:?})",
+                KIND_STATUS[kind],
+                REFUSAL_LOG_WINDOW
+            );
+        }
+    }
+
     /// Logs `line` (a refusal with HTTP `status`) at INFO unless the kind is
     /// over its budget; `line` is built only when it is written.
     pub(crate) fn info(&self, status: u16, line: impl FnOnce() -> String) {
@@ -168,5 +204,12 @@ mod tests {
             }
         );
         assert_eq!(log.check(401, later).suppressed_before, 0);
+        // Without a later refusal, the periodic flush reports the count.
+        for _ in 0..REFUSAL_LOGS_PER_WINDOW + 3 {
+            log.check(429, later);
+        }
+        assert_eq!(log.take_ended(later), vec![]);
+        assert_eq!(log.take_ended(later + REFUSAL_LOG_WINDOW), vec![(5, 3)]);
+        assert_eq!(log.take_ended(later + 2 * REFUSAL_LOG_WINDOW), vec![]);
     }
 }

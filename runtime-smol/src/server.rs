@@ -177,6 +177,13 @@ impl Server {
             })
             .collect();
         let mut background = background;
+        let flushing = shared.clone();
+        background.push(smol::spawn(async move {
+            loop {
+                smol::Timer::after(crate::bounded::REFUSAL_LOG_WINDOW).await;
+                flushing.refusal_log.flush();
+            }
+        }));
         if let Some(cluster) = &shared.cluster {
             let handle = ServerHandle {
                 shared: shared.clone(),
