@@ -360,6 +360,73 @@ mod tests {
         ));
     }
 
+    fn signed(claims: serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nbf_lifetime_issuer_and_audience_have_their_own_errors() {
+        use serde_json::json;
+        let n = now();
+        let auth = JwtAuthenticator::hs256(SECRET).with_leeway(Duration::from_secs(30));
+        let check = |c| auth.authenticate(&signed(c)).map(|id| id.user_id);
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "nbf": n + 3600})),
+            Err(AuthError::NotYetValid)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "nbf": n + 20})),
+            Ok("a".into())
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 100 * 365 * 86_400})),
+            Err(AuthError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iat": n - 86_400})),
+            Err(AuthError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "aud": "elsewhere"})),
+            Err(AuthError::WrongAudience)
+        );
+        let strict = JwtAuthenticator::hs256(SECRET)
+            .with_issuer("auth.example")
+            .with_audience("userlane");
+        let check = |c| strict.authenticate(&signed(c)).map(|id| id.user_id);
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iss": "auth.example", "aud": "userlane"})),
+            Ok("a".into())
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "aud": "userlane"})),
+            Err(AuthError::WrongIssuer)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iss": "x", "aud": "userlane"})),
+            Err(AuthError::WrongIssuer)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iss": "auth.example"})),
+            Err(AuthError::WrongAudience)
+        );
+    }
+
+    #[test]
+    fn library_error_texts_never_quote_the_token() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let auth = JwtAuthenticator::hs256(SECRET);
+        let header = B64.encode(format!(r#"{{"alg":"X\nforged{}"}}"#, "A".repeat(10_000)));
+        let token = format!("{header}.{}.c2ln", B64.encode(r#"{"sub":"a","exp":1}"#));
+        let err = auth.authenticate(&token).unwrap_err().to_string();
+        assert!(err.len() < 40 && !err.contains("forged"), "{err}");
+    }
+
     fn request(headers: &[(&str, &str)], uri: &str) -> Request {
         let mut b = Request::builder().uri(uri);
         for (k, v) in headers {
