@@ -259,7 +259,8 @@ fn expired_token(user: &str) -> String {
         &jsonwebtoken::Header::default(),
         &Claims {
             sub: user,
-            exp: now - 10,
+            // Past the 30 s clock-skew leeway (--jwt-leeway): expired for sure.
+            exp: now - 3600,
         },
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )

@@ -244,6 +244,8 @@ fn bad_tokens_wrong_paths_and_limits_are_refused_before_the_upgrade() {
             b"not-the-server-secret-0123456789",
             "alice",
             60,
+            None,
+            None,
         )
         .unwrap();
         let bearer = |t: &str| format!("Bearer {t}");

@@ -9,6 +9,7 @@ use async_tungstenite::tungstenite::http::StatusCode;
 use userlane_core::{Error as CoreError, Limit, UserContext};
 
 use crate::auth::{find_token, AuthError, Identity};
+use crate::bounded::excerpt;
 use crate::handle::{bump, ServerShared};
 use crate::handler::ConnectionInfo;
 use crate::shards::ConnEntry;
@@ -42,6 +43,25 @@ fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Counts a refusal by status and logs it (rate-limited per kind; the
+/// message is a fixed text or an escaped excerpt).
+pub(crate) fn count_refusal(shared: &ServerShared, r: &Refusal, remote: SocketAddr) {
+    let c = &shared.counters;
+    match r.status {
+        StatusCode::BAD_REQUEST => bump(&c.rejected_400),
+        StatusCode::UNAUTHORIZED => bump(&c.rejected_401),
+        StatusCode::FORBIDDEN => bump(&c.rejected_403),
+        StatusCode::NOT_FOUND => bump(&c.rejected_404),
+        StatusCode::TOO_MANY_REQUESTS => bump(&c.rejected_429),
+        StatusCode::SERVICE_UNAVAILABLE => bump(&c.rejected_503),
+        _ => {}
+    }
+    let status = r.status.as_u16();
+    shared.refusal_log.info(status, || {
+        format!("refused upgrade from {remote}: {status} {}", r.message)
+    });
+}
+
 /// Decides on an upgrade request and, if admitted, opens the connection in
 /// the core. Counts every refusal by status.
 pub(crate) fn admit(
@@ -51,20 +71,83 @@ pub(crate) fn admit(
 ) -> Result<Admitted, Refusal> {
     let result = decide(shared, req, remote);
     if let Err(r) = &result {
-        let c = &shared.counters;
-        match r.status {
-            StatusCode::BAD_REQUEST => bump(&c.rejected_400),
-            StatusCode::UNAUTHORIZED => bump(&c.rejected_401),
-            StatusCode::NOT_FOUND => bump(&c.rejected_404),
-            StatusCode::TOO_MANY_REQUESTS => bump(&c.rejected_429),
-            StatusCode::SERVICE_UNAVAILABLE => bump(&c.rejected_503),
-            _ => {}
+        count_refusal(shared, r, remote);
+    }
+    result
+}
+
+/// The checks every browser-facing upgrade passes first: the server is
+/// accepting and the `Origin` is allowed.
+fn check_common(shared: &ServerShared, req: &Request) -> Result<(), Refusal> {
+    if !shared.accepting.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is shutting down",
+        ));
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let origin = req
+        .headers()
+        .get("origin")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    if !shared.config.allowed_origins.allows(origin, header("host")) {
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "origin not allowed"));
+    }
+    Ok(())
+}
+
+/// Open connections of every kind: the shards' plus the echo endpoint's.
+/// Call with `shared.admitting` held.
+fn open_connections(shared: &ServerShared) -> u64 {
+    let core: u64 = shared
+        .shards
+        .slots
+        .iter()
+        .map(|s| s.core.read(|f| f.stats().connections_active))
+        .sum();
+    core + shared.echo_open.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// An open echo connection's share of `max_connections`, given back on drop.
+pub(crate) struct EchoSlot {
+    shared: Arc<ServerShared>,
+}
+
+impl Drop for EchoSlot {
+    fn drop(&mut self) {
+        self.shared
+            .echo_open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Admits an upgrade at the echo endpoint: same origin, shutdown and
+/// `max_connections` rules as the WebSocket endpoint (no token, no user).
+pub(crate) fn admit_echo(
+    shared: &Arc<ServerShared>,
+    req: &Request,
+    remote: SocketAddr,
+) -> Result<EchoSlot, Refusal> {
+    let result = check_common(shared, req).and_then(|()| {
+        let _admitting = shared
+            .admitting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if open_connections(shared) >= u64::from(shared.config.max_connections) {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server is full",
+            ));
         }
-        log::info!(
-            "refused upgrade from {remote}: {} {}",
-            r.status.as_u16(),
-            r.message
-        );
+        shared
+            .echo_open
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(EchoSlot {
+            shared: shared.clone(),
+        })
+    });
+    if let Err(r) = &result {
+        count_refusal(shared, r, remote);
     }
     result
 }
@@ -76,19 +159,17 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
             "no WebSocket endpoint here",
         ));
     }
-    if !shared.accepting.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server is shutting down",
-        ));
-    }
+    check_common(shared, req)?;
     let found =
         find_token(req).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (identity, anonymous) = match (&found.token, &shared.authenticator) {
         (Some(token), Some(auth)) => match auth.authenticate(token) {
             Ok(id) => (id, false),
-            Err(AuthError::Expired) => {
-                return Err(Refusal::new(StatusCode::UNAUTHORIZED, "token expired"))
+            Err(AuthError::Invalid(why)) => {
+                return Err(Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("invalid token: {}", excerpt(&why)),
+                ))
             }
             Err(e) => return Err(Refusal::new(StatusCode::UNAUTHORIZED, e.to_string())),
         },
@@ -118,6 +199,7 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
             )
         }
     };
+    // The context error names the field and the rule, never the value.
     let ctx = context_for(&identity)
         .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
 
@@ -127,13 +209,7 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
         .admitting
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let open: u64 = shared
-        .shards
-        .slots
-        .iter()
-        .map(|s| s.core.read(|f| f.stats().connections_active))
-        .sum();
-    if open >= u64::from(shared.config.max_connections) {
+    if open_connections(shared) >= u64::from(shared.config.max_connections) {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is full",
@@ -152,20 +228,15 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
                 CoreError::LimitReached(_) | CoreError::EventsPending => {
                     Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "server is full")
                 }
-                other => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+                _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect"),
             })?;
     drop(admitting);
     if anonymous {
         bump(&shared.counters.fallback_connections);
     }
-    let info = Arc::new(ConnectionInfo {
-        context: ctx,
-        connection,
-        manager,
-        shard,
-        remote,
-        anonymous,
-    });
+    let info = Arc::new(ConnectionInfo::new(
+        ctx, connection, manager, shard, remote, anonymous,
+    ));
     let signals = Signals::new();
     slot.registry().insert(
         connection,

@@ -4,6 +4,8 @@
 use async_tungstenite::tungstenite::handshake::server::Request;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use crate::http::{bearer_token, percent_decode, Encoded};
@@ -19,13 +21,30 @@ pub struct Identity {
     pub run_id: Option<String>,
 }
 
-/// Why a token was refused (always HTTP 401 before the upgrade).
+/// Why a token was refused (always HTTP 401 before the upgrade). The texts
+/// are fixed: nothing from the token reaches an HTTP answer or a log line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// The token has expired.
+    /// The token has expired (`exp`, beyond the leeway).
     #[error("token expired")]
     Expired,
-    /// The token is malformed, badly signed, or lacks a required claim.
+    /// The token is not valid yet (`nbf` ahead of now, beyond the leeway).
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// The token lives longer than the configured maximum lifetime (`exp`
+    /// too far ahead of now, or of `iat`).
+    #[error("token lifetime too long")]
+    LifetimeTooLong,
+    /// The token's issuer (`iss`) is missing or not the configured one.
+    #[error("wrong token issuer")]
+    WrongIssuer,
+    /// The token's audience (`aud`) is missing or not the configured one, or
+    /// the token names an audience and none is configured.
+    #[error("wrong token audience")]
+    WrongAudience,
+    /// The token is malformed, badly signed, or lacks a required claim. The
+    /// built-in authenticator puts a fixed text here; the server shows a
+    /// custom authenticator's text only as a short escaped excerpt.
     #[error("invalid token: {0}")]
     Invalid(String),
 }
@@ -37,54 +56,169 @@ pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, token: &str) -> Result<Identity, AuthError>;
 }
 
-/// HS256 JWTs: `sub` is the user id (required), `exp` is enforced with no
-/// leeway, `thread_id` and `run_id` are used when present.
+/// HS256 JWTs: `sub` is the user id (required), `exp` is required and
+/// enforced, `nbf` is enforced when present, `thread_id` and `run_id` are
+/// used when present.
+///
+/// - Leeway ([`with_leeway`](Self::with_leeway), default none; the server
+///   uses `ServerConfig::jwt_leeway`, 30 s) applies to `exp` and `nbf`.
+/// - Maximum lifetime ([`with_max_lifetime`](Self::with_max_lifetime),
+///   default 24 h): a token whose `exp` is further ahead of now than that
+///   (plus the leeway), or whose `exp - iat` exceeds it, is refused, so a
+///   leaked long-lived token cannot be used for years.
+/// - Issuer ([`with_issuer`](Self::with_issuer)): when set, `iss` is required
+///   and must equal it.
+/// - Audience ([`with_audience`](Self::with_audience)): when set, `aud` is
+///   required and must contain it. When none is set, a token that names
+///   any audience is refused: it was minted for some other service and must
+///   not be replayable here.
 pub struct JwtAuthenticator {
     key: DecodingKey,
     validation: Validation,
+    max_lifetime: Duration,
 }
 
 impl JwtAuthenticator {
-    /// An authenticator for tokens signed with `secret`.
+    /// An authenticator for tokens signed with `secret`: no leeway, a
+    /// maximum lifetime of 24 h, no issuer or audience.
     pub fn hs256(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         JwtAuthenticator {
             key: DecodingKey::from_secret(secret),
             validation,
+            max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
         }
+    }
+
+    /// The authenticator a server with `config` uses: `secret` with
+    /// `jwt_leeway`, `jwt_max_lifetime`, `jwt_issuer` and `jwt_audience`.
+    pub fn from_config(secret: &[u8], config: &crate::ServerConfig) -> Self {
+        let mut auth = JwtAuthenticator::hs256(secret)
+            .with_leeway(config.jwt_leeway)
+            .with_max_lifetime(config.jwt_max_lifetime);
+        if let Some(iss) = &config.jwt_issuer {
+            auth = auth.with_issuer(iss);
+        }
+        if let Some(aud) = &config.jwt_audience {
+            auth = auth.with_audience(aud);
+        }
+        auth
+    }
+
+    /// Accepts `exp` up to `leeway` in the past and `nbf` up to `leeway`
+    /// ahead (clock skew between the token issuer and this server).
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.validation.leeway = leeway.as_secs();
+        self
+    }
+
+    /// Refuses tokens whose `exp` is more than `max` ahead of now (beyond
+    /// the leeway) or whose `exp - iat` is more than `max`.
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+
+    /// Requires `iss` to be `issuer`.
+    pub fn with_issuer(mut self, issuer: &str) -> Self {
+        self.validation.set_issuer(&[issuer]);
+        self.validation.required_spec_claims.insert("iss".into());
+        self
+    }
+
+    /// Requires `aud` to be (or contain) `audience`.
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        self.validation.set_audience(&[audience]);
+        self.validation.required_spec_claims.insert("aud".into());
+        self
     }
 }
 
+/// The default of [`JwtAuthenticator::with_max_lifetime`] and
+/// `ServerConfig::jwt_max_lifetime`: 24 h.
+pub const DEFAULT_JWT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 impl std::fmt::Debug for JwtAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtAuthenticator(HS256)")
+        f.debug_struct("JwtAuthenticator")
+            .field("algorithm", &"HS256")
+            .field("leeway_secs", &self.validation.leeway)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("issuer", &self.validation.iss)
+            .field("audience", &self.validation.aud)
+            .finish()
     }
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
     #[serde(default)]
     thread_id: Option<String>,
     #[serde(default)]
     run_id: Option<String>,
 }
 
+/// A fixed text for every way `jsonwebtoken` refuses a token: its own
+/// messages may quote the token (an unknown `alg` comes back verbatim).
+fn auth_error(kind: &jsonwebtoken::errors::ErrorKind) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    let text = match kind {
+        K::ExpiredSignature => return AuthError::Expired,
+        K::ImmatureSignature => return AuthError::NotYetValid,
+        K::InvalidIssuer => return AuthError::WrongIssuer,
+        K::InvalidAudience => return AuthError::WrongAudience,
+        K::MissingRequiredClaim(c) => match c.as_str() {
+            "iss" => return AuthError::WrongIssuer,
+            "aud" => return AuthError::WrongAudience,
+            "exp" => "missing claim exp",
+            "sub" => "missing claim sub",
+            _ => "missing required claim",
+        },
+        K::InvalidSignature => "bad signature",
+        K::InvalidAlgorithm | K::MissingAlgorithm | K::InvalidAlgorithmName => {
+            "unsupported algorithm"
+        }
+        K::InvalidClaimFormat(_) => "malformed claim",
+        K::InvalidSubject => "invalid subject",
+        K::Base64(_) | K::Json(_) | K::Utf8(_) | K::InvalidToken => "malformed token",
+        _ => "invalid token",
+    };
+    AuthError::Invalid(text.to_owned())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl Authenticator for JwtAuthenticator {
     fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
-            },
-        )?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| auth_error(e.kind()))?;
+        let claims = data.claims;
+        let max = self.max_lifetime.as_secs();
+        let latest_exp = unix_now()
+            .saturating_add(max)
+            .saturating_add(self.validation.leeway);
+        if claims.exp > latest_exp
+            || claims
+                .iat
+                .is_some_and(|iat| claims.exp.saturating_sub(iat) > max)
+        {
+            return Err(AuthError::LifetimeTooLong);
+        }
         Ok(Identity {
-            user_id: data.claims.sub,
-            thread_id: data.claims.thread_id,
-            run_id: data.claims.run_id,
+            user_id: claims.sub,
+            thread_id: claims.thread_id,
+            run_id: claims.run_id,
         })
     }
 }
@@ -224,6 +358,73 @@ mod tests {
             auth.authenticate("not.a.jwt"),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nbf_lifetime_issuer_and_audience_have_their_own_errors() {
+        use serde_json::json;
+        let n = now();
+        let auth = JwtAuthenticator::hs256(SECRET).with_leeway(Duration::from_secs(30));
+        let check = |c| auth.authenticate(&signed(c)).map(|id| id.user_id);
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "nbf": n + 3600})),
+            Err(AuthError::NotYetValid)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "nbf": n + 20})),
+            Ok("a".into())
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 100 * 365 * 86_400})),
+            Err(AuthError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iat": n - 86_400})),
+            Err(AuthError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "aud": "elsewhere"})),
+            Err(AuthError::WrongAudience)
+        );
+        let strict = JwtAuthenticator::hs256(SECRET)
+            .with_issuer("auth.example")
+            .with_audience("userlane");
+        let check = |c| strict.authenticate(&signed(c)).map(|id| id.user_id);
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iss": "auth.example", "aud": "userlane"})),
+            Ok("a".into())
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "aud": "userlane"})),
+            Err(AuthError::WrongIssuer)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iss": "x", "aud": "userlane"})),
+            Err(AuthError::WrongIssuer)
+        );
+        assert_eq!(
+            check(json!({"sub": "a", "exp": n + 60, "iss": "auth.example"})),
+            Err(AuthError::WrongAudience)
+        );
+    }
+
+    #[test]
+    fn library_error_texts_never_quote_the_token() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let auth = JwtAuthenticator::hs256(SECRET);
+        let header = B64.encode(format!(r#"{{"alg":"X\nforged{}"}}"#, "A".repeat(10_000)));
+        let token = format!("{header}.{}.c2ln", B64.encode(r#"{"sub":"a","exp":1}"#));
+        let err = auth.authenticate(&token).unwrap_err().to_string();
+        assert!(err.len() < 40 && !err.contains("forged"), "{err}");
     }
 
     fn request(headers: &[(&str, &str)], uri: &str) -> Request {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use userlane_core::SlowConsumerPolicy;
 
+pub use crate::origin::OriginPolicy;
 use crate::shards::{SHARD_CONNS, SHARD_USERS};
 
 /// Where the server runs; decides how a connection without a token is treated.
@@ -110,8 +111,29 @@ pub struct ServerConfig {
     pub echo_path: Option<String>,
     /// Largest body of a plain HTTP request (413 beyond). Default 64 KiB.
     pub max_http_body_bytes: usize,
-    /// Time a client has to send its request head. Default 10 s.
+    /// The request deadline, counted from the moment the socket is accepted:
+    /// the request head, a plain-HTTP body, the service's answer being
+    /// written, and for an upgrade its admission and handshake response must
+    /// all be done by then, or the socket is closed (with `408 Request
+    /// Timeout` when the request was still being read). Bounds how long a
+    /// slow client (slowloris) can hold a socket before it is a connection.
+    /// Default 10 s.
     pub handshake_timeout: Duration,
+    /// Clock skew accepted on a JWT's `exp` and `nbf`. Default 30 s.
+    pub jwt_leeway: Duration,
+    /// When set, a JWT's `iss` must be this. Default none (not checked).
+    pub jwt_issuer: Option<String>,
+    /// When set, a JWT's `aud` must be (or contain) this. When none is set, a
+    /// token naming any audience is refused (it was minted for another
+    /// service). Default none.
+    pub jwt_audience: Option<String>,
+    /// Longest JWT lifetime accepted: `exp` more than this ahead of now (beyond
+    /// the leeway), or `exp - iat` more than this, is refused. Default 24 h.
+    pub jwt_max_lifetime: Duration,
+    /// Which browser pages may open the WebSocket and echo endpoints (by
+    /// their `Origin` header; 403 otherwise). Default: [`OriginPolicy::SameHost`]
+    /// in production and staging, [`OriginPolicy::Any`] in development and testing.
+    pub allowed_origins: OriginPolicy,
     /// Redis settings when several nodes serve the same users; `None` runs
     /// a single node.
     pub cluster: Option<crate::cluster::ClusterConfig>,
@@ -142,6 +164,11 @@ impl fmt::Debug for ServerConfig {
             .field("echo_path", &self.echo_path)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("jwt_leeway", &self.jwt_leeway)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_max_lifetime", &self.jwt_max_lifetime)
+            .field("allowed_origins", &self.allowed_origins)
             .field("cluster", &self.cluster.as_ref().map(|c| &c.redis_url))
             .field("shards", &self.shards)
             .finish()
@@ -172,6 +199,15 @@ impl ServerConfig {
             cluster: None,
             max_http_body_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            jwt_leeway: Duration::from_secs(30),
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_max_lifetime: crate::auth::DEFAULT_JWT_MAX_LIFETIME,
+            allowed_origins: if environment.requires_authentication() {
+                OriginPolicy::SameHost
+            } else {
+                OriginPolicy::Any
+            },
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -208,6 +244,11 @@ impl ServerConfig {
         if self.ping_interval >= self.idle_timeout {
             return Err(ConfigError::Invalid(
                 "ping_interval must be shorter than idle_timeout",
+            ));
+        }
+        if self.handshake_timeout.is_zero() || self.jwt_max_lifetime.is_zero() {
+            return Err(ConfigError::Invalid(
+                "handshake_timeout and jwt_max_lifetime must be positive",
             ));
         }
         if !self.ws_path.starts_with('/') {

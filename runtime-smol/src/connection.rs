@@ -19,11 +19,13 @@ use futures_util::{Sink, Stream as _};
 use smol::{Async, Timer};
 use userlane_core::{CloseCode, Transmit};
 
-use crate::admission::admit;
+use crate::admission::{admit, admit_echo, EchoSlot};
 use crate::auth::JWT_AUTH_PROTOCOL;
 use crate::handle::{bump, ServerHandle, ServerShared};
 use crate::handler::ConnectionInfo;
-use crate::http::{read_head, serve_plain, HeadError, HttpResponse, Replay};
+use crate::http::{
+    body_length, read_head, serve_plain, Head, HeadError, HttpResponse, Phase, PhaseCell, Replay,
+};
 use crate::signals::{Signals, CLOSING, CORE, KILL, SOCKET, TIMER};
 
 type Stream = Replay<Async<TcpStream>>;
@@ -39,11 +41,19 @@ pub(crate) async fn serve(
     remote: SocketAddr,
     _task: smol::channel::Sender<()>,
 ) {
+    // The request deadline counts from the accept.
+    let deadline = std::time::Instant::now() + shared.config.handshake_timeout;
     // Boxed: the handshake's state (request head, admission, upgrade, the
     // plain-HTTP path) is freed once the connection is open instead of
     // staying in the task for the connection's whole life.
-    let Some((conn, info, cleanup)) = Box::pin(open(&shared, socket, remote)).await else {
-        return;
+    let (conn, info, cleanup) = match Box::pin(open(&shared, socket, remote, deadline)).await {
+        None => return,
+        Some(Opened::Echo(ws, slot)) => {
+            Box::pin(crate::echo::serve(&shared, *ws)).await;
+            drop(slot);
+            return;
+        }
+        Some(Opened::Conn(conn, info, cleanup)) => (conn, info, cleanup),
     };
     let forced = conn.await;
     if forced {
@@ -62,49 +72,182 @@ pub(crate) async fn serve(
     }
 }
 
+/// What an accepted socket became.
+// The `Conn` variant is moved into the task's state either way; boxing it
+// would add an allocation per connection.
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    /// A WebSocket connection of a user: its future, its info and what it
+    /// holds in the cluster.
+    Conn(Conn, Arc<ConnectionInfo>, Cleanup),
+    /// An upgraded echo connection and its share of `max_connections`.
+    Echo(Box<WebSocketStream<Stream>>, EchoSlot),
+}
+
+/// How a step bounded by the request deadline ended.
+enum Bounded<T> {
+    Done(T),
+    TimedOut,
+    Killed,
+}
+
+/// Runs `step` until it ends, the request deadline passes, or shutdown's
+/// deadline drops every connection.
+async fn bounded<T>(
+    shared: &ServerShared,
+    deadline: std::time::Instant,
+    step: impl Future<Output = T>,
+) -> Bounded<T> {
+    smol::future::or(
+        async { Bounded::Done(step.await) },
+        smol::future::or(
+            async {
+                Timer::at(deadline).await;
+                Bounded::TimedOut
+            },
+            async {
+                killed(shared).await;
+                Bounded::Killed
+            },
+        ),
+    )
+    .await
+}
+
 /// Reads the request head and answers plain HTTP, or admits and upgrades a
-/// WebSocket request: then the connection's future, its info and what it
-/// holds in the cluster. `None` when the socket was answered or dropped here.
+/// WebSocket request, all before `deadline` (the socket is closed when it
+/// passes). `None` when the socket was answered or dropped here.
 async fn open(
     shared: &Arc<ServerShared>,
     mut socket: Async<TcpStream>,
     remote: SocketAddr,
-) -> Option<(Conn, Arc<ConnectionInfo>, Cleanup)> {
+    deadline: std::time::Instant,
+) -> Option<Opened> {
     let mut buf = Vec::with_capacity(1024);
-    let head = smol::future::or(
-        // Boxed: the head reader's buffers (~4 KiB) would otherwise stay in
-        // every connection task's state for its whole life.
-        async { Some(Box::pin(read_head(&mut socket, &mut buf)).await) },
-        async {
-            let timeout = async {
-                smol::Timer::after(shared.config.handshake_timeout).await;
-            };
-            smol::future::or(timeout, killed(shared)).await;
-            None
-        },
+    let phase = PhaseCell::new(Phase::Reading);
+    // Boxed: the head reader's buffers and the plain-HTTP path (~9 KiB)
+    // would otherwise stay in every connection task's state for its whole life.
+    let first = bounded(
+        shared,
+        deadline,
+        Box::pin(read_request(shared, &mut socket, &mut buf, remote, &phase)),
     )
     .await;
-    let head = match head {
-        None | Some(Err(HeadError::Io)) => return None,
-        Some(Err(HeadError::Bad(status, why))) => {
+    let head = match first {
+        Bounded::Done(Some(head)) => head,
+        Bounded::Done(None) | Bounded::Killed => return None,
+        Bounded::TimedOut => {
+            timed_out(shared, remote, &mut socket, phase.get()).await;
+            return None;
+        }
+    };
+    let stream = Replay::new(buf, socket);
+    let upgraded = match bounded(
+        shared,
+        deadline,
+        Box::pin(upgrade(shared, stream, head, remote)),
+    )
+    .await
+    {
+        Bounded::Done(u) => u?,
+        Bounded::TimedOut => {
+            // Whatever was admitted was given back when the step was dropped.
+            bump(&shared.counters.requests_timed_out);
+            log::debug!("upgrade from {remote} passed the request deadline; socket closed");
+            return None;
+        }
+        Bounded::Killed => return None,
+    };
+    let (ws, mut pending, signals) = match upgraded {
+        Upgraded::Echo(ws, slot) => return Some(Opened::Echo(ws, slot)),
+        Upgraded::Ws(ws, pending, signals) => (ws, pending, signals),
+    };
+    if let Some(cluster) = &shared.cluster {
+        let info = pending.info();
+        // Subscribe first, then drain: a message sent before the subscription
+        // is in the offline stream, one sent after reaches the subscription.
+        cluster.local_opened(info.user_id()).await;
+        pending.cleanup.subscription = true;
+        Box::pin(replay_offline(shared, cluster, &info)).await;
+    }
+    let (info, cleanup) = pending.keep();
+    log::debug!(
+        "user {} connected from {remote} (connection {})",
+        info.user_id(),
+        info.connection_id()
+    );
+    let conn = Conn::new(shared, &info, *ws, signals);
+    Some(Opened::Conn(conn, info, cleanup))
+}
+
+/// The request deadline passed: counted, and answered with 408 when the
+/// request was still being read (503 when the service was answering) and
+/// nothing was written yet; then the socket is closed.
+async fn timed_out(
+    shared: &ServerShared,
+    remote: SocketAddr,
+    socket: &mut Async<TcpStream>,
+    phase: Phase,
+) {
+    bump(&shared.counters.requests_timed_out);
+    let answer = match phase {
+        Phase::Reading => HttpResponse::text(408, "request deadline passed\n"),
+        Phase::Answering => HttpResponse::text(503, "request deadline passed\n"),
+        Phase::Written => return,
+    };
+    shared.refusal_log.info(408, || {
+        format!("request from {remote} passed the request deadline; socket closed")
+    });
+    // Bounded: a peer that does not read must not hold the socket either.
+    let bytes = answer.encode();
+    let write = smol::io::AsyncWriteExt::write_all(socket, &bytes);
+    let _ = smol::future::or(async { write.await.is_ok() }, async {
+        Timer::after(Duration::from_millis(100)).await;
+        false
+    })
+    .await;
+}
+
+/// Reads the request head; answers a plain HTTP request (or a head that
+/// cannot be read) and returns `None`, or returns the head of an upgrade.
+async fn read_request(
+    shared: &Arc<ServerShared>,
+    socket: &mut Async<TcpStream>,
+    buf: &mut Vec<u8>,
+    remote: SocketAddr,
+    phase: &PhaseCell,
+) -> Option<Head> {
+    let head = match read_head(socket, buf).await {
+        Err(HeadError::Io) => return None,
+        Err(HeadError::Bad(status, why)) => {
             if status == 400 {
                 bump(&shared.counters.rejected_400);
             }
+            phase.set(Phase::Written);
             let _ = smol::io::AsyncWriteExt::write_all(
-                &mut socket,
+                socket,
                 &HttpResponse::text(status, why).encode(),
             )
             .await;
             return None;
         }
-        Some(Ok(head)) => head,
+        Ok(head) => head,
     };
-    if !head.is_websocket_upgrade() {
-        let handle = ServerHandle {
-            shared: shared.clone(),
-        };
-        let max_body = shared.config.max_http_body_bytes;
-        let serving = serve_plain(&mut socket, head, buf, remote, max_body, |req| async {
+    if head.is_websocket_upgrade() {
+        return Some(head);
+    }
+    let handle = ServerHandle {
+        shared: shared.clone(),
+    };
+    let max_body = shared.config.max_http_body_bytes;
+    let served = serve_plain(
+        socket,
+        head,
+        std::mem::take(buf),
+        remote,
+        max_body,
+        phase,
+        |req| async {
             let answer = AssertUnwindSafe(async { shared.http.handle(&handle, req).await });
             futures_util::FutureExt::catch_unwind(answer)
                 .await
@@ -112,35 +255,92 @@ async fn open(
                     bump(&shared.counters.handler_panics);
                     HttpResponse::text(500, "internal error\n")
                 })
-        });
-        // Boxed: the plain-HTTP path is ~9 KiB of future state that
-        // WebSocket connections would otherwise carry for their whole life.
-        let served = smol::future::or(Box::pin(serving), async {
-            killed(shared).await;
-            Err(std::io::Error::other("dropped at the shutdown deadline"))
-        })
-        .await;
-        if let Err(e) = served {
-            log::debug!("HTTP request from {remote} failed: {e}");
-        }
-        return None;
+        },
+    )
+    .await;
+    if let Err(e) = served {
+        log::debug!("HTTP request from {remote} failed: {e}");
     }
-    let stream = Replay::new(buf, socket);
-    if shared.config.echo_path.as_deref() == Some(head.path.as_str()) {
-        Box::pin(crate::echo::serve(shared, stream)).await;
-        return None;
+    None
+}
+
+/// What the upgrade step produced.
+enum Upgraded<'a> {
+    /// A user's WebSocket, its admission (given back if dropped) and its wake flags.
+    Ws(Box<WebSocketStream<Stream>>, Pending<'a>, Arc<Signals>),
+    /// An echo WebSocket and its share of `max_connections`.
+    Echo(Box<WebSocketStream<Stream>>, EchoSlot),
+}
+
+/// An admitted connection not yet handed to its task: released (core slot,
+/// registry, cluster lease and subscription) if dropped before
+/// [`keep`](Pending::keep) — when the request deadline passes mid-upgrade,
+/// for example.
+struct Pending<'a> {
+    shared: &'a ServerShared,
+    info: Option<Arc<ConnectionInfo>>,
+    cleanup: Cleanup,
+}
+
+impl Pending<'_> {
+    fn info(&self) -> Arc<ConnectionInfo> {
+        self.info.clone().expect("kept only once")
+    }
+
+    /// The connection is handed on: no release on drop.
+    fn keep(mut self) -> (Arc<ConnectionInfo>, Cleanup) {
+        (self.info.take().expect("kept only once"), self.cleanup)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(info) = self.info.take() {
+            release(self.shared, &info, self.cleanup);
+        }
+    }
+}
+
+/// Admits an upgrade request (or refuses it with an HTTP status) and runs
+/// the WebSocket handshake.
+async fn upgrade<'a>(
+    shared: &'a Arc<ServerShared>,
+    stream: Stream,
+    head: Head,
+    remote: SocketAddr,
+) -> Option<Upgraded<'a>> {
+    let request = match (body_length(&head), head.to_request()) {
+        (Ok(0), Some(request)) => request,
+        _ => {
+            bump(&shared.counters.rejected_400);
+            let _ = write_response(
+                stream,
+                HttpResponse::text(400, "malformed upgrade request\n"),
+            )
+            .await;
+            return None;
+        }
+    };
+    drop(head);
+    let cfg = &shared.config;
+    if cfg.echo_path.as_deref() == Some(request.uri().path()) {
+        let slot = match admit_echo(shared, &request, remote) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let _ = write_response(
+                    stream,
+                    HttpResponse::text(refusal.status.as_u16(), refusal.message),
+                )
+                .await;
+                return None;
+            }
+        };
+        drop(request);
+        let ws = crate::echo::accept(shared, stream).await?;
+        return Some(Upgraded::Echo(Box::new(ws), slot));
     }
     // Admission runs before the upgrade, in this task: every refusal is an
     // HTTP status, and the cluster's lease check may await Redis.
-    let Some(request) = head.to_request() else {
-        bump(&shared.counters.rejected_400);
-        let _ = write_response(
-            stream,
-            HttpResponse::text(400, "malformed request target\n"),
-        )
-        .await;
-        return None;
-    };
     let admitted = match admit(shared, &request, remote) {
         Ok(a) => a,
         Err(refusal) => {
@@ -152,23 +352,32 @@ async fn open(
             return None;
         }
     };
-    // Not needed past admission: dropped here, so their header maps do not
+    // Not needed past admission: dropped here, so its header map does not
     // stay in the connection task for the connection's whole life.
     drop(request);
-    drop(head);
-    let mut leased = false;
+    let mut pending = Pending {
+        shared,
+        info: Some(admitted.info.clone()),
+        cleanup: Cleanup::default(),
+    };
     if let Some(cluster) = &shared.cluster {
-        let cap = shared.config.max_connections_per_user;
+        let cap = cfg.max_connections_per_user;
         // Boxed (as the other transient steps below): an await's future is
         // part of the task's state for the connection's whole life otherwise.
+        // Given back if the deadline drops this step while Redis may
+        // already hold the lease (removing an absent lease is harmless).
+        pending.cleanup.lease = true;
         match Box::pin(cluster.admit(admitted.info.user_id(), admitted.info.connection_id(), cap))
             .await
         {
-            Ok(true) => leased = true,
+            Ok(true) => {}
             Ok(false) => {
-                release(shared, &admitted.info, Cleanup::default());
+                pending.cleanup.lease = false;
+                drop(pending);
                 bump(&shared.counters.rejected_429);
-                log::info!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user");
+                shared.refusal_log.info(429, || {
+                    format!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user")
+                });
                 let body = format!(
                     "too many connections for this user across the cluster (limit {cap})\n"
                 );
@@ -176,6 +385,7 @@ async fn open(
                 return None;
             }
             Err(e) => {
+                pending.cleanup.lease = false;
                 // Documented fallback: the node's own per-user cap (already enforced by the core).
                 cluster
                     .local_admissions
@@ -198,7 +408,6 @@ async fn open(
         }
         Ok(resp)
     };
-    let cfg = &shared.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_bytes)
         .write_buffer_size(cfg.write_buffer_bytes)
@@ -211,41 +420,14 @@ async fn open(
         Some(ws_config),
     ))
     .await;
-    let ws = match result {
-        Ok(ws) => ws,
+    match result {
+        Ok(ws) => Some(Upgraded::Ws(Box::new(ws), pending, admitted.signals)),
         Err(e) => {
             bump(&shared.counters.handshakes_failed);
             log::debug!("handshake with {remote} failed: {e}");
-            release(
-                shared,
-                &admitted.info,
-                Cleanup {
-                    lease: leased,
-                    subscription: false,
-                },
-            );
-            return None;
+            None
         }
-    };
-    let mut cleanup = Cleanup {
-        lease: leased,
-        subscription: false,
-    };
-    if let Some(cluster) = &shared.cluster {
-        // Subscribe first, then drain: a message sent before the subscription
-        // is in the offline stream, one sent after reaches the subscription.
-        cluster.local_opened(admitted.info.user_id()).await;
-        cleanup.subscription = true;
-        Box::pin(replay_offline(shared, cluster, &admitted.info)).await;
     }
-    let info = admitted.info;
-    log::debug!(
-        "user {} connected from {remote} (connection {})",
-        info.user_id(),
-        info.connection_id()
-    );
-    let conn = Conn::new(shared, &info, ws, admitted.signals);
-    Some((conn, info, cleanup))
 }
 
 /// Resolves when shutdown's deadline has passed and every connection still

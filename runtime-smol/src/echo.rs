@@ -1,56 +1,124 @@
 //! The plain echo endpoint: text and binary messages come back unchanged
-//! (fragmented ones reassembled), pings are answered. No user, no manager.
+//! (fragmented ones reassembled), pings are answered. No user, no manager,
+//! but the same bounds as every connection: it counts toward
+//! `max_connections` (admitted in `admission::admit_echo`), is pinged every
+//! `ping_interval`, is closed with 1000 after `idle_timeout` without an
+//! inbound frame, with 1001 at shutdown, and dropped at the shutdown deadline.
 
 use std::net::TcpStream;
+use std::time::Instant;
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
 use futures_util::StreamExt;
-use smol::Async;
+use smol::{Async, Timer};
 use userlane_core::CloseReason;
 
 use crate::handle::{bump, ServerShared};
 use crate::http::Replay;
 
-pub(crate) async fn serve(shared: &ServerShared, stream: Replay<Async<TcpStream>>) {
+type Stream = Replay<Async<TcpStream>>;
+
+/// The WebSocket handshake of an admitted echo request.
+pub(crate) async fn accept(
+    shared: &ServerShared,
+    stream: Stream,
+) -> Option<WebSocketStream<Stream>> {
     let cfg = &shared.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_bytes)
         .write_buffer_size(cfg.write_buffer_bytes)
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_message_bytes));
-    let mut ws = match async_tungstenite::accept_async_with_config(stream, Some(ws_config)).await {
-        Ok(ws) => ws,
+    match async_tungstenite::accept_async_with_config(stream, Some(ws_config)).await {
+        Ok(ws) => Some(ws),
         Err(_) => {
             bump(&shared.counters.handshakes_failed);
-            return;
+            None
         }
-    };
+    }
+}
+
+/// What woke the echo loop.
+enum Wake {
+    Frame(Option<Result<Message, async_tungstenite::tungstenite::Error>>),
+    Ping,
+    Idle,
+    Shutdown,
+}
+
+/// Echoes until the peer leaves, the connection idles out or the server stops.
+pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>) {
+    let cfg = &shared.config;
     let echo = async {
-        loop {
-            // Shutdown closes this channel: say goodbye with 1001 like every connection.
-            let stopping = async {
-                let _ = shared.stop_accepting_rx.recv().await;
-                None
-            };
-            match smol::future::or(async { Some(ws.next().await) }, stopping).await {
-                Some(Some(Ok(m @ (Message::Text(_) | Message::Binary(_))))) => {
-                    if ws.send(m).await.is_err() {
-                        break;
+        let mut last_inbound = Instant::now();
+        let mut next_ping = Instant::now() + cfg.ping_interval;
+        let close = loop {
+            let idle_at = last_inbound + cfg.idle_timeout;
+            let wake = smol::future::or(
+                async { Wake::Frame(ws.next().await) },
+                smol::future::or(
+                    async {
+                        // Shutdown closes this channel.
+                        let _ = shared.stop_accepting_rx.recv().await;
+                        Wake::Shutdown
+                    },
+                    async {
+                        if next_ping < idle_at {
+                            Timer::at(next_ping).await;
+                            Wake::Ping
+                        } else {
+                            Timer::at(idle_at).await;
+                            Wake::Idle
+                        }
+                    },
+                ),
+            )
+            .await;
+            match wake {
+                Wake::Frame(Some(Ok(m))) => {
+                    last_inbound = Instant::now();
+                    if matches!(m, Message::Text(_) | Message::Binary(_))
+                        && ws.send(m).await.is_err()
+                    {
+                        break None;
                     }
                 }
-                Some(Some(Ok(_))) => {}
-                Some(Some(Err(_)) | None) => break,
-                None => {
-                    let frame = CloseFrame {
+                Wake::Frame(Some(Err(_)) | None) => break None,
+                Wake::Ping => {
+                    next_ping = Instant::now() + cfg.ping_interval;
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        break None;
+                    }
+                }
+                Wake::Idle => {
+                    break Some(CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: CloseReason::IdleTimeout.as_str().into(),
+                    })
+                }
+                Wake::Shutdown => {
+                    break Some(CloseFrame {
                         code: CloseCode::Away,
                         reason: CloseReason::ServerShutdown.as_str().into(),
-                    };
-                    let _ = ws.close(Some(frame)).await;
-                    break;
+                    })
                 }
             }
+        };
+        if let Some(frame) = close {
+            // Bounded like every server-side close: a peer that does not
+            // read gets `close_grace`, then the socket is dropped.
+            let _ = smol::future::or(
+                async {
+                    let _ = ws.close(Some(frame)).await;
+                },
+                async {
+                    Timer::after(cfg.close_grace).await;
+                },
+            )
+            .await;
         }
     };
     // A peer that stops reading is dropped at the shutdown deadline.

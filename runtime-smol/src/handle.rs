@@ -25,6 +25,8 @@ pub(crate) struct Counters {
     pub(crate) handshakes_failed: AtomicU64,
     pub(crate) rejected_400: AtomicU64,
     pub(crate) rejected_401: AtomicU64,
+    pub(crate) rejected_403: AtomicU64,
+    pub(crate) requests_timed_out: AtomicU64,
     pub(crate) rejected_404: AtomicU64,
     pub(crate) rejected_429: AtomicU64,
     pub(crate) rejected_503: AtomicU64,
@@ -51,6 +53,10 @@ pub(crate) struct ServerShared {
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(crate) http: Arc<dyn crate::http::HttpService>,
     pub(crate) counters: Counters,
+    /// Rate limit of refusal log lines.
+    pub(crate) refusal_log: crate::bounded::RefusalLog,
+    /// Open echo connections (they count toward `max_connections`).
+    pub(crate) echo_open: AtomicU64,
     /// Held from admission's count of open connections to its connect, so
     /// that handshakes on other executor threads cannot all pass the
     /// server-wide `max_connections` check at once (each shard's core only
@@ -85,8 +91,14 @@ pub struct ServerStats {
     pub rejected_bad_request: u64,
     /// Refused with 401 (missing, invalid or expired token).
     pub rejected_unauthorized: u64,
+    /// Refused with 403 (the `Origin` is not allowed).
+    pub rejected_forbidden: u64,
     /// Refused with 404 (wrong path).
     pub rejected_not_found: u64,
+    /// Sockets closed because the request deadline
+    /// (`ServerConfig::handshake_timeout`) passed before the request was
+    /// answered or upgraded.
+    pub requests_timed_out: u64,
     /// Refused with 429 (per-user connection limit).
     pub rejected_user_limit: u64,
     /// Refused with 503 (server full or shutting down).
@@ -118,6 +130,10 @@ pub enum UserError {
     /// buffering is off.
     #[error("unknown user")]
     UnknownUser,
+    /// The connection is not open on this server: it has closed, or the
+    /// `ConnectionInfo` came from another server.
+    #[error("unknown connection")]
+    UnknownConnection,
     /// The core refused.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -191,13 +207,15 @@ impl ServerHandle {
     }
 
     /// Queues `message` for one connection only (for example an error reply
-    /// to the tab that sent a bad frame).
+    /// to the tab that sent a bad frame). A connection that is gone, or a
+    /// `ConnectionInfo` of another server, is refused with
+    /// [`UserError::UnknownConnection`].
     pub fn send_to_connection(
         &self,
         conn: &ConnectionInfo,
         message: Message,
     ) -> Result<SendOutcome, UserError> {
-        let slot = &self.shared.shards.slots[conn.shard];
+        let slot = self.shared.shards.slot_of(conn)?;
         Ok(slot.core.send_to_connection(
             conn.manager,
             conn.connection,
@@ -390,7 +408,9 @@ impl ServerHandle {
             handshakes_failed: get(&c.handshakes_failed),
             rejected_bad_request: get(&c.rejected_400),
             rejected_unauthorized: get(&c.rejected_401),
+            rejected_forbidden: get(&c.rejected_403),
             rejected_not_found: get(&c.rejected_404),
+            requests_timed_out: get(&c.requests_timed_out),
             rejected_user_limit: get(&c.rejected_429),
             rejected_server_full: get(&c.rejected_503),
             fallback_connections: get(&c.fallback_connections),

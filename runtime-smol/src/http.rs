@@ -287,7 +287,43 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// Reads the body of a plain request and asks the service; writes the response.
+/// How far a plain request got, for the answer when the request deadline
+/// passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The request (head or body) is still being read.
+    Reading,
+    /// The service is working on the answer.
+    Answering,
+    /// Something was written: the socket can only be closed.
+    Written,
+}
+
+/// A [`Phase`] shared between a request's step and its deadline.
+#[derive(Debug)]
+pub(crate) struct PhaseCell(std::sync::atomic::AtomicU8);
+
+impl PhaseCell {
+    pub(crate) fn new(phase: Phase) -> Self {
+        PhaseCell(std::sync::atomic::AtomicU8::new(phase as u8))
+    }
+
+    pub(crate) fn get(&self) -> Phase {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Phase::Reading,
+            1 => Phase::Answering,
+            _ => Phase::Written,
+        }
+    }
+
+    pub(crate) fn set(&self, phase: Phase) {
+        self.0
+            .store(phase as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Reads the body of a plain request and asks the service; writes the
+/// response. `phase` follows along (see [`Phase`]).
 pub(crate) async fn serve_plain<
     S: AsyncRead + AsyncWrite + Unpin,
     F: std::future::Future<Output = HttpResponse>,
@@ -297,6 +333,7 @@ pub(crate) async fn serve_plain<
     mut buf: Vec<u8>,
     remote: SocketAddr,
     max_body: usize,
+    phase: &PhaseCell,
     respond: impl FnOnce(HttpRequest) -> F,
 ) -> io::Result<u16> {
     let received = buf.len() - head.len;
@@ -322,6 +359,7 @@ pub(crate) async fn serve_plain<
                 body.extend_from_slice(&chunk[..read]);
             }
             body.truncate(n);
+            phase.set(Phase::Answering);
             respond(HttpRequest {
                 method: head.method,
                 path: head.path,
@@ -333,6 +371,7 @@ pub(crate) async fn serve_plain<
             .await
         }
     };
+    phase.set(Phase::Written);
     stream.write_all(&response.encode()).await?;
     stream.flush().await?;
     if let Some(left) = unread {
@@ -364,20 +403,56 @@ async fn discard_unread<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, mut l
     .await;
 }
 
-fn body_length(head: &Head) -> Result<usize, HttpResponse> {
+/// The body length a request head declares, under RFC 9112 §6 framing
+/// rules with no leniency (a request whose length two parsers could read
+/// differently is how requests are smuggled):
+///
+/// - `Transfer-Encoding` together with `Content-Length`: 400;
+///   `Transfer-Encoding` alone: 411 (chunked bodies are not supported);
+/// - `Content-Length` must be digits only (no sign, no inner space, no
+///   empty value): 400 otherwise;
+/// - several `Content-Length` values (repeated headers or a comma list)
+///   are accepted only when they are all the same number (RFC 9112 §6.3
+///   allows merging identical values); different values: 400.
+pub(crate) fn body_length(head: &Head) -> Result<usize, HttpResponse> {
+    let mut lengths = head
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "content-length")
+        .flat_map(|(_, v)| v.split(','))
+        .peekable();
     if head.header("transfer-encoding").is_some() {
+        if lengths.peek().is_some() {
+            return Err(HttpResponse::text(
+                400,
+                "Transfer-Encoding and Content-Length together\n",
+            ));
+        }
         return Err(HttpResponse::text(
             411,
             "chunked bodies are not supported; send Content-Length\n",
         ));
     }
-    match head.header("content-length") {
-        None => Ok(0),
-        Some(v) => v
-            .trim()
+    let mut declared: Option<usize> = None;
+    for value in lengths {
+        let value = value.trim_matches([' ', '\t']);
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HttpResponse::text(400, "bad Content-Length\n"));
+        }
+        let n: usize = value
             .parse()
-            .map_err(|_| HttpResponse::text(400, "bad Content-Length\n")),
+            .map_err(|_| HttpResponse::text(400, "bad Content-Length\n"))?;
+        match declared {
+            Some(d) if d != n => {
+                return Err(HttpResponse::text(
+                    400,
+                    "conflicting Content-Length headers\n",
+                ))
+            }
+            _ => declared = Some(n),
+        }
     }
+    Ok(declared.unwrap_or(0))
 }
 
 /// A stream that first yields bytes already read, then the inner stream, so

@@ -15,8 +15,10 @@
 //!   never in the accept loop, and accept errors never end the loop. After
 //!   the upgrade the task is one future driving the reader, the writer, the
 //!   ping timer and the close deadline.
-//! - Refusals before the upgrade are HTTP statuses (400, 401, 404, 429,
-//!   503); after it, WebSocket close codes: 1000 (idle, deactivated), 1001
+//! - Refusals before the upgrade are HTTP statuses (400, 401, 403, 404,
+//!   408, 411, 413, 429, 431, 503) with fixed, short texts (what a client
+//!   sent reaches an answer or a log line only as a short escaped excerpt),
+//!   and refusal log lines are rate-limited per kind; after it, WebSocket close codes: 1000 (idle, deactivated), 1001
 //!   (shutdown), 1002, 1007, 1009, 1011 (the reader's verdicts), 1013 (slow
 //!   consumer) and application codes 3000–4999 such as 4001.
 //! - Users are spread over shards ([`userlane_core::shim::shard_for`]), each
@@ -37,6 +39,7 @@
 
 mod admission;
 mod auth;
+mod bounded;
 mod clock;
 pub mod cluster;
 pub mod compat;
@@ -47,12 +50,14 @@ mod handle;
 mod handler;
 mod http;
 mod mutex;
+mod origin;
 mod server;
 mod shards;
 mod signals;
 
 pub use auth::{
-    AuthError, Authenticator, Identity, JwtAuthenticator, JWT_AUTH_PROTOCOL, JWT_PROTOCOL_PREFIX,
+    AuthError, Authenticator, Identity, JwtAuthenticator, DEFAULT_JWT_MAX_LIFETIME,
+    JWT_AUTH_PROTOCOL, JWT_PROTOCOL_PREFIX,
 };
 pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
 pub use handle::{Reach, ServerHandle, ServerStats, ShutdownReport, UserError};
@@ -62,6 +67,7 @@ pub use http::{
     MAX_HEAD_BYTES,
 };
 pub use mutex::StdRawMutex;
+pub use origin::{BadOrigin, OriginPolicy};
 pub use server::{Server, ServerBuilder, StartError};
 pub use shards::{Shard, SHARD_CONNS, SHARD_EVENTS, SHARD_SLOTS, SHARD_USERS};
 

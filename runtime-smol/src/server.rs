@@ -64,7 +64,8 @@ impl ServerBuilder {
         let authenticator = match (self.authenticator, &config.jwt_secret) {
             (Some(a), _) => Some(a),
             (None, Some(secret)) => {
-                Some(Arc::new(JwtAuthenticator::hs256(secret)) as Arc<dyn Authenticator>)
+                Some(Arc::new(JwtAuthenticator::from_config(secret, &config))
+                    as Arc<dyn Authenticator>)
             }
             (None, None) => None,
         };
@@ -98,6 +99,8 @@ impl ServerBuilder {
             cluster,
             http: self.http,
             counters: Counters::default(),
+            refusal_log: Default::default(),
+            echo_open: Default::default(),
             admitting: std::sync::Mutex::new(()),
             accepting: AtomicBool::new(true),
             stop_accepting,
@@ -174,6 +177,13 @@ impl Server {
             })
             .collect();
         let mut background = background;
+        let flushing = shared.clone();
+        background.push(smol::spawn(async move {
+            loop {
+                smol::Timer::after(crate::bounded::REFUSAL_LOG_WINDOW).await;
+                flushing.refusal_log.flush();
+            }
+        }));
         if let Some(cluster) = &shared.cluster {
             let handle = ServerHandle {
                 shared: shared.clone(),

@@ -125,6 +125,29 @@ impl Shards {
     pub(crate) fn of(&self, user_id: &str) -> &ShardSlot {
         &self.slots[self.index_of(user_id)]
     }
+
+    /// The shard of a connection this server admitted and still holds. A
+    /// `ConnectionInfo` of another server (its shard index may be out of
+    /// range here, its handles may name one of this server's connections)
+    /// is refused: the registry must hold the very same connection id.
+    pub(crate) fn slot_of(
+        &self,
+        info: &ConnectionInfo,
+    ) -> Result<&ShardSlot, crate::handle::UserError> {
+        let slot = self
+            .slots
+            .get(info.shard)
+            .ok_or(crate::handle::UserError::UnknownConnection)?;
+        let ours = slot
+            .registry()
+            .get(&info.connection)
+            .is_some_and(|e| e.info.connection_id() == info.connection_id());
+        if ours {
+            Ok(slot)
+        } else {
+            Err(crate::handle::UserError::UnknownConnection)
+        }
+    }
 }
 
 /// Runs the shard's one timer: sleeps until the core's next deadline (or

@@ -107,7 +107,7 @@ fn development_and_testing_admit_a_missing_token_as_isolated_anonymous_users() {
             assert_silent(&mut second, Duration::from_millis(50), "second").await;
             let conns = server.handle.user_connections(&id1);
             assert_eq!(conns.len(), 1);
-            assert!(conns[0].anonymous);
+            assert!(conns[0].anonymous());
 
             // A real token is still a real user, not a fallback.
             let mut carol = connect(server.addr, "carol").await;
@@ -204,18 +204,18 @@ fn thread_and_run_come_from_the_token_and_every_connection_gets_a_fresh_request_
         assert_eq!(conns.len(), 3);
         let from_token: Vec<_> = conns
             .iter()
-            .filter(|c| c.context.thread_id() == "thread-42")
+            .filter(|c| c.context().thread_id() == "thread-42")
             .collect();
         assert_eq!(from_token.len(), 2);
-        assert!(from_token.iter().all(|c| c.context.run_id() == "run-7"));
+        assert!(from_token.iter().all(|c| c.context().run_id() == "run-7"));
         // The token without them got generated ones.
         let generated = conns
             .iter()
-            .find(|c| c.context.thread_id() != "thread-42")
+            .find(|c| c.context().thread_id() != "thread-42")
             .unwrap();
-        assert!(!generated.context.thread_id().is_empty());
-        assert!(!generated.context.run_id().is_empty());
-        let mut request_ids: Vec<&str> = conns.iter().map(|c| c.context.request_id()).collect();
+        assert!(!generated.context().thread_id().is_empty());
+        assert!(!generated.context().run_id().is_empty());
+        let mut request_ids: Vec<&str> = conns.iter().map(|c| c.context().request_id()).collect();
         request_ids.sort();
         request_ids.dedup();
         assert_eq!(request_ids.len(), 3, "request ids are per connection");

@@ -22,7 +22,9 @@ fn one_send_reaches_every_tab_of_the_user_exactly_once() {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 4, "every tab has its own connection id");
-        assert!(conns.iter().all(|c| c.user_id() == "alice" && !c.anonymous));
+        assert!(conns
+            .iter()
+            .all(|c| c.user_id() == "alice" && !c.anonymous()));
 
         assert_eq!(
             server.handle.send_text("alice", "m1").unwrap(),

@@ -195,7 +195,7 @@ fn a_reused_connection_slot_never_receives_its_previous_owners_messages() {
     let server = start(config(Environment::Production));
     smol::block_on(async {
         let mut alice = connect(server.addr, "alice").await;
-        let alice_conn = server.handle.user_connections("alice")[0].connection;
+        let alice_conn = server.handle.user_connections("alice")[0].connection();
         alice.close(None).await.unwrap();
         assert!(
             eventually(Duration::from_secs(5), || server
@@ -205,7 +205,7 @@ fn a_reused_connection_slot_never_receives_its_previous_owners_messages() {
             .await
         );
         let mut bob = connect(server.addr, "bob").await;
-        let bob_conn = server.handle.user_connections("bob")[0].connection;
+        let bob_conn = server.handle.user_connections("bob")[0].connection();
         // The premise: the core hands bob the slot alice just released, under
         // a new generation, so a stale handle could only reach bob by mistake.
         assert_eq!(bob_conn.index(), alice_conn.index(), "slot was not reused");
@@ -249,7 +249,9 @@ fn users_on_two_shards_each_get_only_their_own_messages() {
         for (u, shard) in users.iter().zip(&on_shard) {
             let conns = server.handle.user_connections(u);
             assert_eq!(conns.len(), 2);
-            assert!(conns.iter().all(|c| c.shard == *shard && c.user_id() == u));
+            assert!(conns
+                .iter()
+                .all(|c| c.shard() == *shard && c.user_id() == u));
         }
         for round in 0..3 {
             for u in &users {

@@ -98,7 +98,7 @@ impl Api {
             ("GET", ["healthz"]) => self.healthz(server, &req, ops),
             ("GET", ["metrics"]) if ops => self.metrics(server).await,
             (_, ["metrics"]) if !ops => HttpResponse::text(404, "not found\n"),
-            ("POST", ["dev", "token"]) if self.dev_secret.is_some() => self.dev_token(&req),
+            ("POST", ["dev", "token"]) if self.dev_secret.is_some() => self.dev_token(server, &req),
             ("POST", ["api", "users", user, "messages"]) => match self.authorize(&req) {
                 Err(r) => r,
                 Ok(()) => match decode_user(user) {
@@ -231,7 +231,7 @@ impl Api {
         }
     }
 
-    fn dev_token(&self, req: &HttpRequest) -> HttpResponse {
+    fn dev_token(&self, server: &ServerHandle, req: &HttpRequest) -> HttpResponse {
         let Some(secret) = &self.dev_secret else {
             return HttpResponse::text(404, "not found\n");
         };
@@ -251,7 +251,14 @@ impl Api {
                 &json!({"error": "user ids starting with \"anon-\" are reserved for anonymous connections"}),
             );
         }
-        match mint(secret, &user_id, DEV_TOKEN_TTL_SECS) {
+        let config = server.config();
+        match mint(
+            secret,
+            &user_id,
+            DEV_TOKEN_TTL_SECS,
+            config.jwt_issuer.as_deref(),
+            config.jwt_audience.as_deref(),
+        ) {
             Ok(token) => HttpResponse::json(200, &json!({ "token": token, "user_id": user_id })),
             Err(e) => HttpResponse::json(500, &json!({"error": e.to_string()})),
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use userlane_smol::{Environment, ServerConfig, SHARD_USERS};
+use userlane_smol::{Environment, OriginPolicy, ServerConfig, SHARD_USERS};
 
 use super::agent::{DEFAULT_RUNS_PER_USER, DEFAULT_RUNS_TOTAL};
 use super::health::DEFAULT_MEMORY_SPIKE_PERCENT;
@@ -67,6 +67,28 @@ pub struct Args {
     /// Most messages held in Redis for a user connected nowhere.
     #[arg(long, env = "USERLANE_OFFLINE_STREAM_LEN", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub offline_stream_len: u32,
+    /// Seconds a client has to complete a request from the accept: head, body
+    /// and answer, or the WebSocket upgrade (408 / closed beyond).
+    #[arg(long, env = "USERLANE_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+    /// Required JWT issuer (`iss`); omit to accept any issuer.
+    #[arg(long, env = "USERLANE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT audience (`aud`); omit to refuse every token that names an audience.
+    #[arg(long, env = "USERLANE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Seconds of clock skew accepted on a JWT's `exp` and `nbf`.
+    #[arg(long, env = "USERLANE_JWT_LEEWAY", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub jwt_leeway: u64,
+    /// Longest JWT lifetime accepted, in seconds (`exp` further ahead, or `exp - iat` longer, is refused).
+    #[arg(long, env = "USERLANE_JWT_MAX_LIFETIME", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jwt_max_lifetime: u64,
+    /// Browser origins allowed to open /ws and /echo: `*` (any), `same-host`
+    /// (the Origin must match the Host header), or a comma-separated list of
+    /// scheme://host[:port]. Default: same-host in production/staging, * in
+    /// development/testing. Clients that send no Origin are always allowed.
+    #[arg(long, env = "USERLANE_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<OriginPolicy>,
     /// Milliseconds between the demo agent's events.
     #[arg(long, env = "USERLANE_AGENT_STEP_MS", default_value_t = 300)]
     pub agent_step_ms: u64,
@@ -168,6 +190,14 @@ impl Args {
         c.offline_buffer = self.offline_buffer;
         c.ping_interval = Duration::from_secs(self.ping_interval);
         c.idle_timeout = Duration::from_secs(self.idle_timeout);
+        c.handshake_timeout = Duration::from_secs(self.request_timeout);
+        c.jwt_issuer = self.jwt_issuer.clone().filter(|s| !s.is_empty());
+        c.jwt_audience = self.jwt_audience.clone().filter(|s| !s.is_empty());
+        c.jwt_leeway = Duration::from_secs(self.jwt_leeway);
+        c.jwt_max_lifetime = Duration::from_secs(self.jwt_max_lifetime);
+        if let Some(origins) = &self.allowed_origins {
+            c.allowed_origins = origins.clone();
+        }
         if let Some(n) = self.shards {
             c.shards = n as usize;
         }
@@ -251,6 +281,72 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.ops_listen(), OpsListen::Public);
+    }
+
+    #[test]
+    fn jwt_and_origin_settings_reach_the_config() {
+        let a = Args::try_parse_from(["userlane-server"]).unwrap();
+        let c = a.server_config(None).unwrap();
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (
+                c.jwt_leeway,
+                c.jwt_max_lifetime,
+                c.jwt_issuer,
+                c.jwt_audience,
+                c.allowed_origins
+            ),
+            (
+                Duration::from_secs(30),
+                Duration::from_secs(86_400),
+                None,
+                None,
+                OriginPolicy::Any
+            )
+        );
+        let a = Args::try_parse_from([
+            "userlane-server",
+            "--jwt-issuer",
+            "auth.example",
+            "--jwt-audience",
+            "userlane",
+            "--jwt-leeway",
+            "5",
+            "--jwt-max-lifetime",
+            "3600",
+            "--request-timeout",
+            "3",
+            "--allowed-origins",
+            "https://app.example, https://admin.example",
+        ])
+        .unwrap();
+        let c = a.server_config(None).unwrap();
+        assert_eq!(c.jwt_issuer.as_deref(), Some("auth.example"));
+        assert_eq!(c.jwt_audience.as_deref(), Some("userlane"));
+        assert_eq!(c.jwt_leeway, Duration::from_secs(5));
+        assert_eq!(c.jwt_max_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(
+            c.allowed_origins,
+            OriginPolicy::List(vec![
+                "https://app.example".into(),
+                "https://admin.example".into()
+            ])
+        );
+        let a = Args::try_parse_from(["userlane-server", "--env", "production"]).unwrap();
+        let c = a.server_config(Some(vec![7; 32])).unwrap();
+        assert_eq!(c.allowed_origins, OriginPolicy::SameHost);
+        for (flag, policy) in [
+            ("*", OriginPolicy::Any),
+            ("same-host", OriginPolicy::SameHost),
+        ] {
+            let a = Args::try_parse_from(["userlane-server", "--allowed-origins", flag]).unwrap();
+            assert_eq!(a.server_config(None).unwrap().allowed_origins, policy);
+        }
+        assert!(
+            Args::try_parse_from(["userlane-server", "--allowed-origins", "app.example"]).is_err()
+        );
+        assert!(Args::try_parse_from(["userlane-server", "--jwt-max-lifetime", "0"]).is_err());
     }
 
     #[test]

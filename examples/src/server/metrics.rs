@@ -199,7 +199,14 @@ pub fn render(
         &[
             (Reason { reason: "http_400" }, stats.rejected_bad_request),
             (Reason { reason: "http_401" }, stats.rejected_unauthorized),
+            (Reason { reason: "http_403" }, stats.rejected_forbidden),
             (Reason { reason: "http_404" }, stats.rejected_not_found),
+            (
+                Reason {
+                    reason: "request_deadline",
+                },
+                stats.requests_timed_out,
+            ),
             (Reason { reason: "http_429" }, stats.rejected_user_limit),
             (Reason { reason: "http_503" }, stats.rejected_server_full),
             (
@@ -457,6 +464,8 @@ mod tests {
         stats.core.connections_active = 3;
         stats.core.closed_slow_consumer = 2;
         stats.rejected_unauthorized = 7;
+        stats.rejected_forbidden = 4;
+        stats.requests_timed_out = 2;
         let agent = AgentStats::default();
         agent.busy.store(4, Ordering::Relaxed);
         let memory = MemoryFigures {
@@ -491,6 +500,14 @@ mod tests {
         );
         assert!(
             text.contains("userlane_rejections_total{reason=\"http_401\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("userlane_rejections_total{reason=\"http_403\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("userlane_rejections_total{reason=\"request_deadline\"} 2"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

@@ -2,17 +2,25 @@
 
 use serde::Serialize;
 
-/// Signs an HS256 JWT for `user_id`, valid for `ttl_secs`.
+/// Signs an HS256 JWT for `user_id`, valid for `ttl_secs`, naming `issuer`
+/// (`iss`) and `audience` (`aud`) when given — pass the server's
+/// `jwt_issuer` and `jwt_audience` so that it accepts the token.
 pub fn mint(
     secret: &[u8],
     user_id: &str,
     ttl_secs: u64,
+    issuer: Option<&str>,
+    audience: Option<&str>,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     #[derive(Serialize)]
     struct Claims<'a> {
         sub: &'a str,
         exp: u64,
         iat: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iss: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        aud: Option<&'a str>,
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -23,6 +31,8 @@ pub fn mint(
             sub: user_id,
             exp: now + ttl_secs,
             iat: now,
+            iss: issuer,
+            aud: audience,
         },
         &jsonwebtoken::EncodingKey::from_secret(secret),
     )
@@ -52,7 +62,7 @@ mod tests {
     fn minted_tokens_verify_with_the_same_secret_only() {
         let secret = ephemeral_secret();
         assert_eq!(secret.len(), 64);
-        let token = mint(&secret, "alice", 60).unwrap();
+        let token = mint(&secret, "alice", 60, None, None).unwrap();
         assert_eq!(
             JwtAuthenticator::hs256(&secret)
                 .authenticate(&token)
@@ -63,6 +73,27 @@ mod tests {
         assert!(JwtAuthenticator::hs256(&ephemeral_secret())
             .authenticate(&token)
             .is_err());
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_configured_issuer_and_audience() {
+        let secret = ephemeral_secret();
+        let strict = || {
+            JwtAuthenticator::hs256(&secret)
+                .with_issuer("auth.example")
+                .with_audience("userlane")
+        };
+        let token = mint(
+            &secret,
+            "alice",
+            12 * 3600,
+            Some("auth.example"),
+            Some("userlane"),
+        )
+        .unwrap();
+        assert_eq!(strict().authenticate(&token).unwrap().user_id, "alice");
+        let bare = mint(&secret, "alice", 60, None, None).unwrap();
+        assert!(strict().authenticate(&bare).is_err());
     }
 
     #[test]

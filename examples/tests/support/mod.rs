@@ -67,6 +67,12 @@ const SERVER_VARS: &[&str] = &[
     "USERLANE_OPS_LISTEN",
     "USERLANE_MEMORY_SPIKE_PERCENT",
     "USERLANE_MEMORY_BASELINE_SECS",
+    "USERLANE_JWT_ISSUER",
+    "USERLANE_JWT_AUDIENCE",
+    "USERLANE_JWT_LEEWAY",
+    "USERLANE_JWT_MAX_LIFETIME",
+    "USERLANE_ALLOWED_ORIGINS",
+    "USERLANE_REQUEST_TIMEOUT",
     "SMOL_THREADS",
 ];
 
@@ -592,7 +598,7 @@ pub fn dev_token(addr: SocketAddr, user: &str) -> String {
 
 /// A token for `user` signed with [`SECRET`] (non-development servers).
 pub fn signed_token(user: &str) -> String {
-    userlane_examples::server::tokens::mint(SECRET.as_bytes(), user, 600).unwrap()
+    userlane_examples::server::tokens::mint(SECRET.as_bytes(), user, 600, None, None).unwrap()
 }
 
 /// Parses the Prometheus text of `/metrics` into `series → value`, where

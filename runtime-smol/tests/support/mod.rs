@@ -85,6 +85,22 @@ pub fn start_with(config: ServerConfig, handler: impl Handler) -> TestServer {
     }
 }
 
+/// A server whose plain-HTTP requests go to `http`.
+pub fn start_with_http(config: ServerConfig, http: impl userlane_smol::HttpService) -> TestServer {
+    let server = Server::builder(config)
+        .http(http)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("server starts");
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let thread = std::thread::spawn(move || smol::block_on(server.run()));
+    TestServer {
+        addr,
+        handle,
+        thread: Some(thread),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     SystemTime::now()
@@ -386,7 +402,7 @@ impl Handler for TestHandler {
             panic!("test handler panics in greeting");
         }
         self.greet
-            .then(|| Message::text(format!("hello|{}|{}", conn.user_id(), conn.anonymous)))
+            .then(|| Message::text(format!("hello|{}|{}", conn.user_id(), conn.anonymous())))
     }
 
     fn on_message(&self, server: &ServerHandle, conn: &ConnectionInfo, message: Message) {
