@@ -504,7 +504,7 @@ pub fn external_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("close-frame-json", json(&close)),
         (
             "handle-postcard",
-            postcard::to_allocvec(&(0u32, 1u32)).expect("encodes"),
+            postcard::to_allocvec(&(0u32, 1u32, 0u32)).expect("encodes"),
         ),
         ("ops-postcard", crate::ops::encode(&seeds()[1].1)),
     ]

@@ -33,8 +33,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use userlane_core::{
-    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, Instant,
-    ManagerFactory, ManagerHandle, ManagerStats, Released, SendOutcome, SlotIndex,
+    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, InboundLimits,
+    Instant, ManagerFactory, ManagerHandle, ManagerStats, Released, SendOutcome, SlotIndex,
     SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
 };
 
@@ -273,6 +273,11 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: Some(100),
             empty_manager_ttl_ms: Some(50),
             hash_seed: 0,
+            factory_tag: 0,
+            max_offline_managers: 0,
+            inbound_per_connection: InboundLimits::UNLIMITED,
+            inbound_per_user: InboundLimits::UNLIMITED,
+            inbound_strikes: 1,
         },
         small: true,
     },
@@ -289,6 +294,11 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: None,
             empty_manager_ttl_ms: None,
             hash_seed: 7,
+            factory_tag: 0,
+            max_offline_managers: 0,
+            inbound_per_connection: InboundLimits::UNLIMITED,
+            inbound_per_user: InboundLimits::UNLIMITED,
+            inbound_strikes: 1,
         },
         small: true,
     },
@@ -305,6 +315,11 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: Some(40),
             empty_manager_ttl_ms: Some(1),
             hash_seed: 1,
+            factory_tag: 0,
+            max_offline_managers: 0,
+            inbound_per_connection: InboundLimits::UNLIMITED,
+            inbound_per_user: InboundLimits::UNLIMITED,
+            inbound_strikes: 1,
         },
         small: false,
     },
@@ -321,6 +336,11 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: Some(1000),
             empty_manager_ttl_ms: Some(300),
             hash_seed: 0xdead_beef,
+            factory_tag: 0,
+            max_offline_managers: 0,
+            inbound_per_connection: InboundLimits::UNLIMITED,
+            inbound_per_user: InboundLimits::UNLIMITED,
+            inbound_strikes: 1,
         },
         small: false,
     },
@@ -398,6 +418,7 @@ fn err_name(e: &MErr) -> &'static str {
             userlane_core::Limit::Connections => "Err(LimitReached(Connections))",
             userlane_core::Limit::OfflineBuffer => "Err(LimitReached(OfflineBuffer))",
             userlane_core::Limit::QueueSlots => "Err(LimitReached(QueueSlots))",
+            userlane_core::Limit::OfflineManagers => "Err(LimitReached(OfflineManagers))",
         },
         MErr::QueueFull(_) => "Err(QueueFull)",
         MErr::NoConnections(_) => "Err(NoConnections)",
@@ -545,14 +566,14 @@ pub struct Harness {
 
 type Check = Result<(), String>;
 
-fn forge_manager(index: u8, generation: u8) -> ManagerHandle {
-    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation))).unwrap();
-    postcard::from_bytes(&bytes).expect("a handle is two u32s")
+fn forge_manager(index: u8, generation: u8, tag: u32) -> ManagerHandle {
+    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation), tag)).unwrap();
+    postcard::from_bytes(&bytes).expect("a handle is three u32s")
 }
 
-fn forge_conn(index: u8, generation: u8) -> ConnectionHandle {
-    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation))).unwrap();
-    postcard::from_bytes(&bytes).expect("a handle is two u32s")
+fn forge_conn(index: u8, generation: u8, tag: u32) -> ConnectionHandle {
+    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation), tag)).unwrap();
+    postcard::from_bytes(&bytes).expect("a handle is three u32s")
 }
 
 /// The context of user `u` (thread id by `variant`).
@@ -795,7 +816,7 @@ impl Harness {
                 }
                 hist[hist.len() - 1 - usize::from(back) % hist.len()]
             }
-            MgrRef::Forged { index, generation } => forge_manager(index, generation),
+            MgrRef::Forged { index, generation } => forge_manager(index, generation, 0),
         };
         Some((h, self.mkey(h)))
     }
@@ -809,7 +830,7 @@ impl Harness {
                 }
                 self.conn_history[self.conn_history.len() - 1 - usize::from(back) % n]
             }
-            ConnRef::Forged { index, generation } => forge_conn(index, generation),
+            ConnRef::Forged { index, generation } => forge_conn(index, generation, 0),
         };
         Some((h, self.ckey(h)))
     }

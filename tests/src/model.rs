@@ -262,6 +262,7 @@ impl Model {
                     Limit::Connections => s.rejected_total_connections += 1,
                     Limit::OfflineBuffer => s.rejected_offline_full += 1,
                     Limit::QueueSlots => s.rejected_queue_slots += 1,
+                    Limit::OfflineManagers => s.rejected_offline_managers += 1,
                 }
             }
             MErr::QueueFull(_) => {

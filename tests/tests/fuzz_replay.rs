@@ -253,7 +253,10 @@ fn external_decoders_accept_only_valid_values() {
     // capacities of a factory) and the factory refuses it.
     let over = r#"{"max_users":9,"max_connections_per_user":1,"max_connections":1,"queue_depth":1,
         "offline_buffer":0,"slow_consumer":"RejectSend","idle_timeout_ms":null,
-        "empty_manager_ttl_ms":null,"hash_seed":0}"#;
+        "empty_manager_ttl_ms":null,"hash_seed":0,"factory_tag":0,"max_offline_managers":0,
+        "inbound_per_connection":{"messages":null,"bytes":null},
+        "inbound_per_user":{"messages":{"per_second":0,"burst":1},"bytes":null},
+        "inbound_strikes":1}"#;
     let cfg: Config = serde_json::from_str(over).unwrap();
     assert!(cfg.validate(3, 4, 6).is_err());
     userlane_tests::external::check(over.as_bytes());
