@@ -84,6 +84,19 @@ fn every_corpus_entry_replays_clean_and_every_op_is_covered() {
         ("poll_event", "ManagerReclaimed"),
         ("poll_event", "ManagerDeactivated"),
         ("poll_transmit", "Close"),
+        ("handle_inbound", "Accepted"),
+        ("handle_inbound", "Refused"),
+        ("handle_inbound", "Closed"),
+        ("handle_inbound", "Err(ConnectionClosing)"),
+        ("handle_inbound", "Err(UnknownConnection)"),
+        ("poll_event", "ConnectionClosed(InboundFlood)"),
+        ("create_offline_manager", "Ok"),
+        (
+            "create_offline_manager",
+            "Err(LimitReached(OfflineManagers))",
+        ),
+        ("deactivate", "Err(UnknownManager)"),
+        ("handle_activity", "Err(UnknownConnection)"),
     ] {
         assert!(
             total.count(call, outcome) > 0,
@@ -193,6 +206,15 @@ fn fixed_seed_random_campaign_agrees_with_the_model() {
         ("poll_event", "ManagerReclaimed"),
         ("poll_transmit", "Message"),
         ("poll_transmit", "Close"),
+        ("handle_inbound", "Accepted"),
+        ("handle_inbound", "Refused"),
+        ("handle_inbound", "Closed"),
+        ("poll_event", "ConnectionClosed(InboundFlood)"),
+        (
+            "create_offline_manager",
+            "Err(LimitReached(OfflineManagers))",
+        ),
+        ("send_to_user", "Err(UnknownManager)"),
     ] {
         assert!(
             total.count(call, outcome) > 0,
