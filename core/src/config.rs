@@ -21,8 +21,10 @@ pub enum SlowConsumerPolicy {
 
 /// Runtime limits and timers of a [`ManagerFactory`](crate::ManagerFactory).
 ///
-/// Every limit must be at least 1 (except the offline buffer, where 0 turns it
-/// off) and no larger than the matching compile-time capacity.
+/// Every limit must be at least 1 (except the offline buffer and
+/// `max_offline_managers`, where 0 turns them off) and no larger than the
+/// matching compile-time capacity; an inbound [`Rate`] needs `per_second`
+/// and `burst` of at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
