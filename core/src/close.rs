@@ -101,6 +101,10 @@ pub enum CloseReason {
     Application,
     /// The server is shutting down.
     ServerShutdown,
+    /// The connection kept sending over its inbound budget
+    /// ([`Config::inbound_strikes`](crate::Config::inbound_strikes)); closed
+    /// with 1008 ([`CloseCode::POLICY_VIOLATION`]).
+    InboundFlood,
 }
 
 impl CloseReason {
@@ -112,6 +116,7 @@ impl CloseReason {
             CloseReason::ManagerDeactivated => "user manager deactivated",
             CloseReason::Application => "closed by application",
             CloseReason::ServerShutdown => "server shutting down",
+            CloseReason::InboundFlood => "inbound rate limit exceeded",
         }
     }
 }
@@ -177,6 +182,7 @@ mod tests {
             CloseReason::ManagerDeactivated,
             CloseReason::Application,
             CloseReason::ServerShutdown,
+            CloseReason::InboundFlood,
         ] {
             assert!(r.as_str().len() <= 123 && r.as_str().is_ascii());
         }

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::{InboundLimits, Rate};
+
 /// What [`send_to_user`](crate::ManagerFactory::send_to_user) does when a
 /// connection's outbound queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -19,8 +21,10 @@ pub enum SlowConsumerPolicy {
 
 /// Runtime limits and timers of a [`ManagerFactory`](crate::ManagerFactory).
 ///
-/// Every limit must be at least 1 (except the offline buffer, where 0 turns it
-/// off) and no larger than the matching compile-time capacity.
+/// Every limit must be at least 1 (except the offline buffer and
+/// `max_offline_managers`, where 0 turns them off) and no larger than the
+/// matching compile-time capacity; an inbound [`Rate`] needs `per_second`
+/// and `burst` of at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -48,7 +52,54 @@ pub struct Config {
     /// Mixed into the user-id hash. The core has no randomness: a server that
     /// accepts user ids from untrusted parties can pass a random seed here.
     pub hash_seed: u32,
+    /// Stamped into every handle this factory issues; a handle with another
+    /// tag is refused as unknown. Give every factory of a process (every
+    /// shard) a distinct tag, so that a handle of one can never address a
+    /// manager or connection of another; a random starting value also keeps
+    /// out handles from other processes. Default 0.
+    pub factory_tag: u32,
+    /// Most active managers without an open connection that
+    /// [`create_offline_manager`](crate::ManagerFactory::create_offline_manager)
+    /// lets exist, so that messages for users who are not connected cannot
+    /// take every manager slot from users who connect. ≤ `max_users`; 0
+    /// refuses every offline creation. [`create_manager`](crate::ManagerFactory::create_manager)
+    /// (the live path) is bounded by `max_users` only. Default: half of
+    /// `max_users`.
+    pub max_offline_managers: u32,
+    /// Budget of each connection for what it sends
+    /// ([`handle_inbound`](crate::ManagerFactory::handle_inbound)). Default
+    /// 100 messages/s with bursts of 200, and 1 MiB/s with bursts of 2 MiB.
+    pub inbound_per_connection: InboundLimits,
+    /// Budget of each user, shared by all its connections. Default five
+    /// times the per-connection budget: 500 messages/s (bursts of 1,000) and
+    /// 5 MiB/s (bursts of 10 MiB).
+    pub inbound_per_user: InboundLimits,
+    /// Refused inbound messages (strikes) after which the core closes the
+    /// connection with 1008 ([`CloseReason::InboundFlood`](crate::CloseReason::InboundFlood)).
+    ///
+    /// Every refused message adds a strike; one strike is forgiven for each
+    /// second of the caller's clock that begins (each multiple of 1,000 ms
+    /// that `now` crosses); accepted messages do not reset the count. A
+    /// connection that overshoots its burst once by fewer than
+    /// `inbound_strikes` messages and then keeps to its rate stays open; one
+    /// that keeps sending faster than its rate gains strikes far faster than
+    /// one a second and is closed. 1..=65,535; default 64 (at twice the
+    /// default rate a connection is closed about 2.6 s after it starts:
+    /// 2 s to spend its burst, then 100 refusals a second).
+    pub inbound_strikes: u32,
 }
+
+/// The default per-connection inbound budget of [`Config::for_capacity`].
+const DEFAULT_INBOUND_PER_CONNECTION: InboundLimits = InboundLimits {
+    messages: Some(Rate::new(100, 200)),
+    bytes: Some(Rate::new(1 << 20, 2 << 20)),
+};
+
+/// The default per-user inbound budget of [`Config::for_capacity`].
+const DEFAULT_INBOUND_PER_USER: InboundLimits = InboundLimits {
+    messages: Some(Rate::new(500, 1_000)),
+    bytes: Some(Rate::new(5 << 20, 10 << 20)),
+};
 
 impl Config {
     /// Defaults sized for the capacities `users` and `connections`.
@@ -63,6 +114,11 @@ impl Config {
             idle_timeout_ms: Some(60_000),
             empty_manager_ttl_ms: Some(30_000),
             hash_seed: 0,
+            factory_tag: 0,
+            max_offline_managers: users / 2,
+            inbound_per_connection: DEFAULT_INBOUND_PER_CONNECTION,
+            inbound_per_user: DEFAULT_INBOUND_PER_USER,
+            inbound_strikes: 64,
         }
     }
 
@@ -116,6 +172,18 @@ impl Config {
                 0,
                 self.queue_depth as usize,
             ),
+            check(
+                ConfigField::MaxOfflineManagers,
+                self.max_offline_managers,
+                0,
+                self.max_users as usize,
+            ),
+            check(
+                ConfigField::InboundStrikes,
+                self.inbound_strikes,
+                1,
+                u16::MAX as usize,
+            ),
         ];
         let mut i = 0;
         while i < checks.len() {
@@ -133,6 +201,33 @@ impl Config {
             return Err(ConfigError::ZeroDuration {
                 field: ConfigField::EmptyManagerTtl,
             });
+        }
+        let rates = [
+            (
+                ConfigField::InboundPerConnectionMessages,
+                self.inbound_per_connection.messages,
+            ),
+            (
+                ConfigField::InboundPerConnectionBytes,
+                self.inbound_per_connection.bytes,
+            ),
+            (
+                ConfigField::InboundPerUserMessages,
+                self.inbound_per_user.messages,
+            ),
+            (
+                ConfigField::InboundPerUserBytes,
+                self.inbound_per_user.bytes,
+            ),
+        ];
+        let mut i = 0;
+        while i < rates.len() {
+            if let (field, Some(rate)) = rates[i] {
+                if rate.per_second == 0 || rate.burst == 0 {
+                    return Err(ConfigError::ZeroRate { field });
+                }
+            }
+            i += 1;
         }
         Ok(())
     }
@@ -157,6 +252,18 @@ pub enum ConfigField {
     IdleTimeout,
     /// [`Config::empty_manager_ttl_ms`]
     EmptyManagerTtl,
+    /// [`Config::max_offline_managers`]
+    MaxOfflineManagers,
+    /// [`Config::inbound_per_connection`]`.messages`
+    InboundPerConnectionMessages,
+    /// [`Config::inbound_per_connection`]`.bytes`
+    InboundPerConnectionBytes,
+    /// [`Config::inbound_per_user`]`.messages`
+    InboundPerUserMessages,
+    /// [`Config::inbound_per_user`]`.bytes`
+    InboundPerUserBytes,
+    /// [`Config::inbound_strikes`]
+    InboundStrikes,
 }
 
 impl ConfigField {
@@ -170,6 +277,12 @@ impl ConfigField {
             ConfigField::OfflineBuffer => "offline_buffer",
             ConfigField::IdleTimeout => "idle_timeout_ms",
             ConfigField::EmptyManagerTtl => "empty_manager_ttl_ms",
+            ConfigField::MaxOfflineManagers => "max_offline_managers",
+            ConfigField::InboundPerConnectionMessages => "inbound_per_connection.messages",
+            ConfigField::InboundPerConnectionBytes => "inbound_per_connection.bytes",
+            ConfigField::InboundPerUserMessages => "inbound_per_user.messages",
+            ConfigField::InboundPerUserBytes => "inbound_per_user.bytes",
+            ConfigField::InboundStrikes => "inbound_strikes",
         }
     }
 }
@@ -196,6 +309,12 @@ pub enum ConfigError {
         /// The field.
         field: ConfigField,
     },
+    /// A [`Rate`](crate::Rate) with `per_second == 0` or `burst == 0` would
+    /// refuse everything for good; use `None` for no limit.
+    ZeroRate {
+        /// The field.
+        field: ConfigField,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -218,6 +337,11 @@ impl fmt::Display for ConfigError {
                     field.name()
                 )
             }
+            ConfigError::ZeroRate { field } => write!(
+                f,
+                "config {} needs per_second and burst of at least 1 (use None for no limit)",
+                field.name()
+            ),
         }
     }
 }
@@ -312,6 +436,118 @@ mod tests {
                 ..base
             }),
             Ok(())
+        );
+        assert_eq!(
+            over(Config {
+                max_offline_managers: 9,
+                ..base
+            }),
+            Err(ConfigError::OutOfRange {
+                field: ConfigField::MaxOfflineManagers,
+                value: 9,
+                min: 0,
+                max: 8
+            })
+        );
+        for strikes in [0, 65_536] {
+            assert_eq!(
+                over(Config {
+                    inbound_strikes: strikes,
+                    ..base
+                }),
+                Err(ConfigError::OutOfRange {
+                    field: ConfigField::InboundStrikes,
+                    value: strikes,
+                    min: 1,
+                    max: 65_535
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_rate_that_refuses_everything_is_an_error() {
+        let base = Config::for_capacity(8, 32);
+        let zero_rate = Some(Rate::new(0, 10));
+        let zero_burst = Some(Rate::new(10, 0));
+        let cases = [
+            (
+                Config {
+                    inbound_per_connection: InboundLimits {
+                        messages: zero_rate,
+                        ..base.inbound_per_connection
+                    },
+                    ..base
+                },
+                ConfigField::InboundPerConnectionMessages,
+            ),
+            (
+                Config {
+                    inbound_per_connection: InboundLimits {
+                        bytes: zero_burst,
+                        ..base.inbound_per_connection
+                    },
+                    ..base
+                },
+                ConfigField::InboundPerConnectionBytes,
+            ),
+            (
+                Config {
+                    inbound_per_user: InboundLimits {
+                        messages: zero_burst,
+                        ..base.inbound_per_user
+                    },
+                    ..base
+                },
+                ConfigField::InboundPerUserMessages,
+            ),
+            (
+                Config {
+                    inbound_per_user: InboundLimits {
+                        bytes: zero_rate,
+                        ..base.inbound_per_user
+                    },
+                    ..base
+                },
+                ConfigField::InboundPerUserBytes,
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(
+                config.validate(8, 32, 512),
+                Err(ConfigError::ZeroRate { field })
+            );
+        }
+        let unlimited = Config {
+            inbound_per_connection: InboundLimits::UNLIMITED,
+            inbound_per_user: InboundLimits::UNLIMITED,
+            ..base
+        };
+        assert_eq!(unlimited.validate(8, 32, 512), Ok(()));
+        assert_eq!(
+            ConfigError::ZeroRate {
+                field: ConfigField::InboundPerUserBytes
+            }
+            .to_string(),
+            "config inbound_per_user.bytes needs per_second and burst of at least 1 (use None for no limit)"
+        );
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::for_capacity(10, 40);
+        assert_eq!(c.max_offline_managers, 5);
+        assert_eq!(c.factory_tag, 0);
+        assert_eq!(c.inbound_strikes, 64);
+        assert_eq!(c.inbound_per_connection.messages, Some(Rate::new(100, 200)));
+        assert_eq!(
+            c.inbound_per_connection.bytes,
+            Some(Rate::new(1_048_576, 2_097_152))
+        );
+        assert_eq!(c.inbound_per_user.messages, Some(Rate::new(500, 1_000)));
+        assert_eq!(
+            c.inbound_per_user.bytes,
+            Some(Rate::new(5 * 1_048_576, 10 * 1_048_576))
         );
     }
 }

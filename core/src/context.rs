@@ -66,6 +66,9 @@ fn check_id(value: &str) -> Result<(), IdError> {
     if trimmed.is_empty() {
         return Err(IdError::Whitespace);
     }
+    if trimmed.chars().all(is_invisible) {
+        return Err(IdError::Invisible);
+    }
     if PLACEHOLDER_IDS
         .iter()
         .any(|p| trimmed.eq_ignore_ascii_case(p))
@@ -73,6 +76,61 @@ fn check_id(value: &str) -> Result<(), IdError> {
         return Err(IdError::Placeholder);
     }
     Ok(())
+}
+
+/// Characters that render as nothing: the Unicode format characters
+/// (General Category Cf, Unicode 15.1: soft hyphen, zero-width space and
+/// joiners, bidirectional marks and isolates, word joiner, byte-order mark,
+/// tag characters, …) plus the well-known invisible fillers that are not Cf:
+/// U+115F and U+1160 (Hangul choseong/jungseong fillers), U+2800 (braille
+/// blank), U+3164 (Hangul filler) and U+FFA0 (halfwidth Hangul filler).
+/// Sorted, inclusive, non-overlapping ranges.
+const INVISIBLE: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x115F, 0x1160),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Whether `c` shows nothing: whitespace, a control character (Cc), a format
+/// character (Cf) or an invisible filler (see [`INVISIBLE`]).
+fn is_invisible(c: char) -> bool {
+    if c.is_whitespace() || c.is_control() {
+        return true;
+    }
+    let c = u32::from(c);
+    INVISIBLE
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                core::cmp::Ordering::Less
+            } else if lo > c {
+                core::cmp::Ordering::Greater
+            } else {
+                core::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// Why an identifier was refused.
@@ -90,6 +148,12 @@ pub enum IdError {
     ControlCharacter,
     /// The identifier is a placeholder such as `null` or `registry`.
     Placeholder,
+    /// Nothing of the identifier is visible: once whitespace, control (Cc)
+    /// and format (Cf) characters and invisible fillers (U+115F, U+1160,
+    /// U+2800, U+3164, U+FFA0) are removed, it is empty (for example only
+    /// U+200B, U+FEFF, U+2060, U+00AD or bidirectional marks). Such
+    /// characters among visible ones are allowed.
+    Invisible,
 }
 
 impl fmt::Display for IdError {
@@ -100,6 +164,7 @@ impl fmt::Display for IdError {
             IdError::TooLong => "is longer than 64 bytes",
             IdError::ControlCharacter => "contains a control character",
             IdError::Placeholder => "is a placeholder value (none/null/undefined/registry)",
+            IdError::Invisible => "has no visible character",
         })
     }
 }
@@ -403,6 +468,74 @@ mod tests {
                 field: ContextField::ConnectionId,
                 reason: IdError::Placeholder
             })
+        );
+    }
+
+    #[test]
+    fn the_invisible_table_is_sorted_and_disjoint() {
+        for w in INVISIBLE.windows(2) {
+            assert!(w[0].0 <= w[0].1 && w[0].1 < w[1].0, "{w:x?}");
+        }
+        for c in [
+            '\u{00AD}',
+            '\u{061C}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{200B}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2800}',
+            '\u{3164}',
+            '\u{FEFF}',
+            '\u{FFA0}',
+            '\u{E0001}',
+            '\u{E007F}',
+        ] {
+            assert!(is_invisible(c), "{:X}", u32::from(c));
+        }
+        for c in [
+            'a',
+            '0',
+            '-',
+            '\u{00AE}',
+            '\u{200A}', /* whitespace */
+            'é',
+            '\u{1F600}',
+        ] {
+            assert_eq!(is_invisible(c), c.is_whitespace(), "{:X}", u32::from(c));
+        }
+    }
+
+    #[test]
+    fn ids_with_nothing_visible_are_refused() {
+        for id in [
+            "\u{200B}",
+            "\u{FEFF}",
+            "\u{2060}\u{2060}",
+            "\u{00AD}",
+            "\u{200E}\u{200F}",
+            " \u{200B} ",
+            "\u{3164}",
+            "\u{2800}",
+            "\u{202E}\u{00A0}\u{FEFF}",
+        ] {
+            assert_eq!(Id::new(id), Err(IdError::Invisible), "{id:?}");
+        }
+        // Invisible characters among visible ones are allowed.
+        for id in ["a\u{200B}b", "\u{FEFF}alice", "user\u{00AD}1", "\u{200F}x"] {
+            assert_eq!(
+                Id::new(id).map(|i| i.as_str().len()),
+                Ok(id.len()),
+                "{id:?}"
+            );
+        }
+        // Only whitespace keeps its own error.
+        assert_eq!(Id::new(" \u{3000}"), Err(IdError::Whitespace));
+        assert_eq!(
+            ctx_with(0, "\u{200B}").unwrap_err().to_string(),
+            "invalid user context: user_id has no visible character"
         );
     }
 

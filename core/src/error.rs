@@ -20,6 +20,11 @@ pub enum Limit {
     OfflineBuffer,
     /// The shared pool of queued-message slots is exhausted.
     QueueSlots,
+    /// [`Config::max_offline_managers`](crate::Config::max_offline_managers)
+    /// active managers have no open connection, so
+    /// [`create_offline_manager`](crate::ManagerFactory::create_offline_manager)
+    /// creates no more.
+    OfflineManagers,
 }
 
 impl fmt::Display for Limit {
@@ -30,6 +35,7 @@ impl fmt::Display for Limit {
             Limit::Connections => "maximum number of connections reached",
             Limit::OfflineBuffer => "offline buffer of the user is full",
             Limit::QueueSlots => "no free queued-message slot",
+            Limit::OfflineManagers => "maximum number of users without a connection reached",
         })
     }
 }

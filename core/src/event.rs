@@ -13,7 +13,7 @@ pub enum Event {
     /// [`poll_transmit`](crate::ManagerFactory::poll_transmit) for it.
     Transmit(ConnectionHandle),
     /// The core closed the connection (idle timeout, slow consumer,
-    /// deactivation, application close). Its queued messages and then `close`
+    /// deactivation, application close, inbound flood). Its queued messages and then `close`
     /// wait in `poll_transmit`; once the socket is closed, call
     /// [`handle_closed`](crate::ManagerFactory::handle_closed) to free the slot.
     ConnectionClosed {

@@ -18,6 +18,7 @@
 //!
 //! - **commands** from the application, imperative verbs:
 //!   [`create_manager`](ManagerFactory::create_manager),
+//!   [`create_offline_manager`](ManagerFactory::create_offline_manager),
 //!   [`add_connection`](ManagerFactory::add_connection),
 //!   [`remove_connection`](ManagerFactory::remove_connection),
 //!   [`send_to_user`](ManagerFactory::send_to_user),
@@ -27,7 +28,8 @@
 //!   [`close_all`](ManagerFactory::close_all);
 //! - **facts** from outside, `handle_*`:
 //!   [`handle_activity`](ManagerFactory::handle_activity) (a frame or pong
-//!   arrived), [`handle_closed`](ManagerFactory::handle_closed) (the socket is
+//!   arrived), [`handle_inbound`](ManagerFactory::handle_inbound) (a message
+//!   arrived: checked against the inbound budget), [`handle_closed`](ManagerFactory::handle_closed) (the socket is
 //!   gone), [`handle_timeout`](ManagerFactory::handle_timeout) (a deadline passed);
 //! - **outputs** the caller must act on, `poll_*`:
 //!   [`poll_event`](ManagerFactory::poll_event),
@@ -101,6 +103,7 @@ mod error;
 mod event;
 mod factory;
 mod handle;
+mod inbound;
 mod index;
 mod list;
 mod log;
@@ -119,6 +122,7 @@ pub use error::{Error, Limit, Violation};
 pub use event::{Event, Released, SendOutcome, Transmit};
 pub use factory::ManagerFactory;
 pub use handle::{ConnectionHandle, ManagerHandle};
+pub use inbound::{Inbound, InboundLimit, InboundLimits, Rate};
 pub use index::SlotIndex;
 pub use stats::{ManagerStats, Stats};
 pub use time::Instant;

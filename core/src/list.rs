@@ -43,65 +43,72 @@ impl<I: SlotIndex> Link<I> {
     }
 }
 
-/// Head, tail and length of one list.
+/// Head, tail and length of one list, stored as `I` (a list never holds
+/// more entries than its table has slots, which is below `I::LIMIT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct List {
-    pub(crate) head: u32,
-    pub(crate) tail: u32,
-    pub(crate) len: u32,
+pub(crate) struct List<I> {
+    head: I,
+    tail: I,
+    len: I,
 }
 
-impl List {
-    pub(crate) const EMPTY: List = List {
-        head: NIL,
-        tail: NIL,
-        len: 0,
+impl<I: SlotIndex> List<I> {
+    pub(crate) const EMPTY: List<I> = List {
+        head: I::NIL,
+        tail: I::NIL,
+        len: I::ZERO,
     };
+
+    /// The first slot, or [`NIL`].
+    pub(crate) fn head(&self) -> u32 {
+        self.head.unpack()
+    }
+
+    /// Entries in the list.
+    pub(crate) fn len(&self) -> u32 {
+        self.len.unpack()
+    }
 
     /// The first slot, if any.
     pub(crate) fn front(&self) -> Option<u32> {
-        (self.head != NIL).then_some(self.head)
+        let head = self.head();
+        (head != NIL).then_some(head)
     }
 
     /// Appends slot `i`, which must not be in this list.
-    pub(crate) fn push_back<T, I: SlotIndex>(
+    pub(crate) fn push_back<T>(
         &mut self,
         slots: &mut [T],
         i: u32,
         link: fn(&mut T) -> &mut Link<I>,
     ) {
-        let old_tail = self.tail;
+        let old_tail = self.tail.unpack();
         *link(&mut slots[i as usize]) = Link::new(old_tail, NIL);
         if old_tail == NIL {
-            self.head = i;
+            self.head = I::pack(i);
         } else {
             link(&mut slots[old_tail as usize]).set_next(i);
         }
-        self.tail = i;
-        self.len += 1;
+        self.tail = I::pack(i);
+        self.len = I::pack(self.len() + 1);
     }
 
     /// Removes slot `i`, which must be in this list.
-    pub(crate) fn unlink<T, I: SlotIndex>(
-        &mut self,
-        slots: &mut [T],
-        i: u32,
-        link: fn(&mut T) -> &mut Link<I>,
-    ) {
+    pub(crate) fn unlink<T>(&mut self, slots: &mut [T], i: u32, link: fn(&mut T) -> &mut Link<I>) {
         let l = *link(&mut slots[i as usize]);
         let (prev, next) = (l.prev(), l.next());
         if prev == NIL {
-            self.head = next;
+            self.head = I::pack(next);
         } else {
             link(&mut slots[prev as usize]).set_next(next);
         }
         if next == NIL {
-            self.tail = prev;
+            self.tail = I::pack(prev);
         } else {
             link(&mut slots[next as usize]).set_prev(prev);
         }
         *link(&mut slots[i as usize]) = Link::DETACHED;
-        self.len -= 1;
+        self.len = I::pack(self.len() - 1);
     }
 }
 
@@ -113,9 +120,9 @@ mod tests {
         l
     }
 
-    fn collect(list: &List, slots: &[Link<u16>]) -> std::vec::Vec<u32> {
+    fn collect(list: &List<u16>, slots: &[Link<u16>]) -> std::vec::Vec<u32> {
         let mut out = std::vec::Vec::new();
-        let mut i = list.head;
+        let mut i = list.head();
         while i != NIL {
             out.push(i);
             i = slots[i as usize].next();
@@ -134,7 +141,7 @@ mod tests {
         list.unlink(&mut slots, 4, link);
         list.unlink(&mut slots, 3, link);
         assert_eq!(collect(&list, &slots), [0, 1]);
-        assert_eq!((list.head, list.tail, list.len), (0, 1, 2));
+        assert_eq!((list.head(), list.tail.unpack(), list.len()), (0, 1, 2));
         list.unlink(&mut slots, 1, link);
         list.unlink(&mut slots, 0, link);
         assert_eq!(list, List::EMPTY);

@@ -14,15 +14,21 @@ use crate::list::NIL;
 pub(crate) struct Fifo<I> {
     head: I,
     tail: I,
-    pub(crate) len: u32,
+    /// Never more than the pool's `N` slots, which is below `I::LIMIT`.
+    len: I,
 }
 
 impl<I: SlotIndex> Fifo<I> {
     pub(crate) const EMPTY: Fifo<I> = Fifo {
         head: I::NIL,
         tail: I::NIL,
-        len: 0,
+        len: I::ZERO,
     };
+
+    /// Items in the queue.
+    pub(crate) fn len(&self) -> u32 {
+        self.len.unpack()
+    }
 }
 
 /// `N` message slots and their free list. Slots at or above `fresh` have
@@ -80,7 +86,7 @@ impl<P, const N: usize, I: SlotIndex> Pool<P, N, I> {
             self.next[q.tail.unpack() as usize] = I::pack(i);
         }
         q.tail = I::pack(i);
-        q.len += 1;
+        q.len = I::pack(q.len() + 1);
         Ok(())
     }
 
@@ -94,7 +100,7 @@ impl<P, const N: usize, I: SlotIndex> Pool<P, N, I> {
         if q.head == I::NIL {
             q.tail = I::NIL;
         }
-        q.len -= 1;
+        q.len = I::pack(q.len() - 1);
         self.next[i as usize] = I::pack(self.free_head);
         self.free_head = i;
         self.free_len += 1;
@@ -121,7 +127,7 @@ impl<P, const N: usize, I: SlotIndex> Pool<P, N, I> {
             self.next[dst.tail.unpack() as usize] = src.head;
         }
         dst.tail = src.tail;
-        dst.len += src.len;
+        dst.len = I::pack(dst.len() + src.len());
         *src = Fifo::EMPTY;
     }
 }
@@ -143,7 +149,7 @@ mod tests {
         assert_eq!(pool.pop(&mut a), Some(1));
         assert_eq!(pool.push(&mut b, 12), Ok(()));
         pool.append(&mut a, &mut b);
-        assert_eq!((a.len, b.len), (4, 0));
+        assert_eq!((a.len(), b.len()), (4, 0));
         let drained: std::vec::Vec<u32> = core::iter::from_fn(|| pool.pop(&mut a)).collect();
         assert_eq!(drained, [2, 10, 11, 12]);
         assert_eq!(pool.free(), 4);

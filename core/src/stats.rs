@@ -47,6 +47,9 @@ pub struct Stats {
     pub closed_application: u64,
     /// Connections closed for server shutdown.
     pub closed_shutdown: u64,
+    /// Connections closed (1008) after [`Config::inbound_strikes`](crate::Config::inbound_strikes)
+    /// refused inbound messages.
+    pub closed_inbound_flood: u64,
 
     /// Isolation violations refused (the seed's name).
     pub security_violations_detected: u64,
@@ -72,8 +75,22 @@ pub struct Stats {
     pub rejected_no_connections: u64,
     /// Commands refused because the event queue was full.
     pub rejected_events_pending: u64,
-    /// Sum of every limit refusal (user, per-user, total, queue full, offline full, queue slots).
+    /// Offline manager creations refused by [`Limit::OfflineManagers`](crate::Limit::OfflineManagers).
+    pub rejected_offline_managers: u64,
+    /// Sum of every limit refusal (user, per-user, total, queue full, offline
+    /// full, queue slots, offline managers).
     pub resource_limit_hits: u64,
+
+    /// Inbound messages accepted by [`handle_inbound`](crate::ManagerFactory::handle_inbound).
+    pub inbound_accepted: u64,
+    /// Inbound messages refused by the connection's message budget.
+    pub inbound_refused_connection_messages: u64,
+    /// Inbound messages refused by the connection's byte budget.
+    pub inbound_refused_connection_bytes: u64,
+    /// Inbound messages refused by the user's message budget.
+    pub inbound_refused_user_messages: u64,
+    /// Inbound messages refused by the user's byte budget.
+    pub inbound_refused_user_bytes: u64,
 
     /// `send_to_user` and `send_to_connection` calls that succeeded (queued or buffered).
     pub sends_accepted: u64,
@@ -118,6 +135,7 @@ impl Stats {
         closed_deactivated: 0,
         closed_application: 0,
         closed_shutdown: 0,
+        closed_inbound_flood: 0,
         security_violations_detected: 0,
         rejected_inactive_manager: 0,
         rejected_unknown_handle: 0,
@@ -130,7 +148,13 @@ impl Stats {
         rejected_queue_slots: 0,
         rejected_no_connections: 0,
         rejected_events_pending: 0,
+        rejected_offline_managers: 0,
         resource_limit_hits: 0,
+        inbound_accepted: 0,
+        inbound_refused_connection_messages: 0,
+        inbound_refused_connection_bytes: 0,
+        inbound_refused_user_messages: 0,
+        inbound_refused_user_bytes: 0,
         sends_accepted: 0,
         sends_refused: 0,
         messages_queued: 0,
@@ -151,7 +175,9 @@ impl Stats {
     /// - `total_connections_managed = connections_active + removed + lost + Σ closed_*`
     /// - `messages_queued = messages_transmitted + messages_dropped + messages_queued_now`
     /// - `offline_buffered = offline_replayed + offline_discarded + offline_now`
-    /// - `resource_limit_hits` = the sum of the six limit refusals
+    /// - `resource_limit_hits` = the sum of the seven limit refusals
+    /// - `closed_inbound_flood ≤` [`inbound_refused`](Self::inbound_refused)
+    ///   (every such close follows a refused message)
     pub fn is_consistent(&self) -> bool {
         self.managers_created
             == self.managers_active + self.managers_deactivated + self.managers_reclaimed
@@ -173,6 +199,16 @@ impl Stats {
                     + self.rejected_queue_full
                     + self.rejected_offline_full
                     + self.rejected_queue_slots
+                    + self.rejected_offline_managers
+            && self.closed_inbound_flood <= self.inbound_refused()
+    }
+
+    /// Inbound messages refused, all budgets together.
+    pub fn inbound_refused(&self) -> u64 {
+        self.inbound_refused_connection_messages
+            + self.inbound_refused_connection_bytes
+            + self.inbound_refused_user_messages
+            + self.inbound_refused_user_bytes
     }
 
     /// Connections closed by the core, all reasons together.
@@ -182,6 +218,7 @@ impl Stats {
             + self.closed_deactivated
             + self.closed_application
             + self.closed_shutdown
+            + self.closed_inbound_flood
     }
 }
 
@@ -255,6 +292,7 @@ impl core::ops::AddAssign for Stats {
         self.closed_deactivated += other.closed_deactivated;
         self.closed_application += other.closed_application;
         self.closed_shutdown += other.closed_shutdown;
+        self.closed_inbound_flood += other.closed_inbound_flood;
         self.security_violations_detected += other.security_violations_detected;
         self.rejected_inactive_manager += other.rejected_inactive_manager;
         self.rejected_unknown_handle += other.rejected_unknown_handle;
@@ -267,7 +305,13 @@ impl core::ops::AddAssign for Stats {
         self.rejected_queue_slots += other.rejected_queue_slots;
         self.rejected_no_connections += other.rejected_no_connections;
         self.rejected_events_pending += other.rejected_events_pending;
+        self.rejected_offline_managers += other.rejected_offline_managers;
         self.resource_limit_hits += other.resource_limit_hits;
+        self.inbound_accepted += other.inbound_accepted;
+        self.inbound_refused_connection_messages += other.inbound_refused_connection_messages;
+        self.inbound_refused_connection_bytes += other.inbound_refused_connection_bytes;
+        self.inbound_refused_user_messages += other.inbound_refused_user_messages;
+        self.inbound_refused_user_bytes += other.inbound_refused_user_bytes;
         self.sends_accepted += other.sends_accepted;
         self.sends_refused += other.sends_refused;
         self.messages_queued += other.messages_queued;

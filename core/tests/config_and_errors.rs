@@ -36,6 +36,17 @@ fn for_capacity_gives_the_documented_defaults() {
             idle_timeout_ms: Some(60_000),
             empty_manager_ttl_ms: Some(30_000),
             hash_seed: 0,
+            factory_tag: 0,
+            max_offline_managers: 4,
+            inbound_per_connection: userlane_core::InboundLimits {
+                messages: Some(userlane_core::Rate::new(100, 200)),
+                bytes: Some(userlane_core::Rate::new(1 << 20, 2 << 20)),
+            },
+            inbound_per_user: userlane_core::InboundLimits {
+                messages: Some(userlane_core::Rate::new(500, 1_000)),
+                bytes: Some(userlane_core::Rate::new(5 << 20, 10 << 20)),
+            },
+            inbound_strikes: 64,
         }
     );
     // Fewer connections than the default per-user limit.
@@ -157,6 +168,12 @@ fn the_edges_of_every_range_are_accepted() {
             max_connections_per_user: 1,
             queue_depth: 1,
             offline_buffer: 1,
+            max_offline_managers: 0,
+            inbound_per_connection: userlane_core::InboundLimits {
+                messages: Some(userlane_core::Rate::new(1, 1)),
+                bytes: Some(userlane_core::Rate::new(1, 1)),
+            },
+            inbound_strikes: 1,
             ..base
         },
         Config {
@@ -178,6 +195,12 @@ fn the_edges_of_every_range_are_accepted() {
             empty_manager_ttl_ms: Some(1),
             slow_consumer: SlowConsumerPolicy::CloseSlowConnection,
             hash_seed: u32::MAX,
+            factory_tag: u32::MAX,
+            inbound_per_user: userlane_core::InboundLimits {
+                messages: Some(userlane_core::Rate::new(u32::MAX, u32::MAX)),
+                bytes: Some(userlane_core::Rate::new(u32::MAX, u32::MAX)),
+            },
+            inbound_strikes: 65_535,
             ..base
         },
     ] {

@@ -29,9 +29,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use common::t;
 use proptest::prelude::*;
 use userlane_core::{
-    CloseCode, CloseReason, Config, ConnectionHandle, Error, Event, Limit, ManagerFactory,
-    ManagerHandle, Released, SendOutcome, SlotIndex, SlowConsumerPolicy, Transmit, UserContext,
-    Violation,
+    CloseCode, CloseReason, Config, ConnectionHandle, Error, Event, InboundLimits, Limit,
+    ManagerFactory, ManagerHandle, Released, SendOutcome, SlotIndex, SlowConsumerPolicy, Transmit,
+    UserContext, Violation,
 };
 
 const USERS: usize = 3;
@@ -141,6 +141,11 @@ fn config() -> impl Strategy<Value = Config> {
                     idle_timeout_ms: idle,
                     empty_manager_ttl_ms: ttl,
                     hash_seed: seed,
+                    factory_tag: seed.rotate_left(7),
+                    max_offline_managers: max_users,
+                    inbound_per_connection: InboundLimits::UNLIMITED,
+                    inbound_per_user: InboundLimits::UNLIMITED,
+                    inbound_strikes: 1,
                 })
             },
         )

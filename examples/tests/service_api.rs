@@ -178,6 +178,37 @@ fn a_full_offline_buffer_is_503_and_what_it_holds_is_replayed() {
 }
 
 #[test]
+fn users_without_a_connection_hold_at_most_a_quarter_of_the_slots_then_503() {
+    // 8 users on one shard: messages for offline users may create 2 managers.
+    let server = Spawn::dev()
+        .args(&["--max-connections", "8", "--shards", "1"])
+        .start();
+    for user in ["ivy", "jack"] {
+        let reply = post_message(server.addr, user, Some(SERVICE_TOKEN), b"{}");
+        assert_eq!(reply.json(), json!({ "buffered": true }), "{user}");
+    }
+    let reply = post_message(server.addr, "kate", Some(SERVICE_TOKEN), b"{}");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("users without a connection"));
+    // Users who already have a manager are still reached ...
+    let reply = post_message(server.addr, "ivy", Some(SERVICE_TOKEN), b"{\"n\":2}");
+    assert_eq!(reply.json(), json!({ "buffered": true }));
+    run(LIMIT, async {
+        // ... and users who connect are never refused for it.
+        let (mut kate, _) = connect_dev(server.addr, "kate").await;
+        let (mut ivy, _) = connect_dev(server.addr, "ivy").await;
+        assert_eq!(expect_text(&mut ivy, "buffered").await, "{}");
+        assert_eq!(expect_text(&mut ivy, "second").await, "{\"n\":2}");
+        let reply = post_message(server.addr, "kate", Some(SERVICE_TOKEN), b"{}");
+        assert_eq!(reply.json(), json!({ "queued_for": 1 }));
+        assert_eq!(expect_text(&mut kate, "live").await, "{}");
+    });
+}
+
+#[test]
 fn the_service_api_needs_the_service_token_and_nothing_else() {
     let server = Spawn::dev().start();
     let addr = server.addr;

@@ -79,6 +79,15 @@ pub struct ServerConfig {
     pub ws_path: String,
     /// Most users with a manager, over all shards.
     pub max_users: u32,
+    /// Most users with a manager but no open connection that the service
+    /// path ([`ServerHandle::send_to_user`](crate::ServerHandle::send_to_user)
+    /// for a user who is not connected) may create, so that messages for
+    /// offline users cannot take the manager slots of users who connect; at
+    /// most `max_users` (a larger value counts as `max_users`), split over
+    /// the shards like `max_users`. Beyond it such a send is refused with
+    /// `Limit::OfflineManagers` (the example service API answers 503).
+    /// Default: a quarter of `max_users`.
+    pub max_offline_users: u32,
     /// Most open connections, over all shards (503 beyond).
     pub max_connections: u32,
     /// Most open connections of one user (429 beyond). Default 5.
@@ -149,6 +158,7 @@ impl fmt::Debug for ServerConfig {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("ws_path", &self.ws_path)
             .field("max_users", &self.max_users)
+            .field("max_offline_users", &self.max_offline_users)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_user", &self.max_connections_per_user)
             .field("queue_depth", &self.queue_depth)
@@ -183,6 +193,7 @@ impl ServerConfig {
             jwt_secret: None,
             ws_path: "/ws".to_owned(),
             max_users: 10_000,
+            max_offline_users: 2_500,
             max_connections: 10_000,
             max_connections_per_user: 5,
             queue_depth: 64,
@@ -275,11 +286,16 @@ impl ServerConfig {
             .map_err(ConfigError::Core)
     }
 
-    /// The core limits of one shard.
+    /// The core limits of one shard. Its `factory_tag` is 0:
+    /// [`ShardSlot::build`](crate::shards::ShardSlot::build) gives every
+    /// shard its own.
     pub(crate) fn core_config(&self, _shard: usize) -> userlane_core::Config {
         let per_shard = |total: u32, cap: usize| total.min(cap as u32);
+        let max_users = per_shard(self.max_users, SHARD_USERS);
+        let defaults = userlane_core::Config::for_capacity(max_users, 1);
         userlane_core::Config {
-            max_users: per_shard(self.max_users, SHARD_USERS),
+            max_users,
+            max_offline_managers: per_shard(self.max_offline_users, SHARD_USERS).min(max_users),
             max_connections_per_user: self.max_connections_per_user,
             max_connections: per_shard(self.max_connections, SHARD_CONNS),
             queue_depth: self.queue_depth,
@@ -288,6 +304,10 @@ impl ServerConfig {
             idle_timeout_ms: Some(self.idle_timeout.as_millis() as u64),
             empty_manager_ttl_ms: Some(self.empty_manager_ttl.as_millis() as u64),
             hash_seed: std::process::id(),
+            factory_tag: 0,
+            inbound_per_connection: defaults.inbound_per_connection,
+            inbound_per_user: defaults.inbound_per_user,
+            inbound_strikes: defaults.inbound_strikes,
         }
     }
 }

@@ -186,7 +186,11 @@ impl ServerHandle {
     /// Queues `message` for every open connection of `user_id` **on this
     /// node**, in order. With no open connection it waits in the user's
     /// bounded offline buffer (a manager is created for a user who has none,
-    /// when buffering is on) and is replayed on the next connection. Every
+    /// when buffering is on, through `create_offline_manager`: at most
+    /// [`max_offline_users`](ServerConfig::max_offline_users) such users, so
+    /// that they never take the slots of users who connect; beyond it the
+    /// send fails with `Limit::OfflineManagers`, like `Limit::Users` when
+    /// the server is full) and is replayed on the next connection. Every
     /// refusal is an error: nothing is dropped silently. In a cluster, use
     /// [`send`](Self::send) to reach the user's connections on every node.
     pub fn send_to_user(&self, user_id: &str, message: Message) -> Result<SendOutcome, UserError> {
@@ -198,7 +202,7 @@ impl ServerHandle {
                 Some(m) => m,
                 None if buffering => {
                     let ctx = service_context(user_id)?;
-                    f.create_manager(ctx, now)?
+                    f.create_offline_manager(ctx, now)?
                 }
                 None => return Err(UserError::UnknownUser),
             };

@@ -49,10 +49,32 @@ pub(crate) struct ShardSlot {
     pub(crate) registry: Mutex<HashMap<ConnectionHandle, ConnEntry>>,
 }
 
+/// The next shard's factory tag: unique within the process (a counter),
+/// starting at a random value so that handles of another process do not
+/// match either.
+fn next_factory_tag() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish() as u32
+    });
+    start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 impl ShardSlot {
     /// Builds a shard on a thread whose stack holds the tables (they are
-    /// megabytes; building them on a small stack would overflow it).
-    pub(crate) fn build(config: userlane_core::Config) -> Result<Self, userlane_core::ConfigError> {
+    /// megabytes; building them on a small stack would overflow it). The
+    /// shard gets a factory tag of its own (`config.factory_tag` is
+    /// replaced), so a handle of one shard is refused by every other.
+    pub(crate) fn build(
+        mut config: userlane_core::Config,
+    ) -> Result<Self, userlane_core::ConfigError> {
+        config.factory_tag = next_factory_tag();
         let stack = 10 * std::mem::size_of::<Shard>() + (16 << 20);
         let core = std::thread::Builder::new()
             .name("userlane-shard-init".into())
@@ -218,5 +240,30 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(slot.core.stats().managers_active, 0);
+    }
+
+    #[test]
+    fn every_shard_refuses_the_handles_of_the_others() {
+        let config = userlane_core::Config::for_capacity(SHARD_USERS as u32, SHARD_CONNS as u32);
+        let a = ShardSlot::build(config).unwrap();
+        let b = ShardSlot::build(config).unwrap();
+        let tags = (
+            a.core.read(|f| f.config().factory_tag),
+            b.core.read(|f| f.config().factory_tag),
+        );
+        assert_ne!(tags.0, tags.1);
+        let ctx = |u| userlane_core::UserContext::new(u, "t", "r", "q").unwrap();
+        let now = Instant::ZERO;
+        let alice = a.core.create_manager(ctx("alice"), now).unwrap();
+        let bob = b.core.create_manager(ctx("bob"), now).unwrap();
+        assert_eq!(
+            (alice.index(), alice.generation()),
+            (bob.index(), bob.generation())
+        );
+        assert_eq!(
+            b.core
+                .read(|f| f.context(alice).map(|c| c.user_id().to_owned())),
+            Err(userlane_core::Error::UnknownManager(alice))
+        );
     }
 }

@@ -45,8 +45,65 @@ const DRAIN: Op = Op::Drain {
     close_sockets: true,
 };
 
+fn inbound(back: u8, bytes: u16) -> Op {
+    Op::Inbound {
+        conn: c(back),
+        bytes,
+    }
+}
+
+fn foreign(user: u8) -> MgrRef {
+    MgrRef::Foreign { user, back: 0 }
+}
+
+/// Every command and query through handles of the other factory.
+fn foreign_ops(own: u8) -> Vec<Op> {
+    let fc = ConnRef::Foreign { back: 0 };
+    vec![
+        Op::Send {
+            manager: foreign(0),
+            tag: 9,
+        },
+        Op::AddConnection {
+            manager: foreign(0),
+            claim: None,
+        },
+        Op::Query {
+            manager: foreign(0),
+        },
+        Op::CloseConnection {
+            manager: foreign(0),
+            conn: fc,
+            code: 0,
+        },
+        Op::CloseConnection {
+            manager: m(own),
+            conn: fc,
+            code: 0,
+        },
+        Op::RemoveConnection {
+            manager: m(own),
+            conn: fc,
+        },
+        Op::Activity { conn: fc },
+        Op::Inbound { conn: fc, bytes: 1 },
+        Op::PollTransmit { conn: fc },
+        Op::HandleClosed { conn: fc },
+        Op::Deactivate {
+            manager: foreign(0),
+        },
+        DRAIN,
+        Op::Query { manager: m(own) },
+    ]
+}
+
 /// Every seed: a file name and its operations.
 pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
+    let mut two_factories = vec![create(0), add(0), send(0, 1), Op::Select { factory: 1 }];
+    two_factories.extend([create(1), add(1), send(1, 2)]);
+    two_factories.extend(foreign_ops(1));
+    two_factories.push(Op::Select { factory: 0 });
+    two_factories.extend(foreign_ops(0));
     vec![
         (
             "create-connect-send-drain",
@@ -472,6 +529,87 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 DRAIN,
             ],
         ),
+        ("two-factories-foreign-handles", two_factories),
+        (
+            "inbound-budget-strikes-and-flood-close",
+            vec![
+                // Profile 0: 5 messages/s (bursts of 2) and 200 bytes/s
+                // (bursts of 100) per connection, 8 messages/s (bursts of 3)
+                // per user, closed at the third strike.
+                create(0),
+                add(0),
+                send(0, 1),
+                inbound(0, 10),
+                inbound(0, 150),
+                inbound(0, 10),
+                Op::Advance { ms: 100 },
+                inbound(0, 10),
+                Op::Advance { ms: 100 },
+                inbound(0, 10),
+                inbound(0, 10),
+                Op::Advance { ms: 120 },
+                Op::Advance { ms: 120 },
+                inbound(0, 10),
+                inbound(0, 10),
+                inbound(0, 10),
+                inbound(0, 10),
+                Op::PollEvent,
+                inbound(0, 10),
+                DRAIN,
+                inbound(0, 10),
+                // Profile 2: a user budget of 4 messages (2/s) shared by two
+                // connections; 500 bytes per connection.
+                Op::Reset { profile: 2 },
+                create(0),
+                add(0),
+                add(0),
+                inbound(0, 600),
+                inbound(0, 1),
+                inbound(1, 1),
+                inbound(0, 1),
+                inbound(1, 1),
+                inbound(0, 1),
+                inbound(1, 1),
+                inbound(1, 1),
+                Op::Advance { ms: 100 },
+                Op::FireTimer,
+                DRAIN,
+                Op::Query { manager: m(0) },
+            ],
+        ),
+        (
+            "offline-managers-cap",
+            vec![
+                // Profile 2: 3 users, at most 2 of them without a connection
+                // through create_offline_manager.
+                Op::Reset { profile: 2 },
+                Op::CreateOfflineManager {
+                    user: 0,
+                    variant: 0,
+                },
+                Op::CreateOfflineManager {
+                    user: 1,
+                    variant: 1,
+                },
+                Op::CreateOfflineManager {
+                    user: 2,
+                    variant: 0,
+                },
+                Op::CreateOfflineManager {
+                    user: 0,
+                    variant: 1,
+                },
+                create(2),
+                add(0),
+                Op::CreateOfflineManager {
+                    user: 3,
+                    variant: 0,
+                },
+                send(1, 3),
+                DRAIN,
+                Op::Query { manager: m(1) },
+            ],
+        ),
     ]
 }
 
@@ -504,7 +642,7 @@ pub fn external_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("close-frame-json", json(&close)),
         (
             "handle-postcard",
-            postcard::to_allocvec(&(0u32, 1u32)).expect("encodes"),
+            postcard::to_allocvec(&(0u32, 1u32, 0u32)).expect("encodes"),
         ),
         ("ops-postcard", crate::ops::encode(&seeds()[1].1)),
     ]

@@ -124,6 +124,12 @@ fn check_config(cfg: Config) {
         now = now.saturating_add_millis(u64::from(i) * 1_000);
         let _ = f.add_connection(m, &alice, now);
         let _ = f.send_to_user(m, i, now);
+        if let Some(c) = f.connections(m).ok().and_then(|mut c| c.next()) {
+            for bytes in [0, 1, 1 << 20, usize::MAX] {
+                let _ = f.handle_inbound(c, bytes, now);
+            }
+        }
+        let _ = f.create_offline_manager(UserContext::new("bob", "t", "r", "q").unwrap(), now);
         while let Some(e) = f.poll_event() {
             if let Event::Transmit(c) | Event::ConnectionClosed { connection: c, .. } = e {
                 while let Some(t) = f.poll_transmit(c) {
@@ -154,6 +160,9 @@ fn check_handles(managers: &[ManagerHandle], conns: &[ConnectionHandle]) {
     for &m in managers {
         let active = f.is_active(m);
         assert!(!active || m == a || m == b, "{m:?} was never issued");
+        if m.factory_tag() != a.factory_tag() {
+            assert!(!active, "{m:?} of another factory is active");
+        }
         let r = f.send_to_user(m, 7, now);
         if !active {
             assert!(
@@ -172,6 +181,7 @@ fn check_handles(managers: &[ManagerHandle], conns: &[ConnectionHandle]) {
     }
     for &c in conns {
         let _ = f.handle_activity(c, now);
+        let _ = f.handle_inbound(c, 1, now);
         let _ = f.owner_of(c);
         let _ = f.queued(c);
         while f.poll_transmit(c).is_some() {}

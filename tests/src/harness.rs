@@ -19,6 +19,15 @@
 //! - no panic (a panic in the core propagates to the caller, which is how the
 //!   fuzzer sees it).
 //!
+//! # Two factories
+//!
+//! The harness drives two factories of the same profile with distinct
+//! [`TAGS`], each with its own model and bindings; `Op::Select` picks the
+//! one later operations go to, and `MgrRef::Foreign` / `ConnRef::Foreign`
+//! name handles of the other one, which the model refuses as never issued.
+//! After every operation both factories are compared with their models, so
+//! an operation on one that changes the other is caught too.
+//!
 //! # Mapping between core and model
 //!
 //! The core is more detailed than the model in one respect: handles carry a
@@ -26,16 +35,17 @@
 //! to the model key issued by the same operation, one to one; a handle it
 //! forges (`MgrRef::Forged`, `ConnRef::Forged`) is the model key of the
 //! handle it equals if the core issued one, otherwise [`Key::Raw`], which the
-//! model refuses as never issued. Table indexes, hash buckets, the link type
+//! model refuses as never issued; so is a handle of the other factory (its
+//! tag differs, so it equals no handle of this one). Table indexes, hash buckets, the link type
 //! `I` and the free lists are not modelled: they show only through handles.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use userlane_core::{
-    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, Instant,
-    ManagerFactory, ManagerHandle, ManagerStats, Released, SendOutcome, SlotIndex,
-    SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
+    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, Inbound,
+    InboundLimits, Instant, ManagerFactory, ManagerHandle, ManagerStats, Rate, Released,
+    SendOutcome, SlotIndex, SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
 };
 
 use crate::model::{Caps, Key, MErr, MEvent, MTransmit, MViolation, Model, Msg};
@@ -83,6 +93,19 @@ pub trait Sut {
     fn handle_activity(&mut self, c: ConnectionHandle, now: Instant) -> Result<(), Error>;
     /// `handle_closed`
     fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error>;
+    /// `handle_inbound`
+    fn handle_inbound(
+        &mut self,
+        c: ConnectionHandle,
+        bytes: usize,
+        now: Instant,
+    ) -> Result<Inbound, Error>;
+    /// `create_offline_manager`
+    fn create_offline_manager(
+        &mut self,
+        ctx: UserContext,
+        now: Instant,
+    ) -> Result<ManagerHandle, Error>;
     /// `handle_timeout`
     fn handle_timeout(&mut self, now: Instant);
     /// `poll_timeout`
@@ -175,6 +198,21 @@ impl<
     fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error> {
         ManagerFactory::handle_closed(self, c, now)
     }
+    fn handle_inbound(
+        &mut self,
+        c: ConnectionHandle,
+        bytes: usize,
+        now: Instant,
+    ) -> Result<Inbound, Error> {
+        ManagerFactory::handle_inbound(self, c, bytes, now)
+    }
+    fn create_offline_manager(
+        &mut self,
+        ctx: UserContext,
+        now: Instant,
+    ) -> Result<ManagerHandle, Error> {
+        ManagerFactory::create_offline_manager(self, ctx, now)
+    }
     fn handle_timeout(&mut self, now: Instant) {
         ManagerFactory::handle_timeout(self, now)
     }
@@ -261,7 +299,7 @@ const ROOMY: Caps = Caps {
 /// The profiles `Op::Reset` chooses from (`profile % 4`); a run starts with 0.
 pub const PROFILES: [Profile; 4] = [
     Profile {
-        name: "small: reject-send, offline 2, idle 100 ms, empty ttl 50 ms",
+        name: "small: reject-send, offline 2, idle 100 ms, empty ttl 50 ms, tight inbound budget",
         caps: SMALL,
         config: Config {
             max_users: 2,
@@ -273,11 +311,22 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: Some(100),
             empty_manager_ttl_ms: Some(50),
             hash_seed: 0,
+            factory_tag: 0,
+            max_offline_managers: 1,
+            inbound_per_connection: InboundLimits {
+                messages: Some(Rate::new(5, 2)),
+                bytes: Some(Rate::new(200, 100)),
+            },
+            inbound_per_user: InboundLimits {
+                messages: Some(Rate::new(8, 3)),
+                bytes: None,
+            },
+            inbound_strikes: 3,
         },
         small: true,
     },
     Profile {
-        name: "small: close-slow, no offline buffer, no timers, every user slot usable",
+        name: "small: close-slow, no offline buffer, no timers, every user slot usable, no inbound budget, no offline managers",
         caps: SMALL,
         config: Config {
             max_users: 3,
@@ -289,11 +338,16 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: None,
             empty_manager_ttl_ms: None,
             hash_seed: 7,
+            factory_tag: 0,
+            max_offline_managers: 0,
+            inbound_per_connection: InboundLimits::UNLIMITED,
+            inbound_per_user: InboundLimits::UNLIMITED,
+            inbound_strikes: 1,
         },
         small: true,
     },
     Profile {
-        name: "roomy: close-slow, offline 1, idle 40 ms, empty managers reclaimed after 1 ms",
+        name: "roomy: close-slow, offline 1, idle 40 ms, empty managers reclaimed after 1 ms, user budgets",
         caps: ROOMY,
         config: Config {
             max_users: 3,
@@ -305,11 +359,22 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: Some(40),
             empty_manager_ttl_ms: Some(1),
             hash_seed: 1,
+            factory_tag: 0,
+            max_offline_managers: 2,
+            inbound_per_connection: InboundLimits {
+                messages: None,
+                bytes: Some(Rate::new(1_000, 500)),
+            },
+            inbound_per_user: InboundLimits {
+                messages: Some(Rate::new(2, 4)),
+                bytes: Some(Rate::new(300, 200)),
+            },
+            inbound_strikes: 2,
         },
         small: false,
     },
     Profile {
-        name: "roomy: reject-send, limits at capacity, idle 1 s, empty ttl 300 ms",
+        name: "roomy: reject-send, limits at capacity, idle 1 s, empty ttl 300 ms, 1 message/s",
         caps: ROOMY,
         config: Config {
             max_users: 4,
@@ -321,6 +386,17 @@ pub const PROFILES: [Profile; 4] = [
             idle_timeout_ms: Some(1000),
             empty_manager_ttl_ms: Some(300),
             hash_seed: 0xdead_beef,
+            factory_tag: 0,
+            max_offline_managers: 4,
+            inbound_per_connection: InboundLimits {
+                messages: Some(Rate::new(1, 1)),
+                bytes: None,
+            },
+            inbound_per_user: InboundLimits {
+                messages: None,
+                bytes: Some(Rate::new(u32::MAX, u32::MAX)),
+            },
+            inbound_strikes: 5,
         },
         small: false,
     },
@@ -374,6 +450,8 @@ pub enum Obs {
     Flag(bool),
     /// `stats`.
     Stats(Box<Stats>),
+    /// `handle_inbound`.
+    Inbound(Result<Inbound, MErr>),
     /// Nothing returned (`handle_timeout`, clock moves, skipped operations).
     Nothing,
 }
@@ -398,6 +476,7 @@ fn err_name(e: &MErr) -> &'static str {
             userlane_core::Limit::Connections => "Err(LimitReached(Connections))",
             userlane_core::Limit::OfflineBuffer => "Err(LimitReached(OfflineBuffer))",
             userlane_core::Limit::QueueSlots => "Err(LimitReached(QueueSlots))",
+            userlane_core::Limit::OfflineManagers => "Err(LimitReached(OfflineManagers))",
         },
         MErr::QueueFull(_) => "Err(QueueFull)",
         MErr::NoConnections(_) => "Err(NoConnections)",
@@ -435,6 +514,7 @@ impl Obs {
                     CloseReason::ManagerDeactivated => "ConnectionClosed(ManagerDeactivated)",
                     CloseReason::Application => "ConnectionClosed(Application)",
                     CloseReason::ServerShutdown => "ConnectionClosed(ServerShutdown)",
+                    CloseReason::InboundFlood => "ConnectionClosed(InboundFlood)",
                     _ => "ConnectionClosed(?)",
                 },
                 MEvent::ManagerCreated(_) => "ManagerCreated",
@@ -455,6 +535,10 @@ impl Obs {
                     "false"
                 }
             }
+            Obs::Inbound(Ok(Inbound::Accepted)) => "Accepted",
+            Obs::Inbound(Ok(Inbound::Refused(_))) => "Refused",
+            Obs::Inbound(Ok(Inbound::Closed(_))) => "Closed",
+            Obs::Inbound(r) => res_name(r),
             Obs::Stats(_) | Obs::Nothing => "-",
         }
     }
@@ -517,13 +601,13 @@ struct WireState {
     closed: bool,
 }
 
-/// The core and the model side by side.
-pub struct Harness {
+/// One factory under test, its model and the bindings between them.
+struct Side {
     profile: Profile,
+    /// The factory's tag (distinct per side).
+    tag: u32,
     core: Box<dyn Sut>,
     model: Model,
-    clock: u64,
-    seq: u32,
     mgr_key: HashMap<ManagerHandle, u64>,
     mgr_handle: HashMap<u64, ManagerHandle>,
     conn_key: HashMap<ConnectionHandle, u64>,
@@ -537,6 +621,48 @@ pub struct Harness {
     conn_history: Vec<ConnectionHandle>,
     conn_owner: HashMap<ConnectionHandle, u64>,
     wire: HashMap<ConnectionHandle, WireState>,
+}
+
+/// The factory tags of the two factories under test.
+pub const TAGS: [u32; 2] = [0, 0x7a6_0001];
+
+impl Side {
+    fn new(profile: Profile, tag: u32) -> Self {
+        let profile = Profile {
+            config: Config {
+                factory_tag: tag,
+                ..profile.config
+            },
+            ..profile
+        };
+        Side {
+            profile,
+            tag,
+            core: profile.build(),
+            model: Model::new(profile.caps, profile.config),
+            mgr_key: HashMap::new(),
+            mgr_handle: HashMap::new(),
+            conn_key: HashMap::new(),
+            conn_handle: HashMap::new(),
+            mgr_history: Default::default(),
+            mgr_user: HashMap::new(),
+            conn_history: Vec::new(),
+            conn_owner: HashMap::new(),
+            wire: HashMap::new(),
+        }
+    }
+}
+
+/// Two factories with distinct tags and a model of each, side by side.
+/// Operations go to the selected one (`cur`) and may name handles the other
+/// one issued, which the selected one must refuse as unknown.
+pub struct Harness {
+    cur: Side,
+    other: Side,
+    /// Which factory `cur` is (0 or 1).
+    selected: usize,
+    clock: u64,
+    seq: u32,
     coverage: Coverage,
     trace: Option<Vec<String>>,
     /// True while [`Harness::check`] runs: its queries are not traced.
@@ -545,14 +671,14 @@ pub struct Harness {
 
 type Check = Result<(), String>;
 
-fn forge_manager(index: u8, generation: u8) -> ManagerHandle {
-    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation))).unwrap();
-    postcard::from_bytes(&bytes).expect("a handle is two u32s")
+fn forge_manager(index: u8, generation: u8, tag: u32) -> ManagerHandle {
+    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation), tag)).unwrap();
+    postcard::from_bytes(&bytes).expect("a handle is three u32s")
 }
 
-fn forge_conn(index: u8, generation: u8) -> ConnectionHandle {
-    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation))).unwrap();
-    postcard::from_bytes(&bytes).expect("a handle is two u32s")
+fn forge_conn(index: u8, generation: u8, tag: u32) -> ConnectionHandle {
+    let bytes = postcard::to_allocvec(&(u32::from(index), u32::from(generation), tag)).unwrap();
+    postcard::from_bytes(&bytes).expect("a handle is three u32s")
 }
 
 /// The context of user `u` (thread id by `variant`).
@@ -569,27 +695,30 @@ impl Default for Harness {
 }
 
 impl Harness {
-    /// A harness on profile 0.
+    /// A harness on profile 0, factory 0 selected.
     pub fn new() -> Self {
-        let profile = PROFILES[0];
+        Self::with_profile(PROFILES[0])
+    }
+
+    fn with_profile(profile: Profile) -> Self {
         Harness {
-            profile,
-            core: profile.build(),
-            model: Model::new(profile.caps, profile.config),
+            cur: Side::new(profile, TAGS[0]),
+            other: Side::new(profile, TAGS[1]),
+            selected: 0,
             clock: 0,
             seq: 0,
-            mgr_key: HashMap::new(),
-            mgr_handle: HashMap::new(),
-            conn_key: HashMap::new(),
-            conn_handle: HashMap::new(),
-            mgr_history: Default::default(),
-            mgr_user: HashMap::new(),
-            conn_history: Vec::new(),
-            conn_owner: HashMap::new(),
-            wire: HashMap::new(),
             coverage: Coverage::default(),
             trace: None,
             checking: false,
+        }
+    }
+
+    /// Selects factory `factory % 2` for the next operations.
+    fn select(&mut self, factory: u8) {
+        let f = usize::from(factory) % 2;
+        if f != self.selected {
+            std::mem::swap(&mut self.cur, &mut self.other);
+            self.selected = f;
         }
     }
 
@@ -611,16 +740,13 @@ impl Harness {
 
     /// The profile in force.
     pub fn profile(&self) -> &Profile {
-        &self.profile
+        &self.cur.profile
     }
 
     fn reset(&mut self, profile: u8) {
         let trace = self.trace.take();
         let coverage = std::mem::take(&mut self.coverage);
-        *self = Harness::new();
-        self.profile = PROFILES[usize::from(profile) % PROFILES.len()];
-        self.core = self.profile.build();
-        self.model = Model::new(self.profile.caps, self.profile.config);
+        *self = Harness::with_profile(PROFILES[usize::from(profile) % PROFILES.len()]);
         self.trace = trace;
         self.coverage = coverage;
     }
@@ -632,7 +758,7 @@ impl Harness {
     // ----- translation from core terms to model terms -----
 
     fn mkey(&self, h: ManagerHandle) -> Key {
-        match self.mgr_key.get(&h) {
+        match self.cur.mgr_key.get(&h) {
             Some(id) => Key::Id(*id),
             None => Key::Raw {
                 index: h.index(),
@@ -642,7 +768,7 @@ impl Harness {
     }
 
     fn ckey(&self, h: ConnectionHandle) -> Key {
-        match self.conn_key.get(&h) {
+        match self.cur.conn_key.get(&h) {
             Some(id) => Key::Id(*id),
             None => Key::Raw {
                 index: h.index(),
@@ -761,11 +887,11 @@ impl Harness {
         user: usize,
     ) {
         if let (Ok(h), Ok(Key::Id(id))) = (core, model) {
-            if !self.mgr_key.contains_key(h) && !self.mgr_handle.contains_key(id) {
-                self.mgr_key.insert(*h, *id);
-                self.mgr_handle.insert(*id, *h);
-                self.mgr_history[user].push(*h);
-                self.mgr_user.insert(*h, user);
+            if !self.cur.mgr_key.contains_key(h) && !self.cur.mgr_handle.contains_key(id) {
+                self.cur.mgr_key.insert(*h, *id);
+                self.cur.mgr_handle.insert(*id, *h);
+                self.cur.mgr_history[user].push(*h);
+                self.cur.mgr_user.insert(*h, user);
             }
         }
     }
@@ -777,11 +903,11 @@ impl Harness {
         owner: Key,
     ) {
         if let (Ok(h), Ok(Key::Id(id)), Key::Id(owner)) = (core, model, owner) {
-            if !self.conn_key.contains_key(h) && !self.conn_handle.contains_key(id) {
-                self.conn_key.insert(*h, *id);
-                self.conn_handle.insert(*id, *h);
-                self.conn_history.push(*h);
-                self.conn_owner.insert(*h, owner);
+            if !self.cur.conn_key.contains_key(h) && !self.cur.conn_handle.contains_key(id) {
+                self.cur.conn_key.insert(*h, *id);
+                self.cur.conn_handle.insert(*id, *h);
+                self.cur.conn_history.push(*h);
+                self.cur.conn_owner.insert(*h, owner);
             }
         }
     }
@@ -789,13 +915,25 @@ impl Harness {
     fn manager_ref(&self, r: MgrRef) -> Option<(ManagerHandle, Key)> {
         let h = match r {
             MgrRef::User { user, back } => {
-                let hist = &self.mgr_history[usize::from(user) % USER_IDS.len()];
+                let hist = &self.cur.mgr_history[usize::from(user) % USER_IDS.len()];
                 if hist.is_empty() {
                     return None;
                 }
                 hist[hist.len() - 1 - usize::from(back) % hist.len()]
             }
-            MgrRef::Forged { index, generation } => forge_manager(index, generation),
+            MgrRef::Forged { index, generation } => forge_manager(index, generation, self.cur.tag),
+            // A handle the other factory issued; while it has issued none
+            // for that user, the handle it would issue first (slot `user`,
+            // generation 1), which the selected factory may well have
+            // issued itself with its own tag.
+            MgrRef::Foreign { user, back } => {
+                let hist = &self.other.mgr_history[usize::from(user) % USER_IDS.len()];
+                if hist.is_empty() {
+                    forge_manager(user % 4, 1, self.other.tag)
+                } else {
+                    hist[hist.len() - 1 - usize::from(back) % hist.len()]
+                }
+            }
         };
         Some((h, self.mkey(h)))
     }
@@ -803,13 +941,22 @@ impl Harness {
     fn conn_ref(&self, r: ConnRef) -> Option<(ConnectionHandle, Key)> {
         let h = match r {
             ConnRef::Recent { back } => {
-                let n = self.conn_history.len().min(RECENT_CONNS);
+                let n = self.cur.conn_history.len().min(RECENT_CONNS);
                 if n == 0 {
                     return None;
                 }
-                self.conn_history[self.conn_history.len() - 1 - usize::from(back) % n]
+                self.cur.conn_history[self.cur.conn_history.len() - 1 - usize::from(back) % n]
             }
-            ConnRef::Forged { index, generation } => forge_conn(index, generation),
+            ConnRef::Forged { index, generation } => forge_conn(index, generation, self.cur.tag),
+            ConnRef::Foreign { back } => {
+                let hist = &self.other.conn_history;
+                let n = hist.len().min(RECENT_CONNS);
+                if n == 0 {
+                    forge_conn(back % RECENT_CONNS as u8, 1, self.other.tag)
+                } else {
+                    hist[hist.len() - 1 - usize::from(back) % n]
+                }
+            }
         };
         Some((h, self.ckey(h)))
     }
@@ -817,8 +964,8 @@ impl Harness {
     /// Checks a transmitted item against the wire invariants (core only).
     fn wire_check(&mut self, c: ConnectionHandle, t: &Option<Transmit<Msg>>) -> Check {
         let Some(t) = t else { return Ok(()) };
-        let owner = self.conn_owner.get(&c).copied();
-        let wire = self.wire.entry(c).or_default();
+        let owner = self.cur.conn_owner.get(&c).copied();
+        let wire = self.cur.wire.entry(c).or_default();
         if wire.closed {
             return Err(format!("{c:?} transmitted {t:?} after its close"));
         }
@@ -853,12 +1000,12 @@ impl Harness {
     // ----- primitive steps, each applied to both and compared -----
 
     fn poll_event(&mut self) -> Result<Option<MEvent>, String> {
-        let core = self.core.poll_event();
+        let core = self.cur.core.poll_event();
         let core = match core {
             Some(e) => Some(self.event(e)?),
             None => None,
         };
-        let model = self.model.poll_event();
+        let model = self.cur.model.poll_event();
         self.compare(
             "poll_event",
             format_args!(""),
@@ -869,10 +1016,10 @@ impl Harness {
     }
 
     fn poll_transmit(&mut self, c: ConnectionHandle, k: Key) -> Result<Option<MTransmit>, String> {
-        let core = self.core.poll_transmit(c);
+        let core = self.cur.core.poll_transmit(c);
         self.wire_check(c, &core)?;
         let core = self.transmit(core);
-        let model = self.model.poll_transmit(k);
+        let model = self.cur.model.poll_transmit(k);
         self.compare(
             "poll_transmit",
             format_args!("{k:?}"),
@@ -884,9 +1031,9 @@ impl Harness {
 
     fn handle_closed(&mut self, c: ConnectionHandle, k: Key) -> Check {
         let now = self.now();
-        let core = self.core.handle_closed(c, now);
+        let core = self.cur.core.handle_closed(c, now);
         let core = self.res(core, |r| r)?;
-        let model = self.model.handle_closed(k, self.clock);
+        let model = self.cur.model.handle_closed(k, self.clock);
         self.compare(
             "handle_closed",
             format_args!("{k:?}"),
@@ -897,8 +1044,8 @@ impl Harness {
 
     fn handle_timeout(&mut self) -> Check {
         let clock = self.clock;
-        self.core.handle_timeout(self.now());
-        self.model.handle_timeout(clock);
+        self.cur.core.handle_timeout(self.now());
+        self.cur.model.handle_timeout(clock);
         self.compare(
             "handle_timeout",
             format_args!("{clock}"),
@@ -908,8 +1055,8 @@ impl Harness {
     }
 
     fn poll_timeout(&mut self) -> Result<Option<u64>, String> {
-        let core = self.core.poll_timeout().map(Instant::as_millis);
-        let model = self.model.poll_timeout();
+        let core = self.cur.core.poll_timeout().map(Instant::as_millis);
+        let model = self.cur.model.poll_timeout();
         self.compare(
             "poll_timeout",
             format_args!(""),
@@ -921,42 +1068,43 @@ impl Harness {
 
     /// Every query through a manager handle.
     fn query_manager(&mut self, h: ManagerHandle, k: Key) -> Check {
-        let a = Obs::Flag(self.core.is_active(h));
-        let b = Obs::Flag(self.model.is_active(k));
+        let a = Obs::Flag(self.cur.core.is_active(h));
+        let b = Obs::Flag(self.cur.model.is_active(k));
         self.compare("is_active", format_args!("{k:?}"), a, b)?;
-        let a = Obs::Context(self.res(self.core.context(h), Box::new)?);
-        let b = Obs::Context(self.model.context(k).cloned().map(Box::new));
+        let a = Obs::Context(self.res(self.cur.core.context(h), Box::new)?);
+        let b = Obs::Context(self.cur.model.context(k).cloned().map(Box::new));
         self.compare("context", format_args!("{k:?}"), a, b)?;
-        let a = Obs::ManagerStats(self.res(self.core.manager_stats(h), |s| s)?);
-        let b = Obs::ManagerStats(self.model.manager_stats(k));
+        let a = Obs::ManagerStats(self.res(self.cur.core.manager_stats(h), |s| s)?);
+        let b = Obs::ManagerStats(self.cur.model.manager_stats(k));
         self.compare("manager_stats", format_args!("{k:?}"), a, b)?;
-        let a = Obs::EmptySince(self.res(self.core.empty_since(h), |e| e.map(Instant::as_millis))?);
-        let b = Obs::EmptySince(self.model.empty_since(k));
+        let a =
+            Obs::EmptySince(self.res(self.cur.core.empty_since(h), |e| e.map(Instant::as_millis))?);
+        let b = Obs::EmptySince(self.cur.model.empty_since(k));
         self.compare("empty_since", format_args!("{k:?}"), a, b)?;
-        let conns = self.core.connections(h);
+        let conns = self.cur.core.connections(h);
         let a = Obs::Connections(self.res(conns.clone(), |v| {
             v.into_iter().map(|c| self.ckey(c)).collect()
         })?);
-        let b = Obs::Connections(self.model.connections(k));
+        let b = Obs::Connections(self.cur.model.connections(k));
         self.compare("connections", format_args!("{k:?}"), a, b)?;
-        let a = Obs::Count(self.res(self.core.connection_count(h), |n| n)?);
-        let b = Obs::Count(self.model.connections(k).map(|v| v.len() as u32));
+        let a = Obs::Count(self.res(self.cur.core.connection_count(h), |n| n)?);
+        let b = Obs::Count(self.cur.model.connections(k).map(|v| v.len() as u32));
         self.compare("connection_count", format_args!("{k:?}"), a, b)?;
         // Isolation and the per-user limit, on the core alone.
         if let Ok(conns) = conns {
-            if conns.len() > self.profile.config.max_connections_per_user as usize {
+            if conns.len() > self.cur.profile.config.max_connections_per_user as usize {
                 return Err(format!(
                     "limit: {k:?} has {} open connections, per-user limit {}",
                     conns.len(),
-                    self.profile.config.max_connections_per_user
+                    self.cur.profile.config.max_connections_per_user
                 ));
             }
             for c in conns {
-                if self.core.owner_of(c) != Ok(h) || !self.core.is_open(c) {
+                if self.cur.core.owner_of(c) != Ok(h) || !self.cur.core.is_open(c) {
                     return Err(format!(
                         "isolation: {k:?} lists {c:?}, owned by {:?}, open {}",
-                        self.core.owner_of(c),
-                        self.core.is_open(c)
+                        self.cur.core.owner_of(c),
+                        self.cur.core.is_open(c)
                     ));
                 }
             }
@@ -966,38 +1114,47 @@ impl Harness {
 
     /// Every query through a connection handle.
     fn query_conn(&mut self, h: ConnectionHandle, k: Key) -> Check {
-        let a = Obs::Manager(self.res(self.core.owner_of(h), |m| self.mkey(m))?);
-        let b = Obs::Manager(self.model.owner_of(k));
+        let a = Obs::Manager(self.res(self.cur.core.owner_of(h), |m| self.mkey(m))?);
+        let b = Obs::Manager(self.cur.model.owner_of(k));
         self.compare("owner_of", format_args!("{k:?}"), a, b)?;
-        let a = Obs::Flag(self.core.is_open(h));
-        let b = Obs::Flag(self.model.is_open(k));
+        let a = Obs::Flag(self.cur.core.is_open(h));
+        let b = Obs::Flag(self.cur.model.is_open(k));
         self.compare("is_open", format_args!("{k:?}"), a, b)?;
-        let queued = self.core.queued(h);
+        let queued = self.cur.core.queued(h);
         let a = Obs::Count(self.res(queued, |n| n)?);
-        let b = Obs::Count(self.model.queued(k));
+        let b = Obs::Count(self.cur.model.queued(k));
         self.compare("queued", format_args!("{k:?}"), a, b)?;
         if let Ok(n) = queued {
-            if n > self.profile.config.queue_depth {
+            if n > self.cur.profile.config.queue_depth {
                 return Err(format!(
                     "limit: {k:?} holds {n} messages, queue depth {}",
-                    self.profile.config.queue_depth
+                    self.cur.profile.config.queue_depth
                 ));
             }
         }
         Ok(())
     }
 
-    /// Compares the whole observable state and checks the invariants.
+    /// Compares the whole observable state of both factories and checks
+    /// the invariants (an operation on one factory must leave the other
+    /// exactly as its model says: untouched).
     pub fn check(&mut self) -> Check {
         self.checking = true;
-        let result = self.check_all();
+        let mut result = self.check_all();
+        if result.is_ok() {
+            std::mem::swap(&mut self.cur, &mut self.other);
+            result = self
+                .check_all()
+                .map_err(|e| format!("the other factory: {e}"));
+            std::mem::swap(&mut self.cur, &mut self.other);
+        }
         self.checking = false;
         result
     }
 
     fn check_all(&mut self) -> Check {
-        let core = self.core.stats();
-        let model = self.model.stats();
+        let core = self.cur.core.stats();
+        let model = self.cur.model.stats();
         if core != model {
             return Err(format!(
                 "stats differ:\n  core  {core:?}\n  model {model:?}"
@@ -1006,15 +1163,15 @@ impl Harness {
         if !core.is_consistent() {
             return Err(format!("stats are not consistent: {core:?}"));
         }
-        let cfg = self.profile.config;
-        let caps = self.profile.caps;
+        let cfg = self.cur.profile.config;
+        let caps = self.cur.profile.caps;
         if core.managers_active > u64::from(cfg.max_users)
             || core.connections_active > u64::from(cfg.max_connections)
             || core.connections_active + core.connections_closing > caps.conns as u64
         {
             return Err(format!("limits exceeded: {core:?}"));
         }
-        let free = self.core.free_queue_slots();
+        let free = self.cur.core.free_queue_slots();
         if u64::from(free) + core.messages_queued_now + core.offline_now != caps.slots as u64 {
             return Err(format!(
                 "pool: {free} free + {} queued + {} offline != {} slots",
@@ -1022,28 +1179,28 @@ impl Harness {
             ));
         }
         let a = Obs::Count(Ok(free));
-        let b = Obs::Count(Ok(self.model.free_queue_slots()));
+        let b = Obs::Count(Ok(self.cur.model.free_queue_slots()));
         self.compare("free_queue_slots", format_args!(""), a, b)?;
-        let a = Obs::Time(Some(self.core.now().as_millis()));
-        let b = Obs::Time(Some(self.model.now()));
+        let a = Obs::Time(Some(self.cur.core.now().as_millis()));
+        let b = Obs::Time(Some(self.cur.model.now()));
         self.compare("now", format_args!(""), a, b)?;
         self.poll_timeout()?;
         for (u, id) in USER_IDS.iter().enumerate() {
-            let a = Obs::Lookup(self.core.manager_for_user(id).map(|h| self.mkey(h)));
-            let b = Obs::Lookup(self.model.manager_for_user(id));
+            let a = Obs::Lookup(self.cur.core.manager_for_user(id).map(|h| self.mkey(h)));
+            let b = Obs::Lookup(self.cur.model.manager_for_user(id));
             self.compare("manager_for_user", format_args!("{u}"), a, b)?;
         }
         // Active managers, and the last few handles of each user (dead ones
         // must stay refused).
         let mut managers: Vec<ManagerHandle> = Vec::new();
-        for k in self.model.active_managers() {
+        for k in self.cur.model.active_managers() {
             let Key::Id(id) = k else { continue };
-            match self.mgr_handle.get(&id) {
+            match self.cur.mgr_handle.get(&id) {
                 Some(h) => managers.push(*h),
                 None => return Err(format!("model manager {id} was never bound to a handle")),
             }
         }
-        for hist in &self.mgr_history {
+        for hist in &self.cur.mgr_history {
             managers.extend(hist.iter().rev().take(2));
         }
         managers.sort_unstable();
@@ -1052,7 +1209,7 @@ impl Harness {
         for h in managers {
             let k = self.mkey(h);
             self.query_manager(h, k)?;
-            if let Ok(conns) = self.core.connections(h) {
+            if let Ok(conns) = self.cur.core.connections(h) {
                 for c in conns {
                     if !listed.insert(c) {
                         return Err(format!("isolation: {c:?} is listed by two managers"));
@@ -1062,14 +1219,14 @@ impl Harness {
         }
         // Live connections and the recent handles.
         let mut conns: Vec<ConnectionHandle> = Vec::new();
-        for k in self.model.live_connections() {
+        for k in self.cur.model.live_connections() {
             let Key::Id(id) = k else { continue };
-            match self.conn_handle.get(&id) {
+            match self.cur.conn_handle.get(&id) {
                 Some(h) => conns.push(*h),
                 None => return Err(format!("model connection {id} was never bound to a handle")),
             }
         }
-        conns.extend(self.conn_history.iter().rev().take(RECENT_CONNS));
+        conns.extend(self.cur.conn_history.iter().rev().take(RECENT_CONNS));
         conns.sort_unstable();
         conns.dedup();
         for h in conns {
@@ -1090,15 +1247,15 @@ impl Harness {
             Op::Reset { profile } => {
                 self.reset(profile);
                 if let Some(t) = &mut self.trace {
-                    t.push(format!("reset to profile {}", self.profile.name));
+                    t.push(format!("reset to profile {}", self.cur.profile.name));
                 }
                 Ok(())
             }
             Op::CreateManager { user, variant } => {
                 let u = usize::from(user) % USER_IDS.len();
                 let ctx = user_context(u, variant);
-                let core = self.core.create_manager(ctx.clone(), self.now());
-                let model = self.model.create_manager(ctx, self.clock);
+                let core = self.cur.core.create_manager(ctx.clone(), self.now());
+                let model = self.cur.model.create_manager(ctx, self.clock);
                 self.bind_manager(&core, &model, u);
                 let core = self.res(core, |h| self.mkey(h))?;
                 self.compare(
@@ -1112,11 +1269,11 @@ impl Harness {
                 let Some((h, k)) = self.manager_ref(manager) else {
                     return skipped(self);
                 };
-                let own = self.mgr_user.get(&h).copied().unwrap_or(0);
+                let own = self.cur.mgr_user.get(&h).copied().unwrap_or(0);
                 let claimed = claim.map_or(own, |c| usize::from(c) % USER_IDS.len());
                 let ctx = user_context(claimed, 0);
-                let core = self.core.add_connection(h, &ctx, self.now());
-                let model = self.model.add_connection(k, &ctx, self.clock);
+                let core = self.cur.core.add_connection(h, &ctx, self.now());
+                let model = self.cur.model.add_connection(k, &ctx, self.clock);
                 self.bind_conn(&core, &model, k);
                 let core = self.res(core, |c| self.ckey(c))?;
                 self.compare(
@@ -1132,9 +1289,9 @@ impl Harness {
                 else {
                     return skipped(self);
                 };
-                let core = self.core.remove_connection(h, c, self.now());
+                let core = self.cur.core.remove_connection(h, c, self.now());
                 let core = self.res(core, |r| r)?;
-                let model = self.model.remove_connection(k, ck, self.clock);
+                let model = self.cur.model.remove_connection(k, ck, self.clock);
                 self.compare(
                     "remove_connection",
                     format_args!("{k:?}, {ck:?}"),
@@ -1154,9 +1311,9 @@ impl Harness {
                 };
                 let code = CloseCode::new(CLOSE_CODES[usize::from(code) % CLOSE_CODES.len()])
                     .expect("the harness's close codes are valid");
-                let core = self.core.close_connection(h, c, code, self.now());
+                let core = self.cur.core.close_connection(h, c, code, self.now());
                 let core = self.res(core, |r| r)?;
-                let model = self.model.close_connection(k, ck, code, self.clock);
+                let model = self.cur.model.close_connection(k, ck, code, self.clock);
                 self.compare(
                     "close_connection",
                     format_args!("{k:?}, {ck:?}, {code}"),
@@ -1177,9 +1334,9 @@ impl Harness {
                     seq: self.seq,
                     tag,
                 };
-                let core = self.core.send_to_user(h, msg, self.now());
+                let core = self.cur.core.send_to_user(h, msg, self.now());
                 let core = self.res(core, |r| r)?;
-                let model = self.model.send_to_user(k, msg, self.clock);
+                let model = self.cur.model.send_to_user(k, msg, self.clock);
                 self.compare(
                     "send_to_user",
                     format_args!("{k:?}, seq {} tag {tag}", msg.seq),
@@ -1191,9 +1348,9 @@ impl Harness {
                 let Some((h, k)) = self.manager_ref(manager) else {
                     return skipped(self);
                 };
-                let core = self.core.deactivate(h, self.now());
+                let core = self.cur.core.deactivate(h, self.now());
                 let core = self.res(core, |n| n)?;
-                let model = self.model.deactivate(k, self.clock);
+                let model = self.cur.model.deactivate(k, self.clock);
                 self.compare(
                     "deactivate",
                     format_args!("{k:?}"),
@@ -1207,8 +1364,8 @@ impl Harness {
                 } else {
                     CloseFrame::new(CloseCode::NORMAL, CloseReason::Application)
                 };
-                let core = self.core.close_all(close, self.now());
-                let model = self.model.close_all(close, self.clock);
+                let core = self.cur.core.close_all(close, self.now());
+                let model = self.cur.model.close_all(close, self.clock);
                 self.compare(
                     "close_all",
                     format_args!("{close:?}"),
@@ -1220,9 +1377,9 @@ impl Harness {
                 let Some((c, ck)) = self.conn_ref(conn) else {
                     return skipped(self);
                 };
-                let core = self.core.handle_activity(c, self.now());
+                let core = self.cur.core.handle_activity(c, self.now());
                 let core = self.res(core, |r| r)?;
-                let model = self.model.handle_activity(ck, self.clock);
+                let model = self.cur.model.handle_activity(ck, self.clock);
                 self.compare(
                     "handle_activity",
                     format_args!("{ck:?}"),
@@ -1270,6 +1427,50 @@ impl Harness {
                 };
                 self.query_manager(h, k)
             }
+            Op::Select { factory } => {
+                self.select(factory);
+                if let Some(t) = &mut self.trace {
+                    t.push(format!("select factory {}", self.selected));
+                }
+                Ok(())
+            }
+            Op::Inbound { conn, bytes } => {
+                let Some((c, ck)) = self.conn_ref(conn) else {
+                    return skipped(self);
+                };
+                let core = self
+                    .cur
+                    .core
+                    .handle_inbound(c, usize::from(bytes), self.now());
+                let core = self.res(core, |r| r)?;
+                let model = self
+                    .cur
+                    .model
+                    .handle_inbound(ck, u64::from(bytes), self.clock);
+                self.compare(
+                    "handle_inbound",
+                    format_args!("{ck:?}, {bytes} bytes"),
+                    Obs::Inbound(core),
+                    Obs::Inbound(model),
+                )
+            }
+            Op::CreateOfflineManager { user, variant } => {
+                let u = usize::from(user) % USER_IDS.len();
+                let ctx = user_context(u, variant);
+                let core = self
+                    .cur
+                    .core
+                    .create_offline_manager(ctx.clone(), self.now());
+                let model = self.cur.model.create_offline_manager(ctx, self.clock);
+                self.bind_manager(&core, &model, u);
+                let core = self.res(core, |h| self.mkey(h))?;
+                self.compare(
+                    "create_offline_manager",
+                    format_args!("u{u}, variant {}", variant % 2),
+                    Obs::Manager(core),
+                    Obs::Manager(model),
+                )
+            }
         }
     }
 
@@ -1292,7 +1493,7 @@ impl Harness {
             let Key::Id(id) = k else {
                 return Err(format!("an event named {k:?}, a handle never issued"));
             };
-            let c = self.conn_handle[&id];
+            let c = self.cur.conn_handle[&id];
             let mut closed = false;
             let mut items = 0;
             while let Some(t) = self.poll_transmit(c, k)? {

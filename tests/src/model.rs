@@ -10,8 +10,8 @@
 //! connection it creates gets a fresh, never reused number ([`Key::Id`]); the
 //! harness binds each number to the handle the core returned for the same
 //! operation and requires the binding to be one-to-one. A handle the harness
-//! forges that the core never issued is [`Key::Raw`]: the model treats it as
-//! unknown.
+//! forges that the core never issued, or one another factory issued, is
+//! [`Key::Raw`]: the model treats it as unknown.
 //!
 //! Handle refusals follow one rule, which is the only place where the core's
 //! generations show through:
@@ -37,13 +37,75 @@
 //!   its first unreported flag and leaves it when reported or released; it is
 //!   reported as `ConnectionClosed` if it is closing with the closed flag,
 //!   otherwise as `Transmit`. Lifecycle events always come first.
+//!
+//! # Inbound budget
+//!
+//! Each bucket is a level and the instant it was taken at, kept per bucket
+//! (the core shares stamps with other fields). Its level at `t` is
+//! `min(burst, level + ⌊r·t/1000⌋ − ⌊r·at/1000⌋)`, computed in `u128`; a
+//! connection's strikes drop by one for each multiple of 1,000 ms passed
+//! since they were last counted. A message takes one message unit and its
+//! size in bytes from the connection's and the user's buckets, all or none.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use userlane_core::{
-    CloseCode, CloseFrame, CloseReason, Config, Limit, ManagerStats, Released, SendOutcome,
-    SlowConsumerPolicy, Stats, UserContext,
+    CloseCode, CloseFrame, CloseReason, Config, Inbound, InboundLimit, InboundLimits, Limit,
+    ManagerStats, Rate, Released, SendOutcome, SlowConsumerPolicy, Stats, UserContext,
 };
+
+/// One token bucket: `level` units at instant `at` (ms); `None` rate = unlimited.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    rate: Option<Rate>,
+    level: u64,
+    at: u64,
+}
+
+impl Bucket {
+    fn full(rate: Option<Rate>, now: u64) -> Self {
+        Bucket {
+            rate,
+            level: rate.map_or(0, |r| u64::from(r.burst)),
+            at: now,
+        }
+    }
+
+    /// The level at `now`.
+    fn level(&self, now: u64) -> u64 {
+        let Some(r) = self.rate else { return 0 };
+        let grid = |t: u64| u128::from(r.per_second) * u128::from(t) / 1000;
+        let gained = grid(now) - grid(self.at);
+        (u128::from(self.level) + gained).min(u128::from(r.burst)) as u64
+    }
+
+    fn fits(&self, units: u64, now: u64) -> bool {
+        self.rate.is_none() || self.level(now) >= units
+    }
+
+    fn take(&mut self, units: u64, now: u64) {
+        if self.rate.is_some() {
+            self.level = self.level(now) - units;
+            self.at = now;
+        }
+    }
+}
+
+/// A message bucket and a byte bucket.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    messages: Bucket,
+    bytes: Bucket,
+}
+
+impl Budget {
+    fn full(limits: InboundLimits, now: u64) -> Self {
+        Budget {
+            messages: Bucket::full(limits.messages, now),
+            bytes: Bucket::full(limits.bytes, now),
+        }
+    }
+}
 
 /// A manager or connection as the model knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -175,6 +237,8 @@ struct Manager {
     stats: ManagerStats,
     /// When it last became empty, and a stamp ordering the empty managers.
     empty: Option<(u64, u64)>,
+    /// The user's inbound budget.
+    budget: Budget,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -192,6 +256,11 @@ struct Conn {
     touch: u64,
     ready: bool,
     closed_flag: bool,
+    /// The connection's inbound budget.
+    budget: Budget,
+    /// Strikes as of `strikes_at` (ms).
+    strikes: u64,
+    strikes_at: u64,
 }
 
 /// The reference model of one factory.
@@ -262,6 +331,7 @@ impl Model {
                     Limit::Connections => s.rejected_total_connections += 1,
                     Limit::OfflineBuffer => s.rejected_offline_full += 1,
                     Limit::QueueSlots => s.rejected_queue_slots += 1,
+                    Limit::OfflineManagers => s.rejected_offline_managers += 1,
                 }
             }
             MErr::QueueFull(_) => {
@@ -370,6 +440,7 @@ impl Model {
             CloseReason::ManagerDeactivated => s.closed_deactivated += 1,
             CloseReason::Application => s.closed_application += 1,
             CloseReason::ServerShutdown => s.closed_shutdown += 1,
+            CloseReason::InboundFlood => s.closed_inbound_flood += 1,
             _ => unreachable!("a close reason the model does not know"),
         }
         self.flag(c, true);
@@ -415,11 +486,24 @@ impl Model {
 
     /// `create_manager`: one manager per user id; asking again returns it.
     pub fn create_manager(&mut self, ctx: UserContext, now: u64) -> Result<Key, MErr> {
+        self.create(ctx, now, false)
+    }
+
+    /// `create_offline_manager`: `create_manager`, but a new manager only
+    /// while fewer than `max_offline_managers` managers have no open connection.
+    pub fn create_offline_manager(&mut self, ctx: UserContext, now: u64) -> Result<Key, MErr> {
+        self.create(ctx, now, true)
+    }
+
+    fn create(&mut self, ctx: UserContext, now: u64, offline: bool) -> Result<Key, MErr> {
         let now = self.tick(now);
         if let Some(m) = self.by_user.get(ctx.user_id()) {
             return Ok(Key::Id(*m));
         }
-        let refused = if self.managers.len() >= self.cfg.max_users as usize {
+        let without_connection = self.managers.values().filter(|m| m.open.is_empty()).count();
+        let refused = if offline && without_connection >= self.cfg.max_offline_managers as usize {
+            Some(MErr::LimitReached(Limit::OfflineManagers))
+        } else if self.managers.len() >= self.cfg.max_users as usize {
             Some(MErr::LimitReached(Limit::Users))
         } else if self.lifecycle.len() >= self.caps.events {
             Some(MErr::EventsPending)
@@ -445,6 +529,7 @@ impl Model {
                 offline: VecDeque::new(),
                 stats,
                 empty: Some((now, stamp)),
+                budget: Budget::full(self.cfg.inbound_per_user, now),
             },
         );
         self.stats.managers_created += 1;
@@ -515,6 +600,9 @@ impl Model {
                 touch,
                 ready: false,
                 closed_flag: false,
+                budget: Budget::full(self.cfg.inbound_per_connection, now),
+                strikes: 0,
+                strikes_at: now,
             },
         );
         if n > 0 {
@@ -725,6 +813,62 @@ impl Model {
             conn.touch = touch;
         }
         Ok(())
+    }
+
+    /// `handle_inbound`: an open connection's message is activity, then it
+    /// fits all four buckets (and takes from each) or is refused whole and
+    /// earns a strike; at `inbound_strikes` the connection closes with 1008.
+    pub fn handle_inbound(&mut self, conn: Key, bytes: u64, now: u64) -> Result<Inbound, MErr> {
+        let now = self.tick(now);
+        let c = self.conn_id(conn).inspect_err(|e| self.count(e))?;
+        if self.conns[&c].state != State::Open {
+            let e = MErr::ConnectionClosing(conn);
+            self.count(&e);
+            return Err(e);
+        }
+        let touch = self.next_stamp();
+        let owner = self.conns[&c].owner;
+        let user = self.managers[&owner].budget;
+        let cn = self.conns.get_mut(&c).unwrap();
+        cn.last_activity = now;
+        cn.touch = touch;
+        let refused = if !cn.budget.messages.fits(1, now) {
+            Some(InboundLimit::ConnectionMessages)
+        } else if !cn.budget.bytes.fits(bytes, now) {
+            Some(InboundLimit::ConnectionBytes)
+        } else if !user.messages.fits(1, now) {
+            Some(InboundLimit::UserMessages)
+        } else if !user.bytes.fits(bytes, now) {
+            Some(InboundLimit::UserBytes)
+        } else {
+            None
+        };
+        let Some(limit) = refused else {
+            cn.budget.messages.take(1, now);
+            cn.budget.bytes.take(bytes, now);
+            let u = &mut self.managers.get_mut(&owner).unwrap().budget;
+            u.messages.take(1, now);
+            u.bytes.take(bytes, now);
+            self.stats.inbound_accepted += 1;
+            return Ok(Inbound::Accepted);
+        };
+        let forgiven = now / 1000 - cn.strikes_at / 1000;
+        cn.strikes = cn.strikes.saturating_sub(forgiven) + 1;
+        cn.strikes_at = now;
+        let strikes = cn.strikes;
+        let s = &mut self.stats;
+        match limit {
+            InboundLimit::ConnectionMessages => s.inbound_refused_connection_messages += 1,
+            InboundLimit::ConnectionBytes => s.inbound_refused_connection_bytes += 1,
+            InboundLimit::UserMessages => s.inbound_refused_user_messages += 1,
+            InboundLimit::UserBytes => s.inbound_refused_user_bytes += 1,
+        }
+        if strikes < u64::from(self.cfg.inbound_strikes) {
+            return Ok(Inbound::Refused(limit));
+        }
+        let close = CloseFrame::new(CloseCode::POLICY_VIOLATION, CloseReason::InboundFlood);
+        self.begin_close(c, close, now);
+        Ok(Inbound::Closed(limit))
     }
 
     /// `handle_closed`: the socket is gone; the slot is freed in any state.

@@ -34,13 +34,24 @@ pub enum MgrRef {
         /// How far back in that user's handles.
         back: u8,
     },
-    /// A handle built from raw parts: refused unless it happens to equal a
-    /// handle the core issued.
+    /// A handle built from raw parts (and the selected factory's tag):
+    /// refused unless it happens to equal a handle the core issued.
     Forged {
         /// Table index.
         index: u8,
         /// Generation.
         generation: u8,
+    },
+    /// Like `User`, but a handle the *other* factory issued (or, while it
+    /// has issued none for that user, the one it would issue first: slot
+    /// `user`, generation 1, its tag): the selected factory must refuse it
+    /// as unknown, even where its index and generation name one of its own
+    /// live managers.
+    Foreign {
+        /// User index.
+        user: u8,
+        /// How far back in that user's handles.
+        back: u8,
     },
 }
 
@@ -60,9 +71,21 @@ pub enum ConnRef {
         /// Generation.
         generation: u8,
     },
+    /// Like `Recent`, among the handles the *other* factory issued (or, while
+    /// it has issued none, slot `back % 8` at generation 1 with its tag):
+    /// refused as unknown by the selected one.
+    Foreign {
+        /// How far back.
+        back: u8,
+    },
 }
 
 /// One step applied to both the core and the model.
+///
+/// The harness drives two factories with distinct tags, each with its own
+/// model; every operation goes to the selected one (factory 0 at the start
+/// and after `Reset`). New variants are only ever appended, so the
+/// postcard-encoded corpus keeps decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
     /// Start over with configuration profile `profile % PROFILES` (capacities,
@@ -169,10 +192,30 @@ pub enum Op {
         /// Manager.
         manager: MgrRef,
     },
+    /// Later operations go to factory `factory % 2`.
+    Select {
+        /// Factory index.
+        factory: u8,
+    },
+    /// `handle_inbound` of a message of `bytes` bytes.
+    Inbound {
+        /// Connection.
+        conn: ConnRef,
+        /// Size of the message.
+        bytes: u16,
+    },
+    /// `create_offline_manager` for user `user % 4` (context variant as in
+    /// `CreateManager`).
+    CreateOfflineManager {
+        /// User index.
+        user: u8,
+        /// Context variant.
+        variant: u8,
+    },
 }
 
 /// The name of every operation kind, in declaration order.
-pub const OP_KINDS: [&str; 19] = [
+pub const OP_KINDS: [&str; 22] = [
     "Reset",
     "CreateManager",
     "AddConnection",
@@ -192,6 +235,9 @@ pub const OP_KINDS: [&str; 19] = [
     "PollTransmit",
     "Drain",
     "Query",
+    "Select",
+    "Inbound",
+    "CreateOfflineManager",
 ];
 
 impl Op {
@@ -217,6 +263,9 @@ impl Op {
             Op::PollTransmit { .. } => "PollTransmit",
             Op::Drain { .. } => "Drain",
             Op::Query { .. } => "Query",
+            Op::Select { .. } => "Select",
+            Op::Inbound { .. } => "Inbound",
+            Op::CreateOfflineManager { .. } => "CreateOfflineManager",
         }
     }
 }
@@ -288,10 +337,16 @@ impl Rng {
     }
 
     fn mgr(&mut self) -> MgrRef {
-        if self.below(16) == 0 {
+        let pick = self.below(16);
+        if pick == 0 {
             MgrRef::Forged {
                 index: self.small(6),
                 generation: self.small(4),
+            }
+        } else if pick == 1 {
+            MgrRef::Foreign {
+                user: self.small(4),
+                back: 0,
             }
         } else {
             MgrRef::User {
@@ -302,10 +357,15 @@ impl Rng {
     }
 
     fn conn(&mut self) -> ConnRef {
-        if self.below(16) == 0 {
+        let pick = self.below(16);
+        if pick == 0 {
             ConnRef::Forged {
                 index: self.small(8),
                 generation: self.small(4),
+            }
+        } else if pick == 1 {
+            ConnRef::Foreign {
+                back: self.small(RECENT_CONNS as u32),
             }
         } else {
             ConnRef::Recent {
@@ -316,7 +376,7 @@ impl Rng {
 
     /// A random operation, weighted toward the interesting ones.
     pub fn op(&mut self) -> Op {
-        match self.below(100) {
+        match self.below(115) {
             0 => Op::Reset {
                 profile: self.byte(),
             },
@@ -368,8 +428,23 @@ impl Rng {
             89..=95 => Op::Drain {
                 close_sockets: self.below(3) != 0,
             },
-            _ => Op::Query {
+            96..=99 => Op::Query {
                 manager: self.mgr(),
+            },
+            100 => Op::Select {
+                factory: self.small(2),
+            },
+            101..=111 => Op::Inbound {
+                conn: self.conn(),
+                bytes: if self.below(4) == 0 {
+                    self.below(1_000) as u16
+                } else {
+                    self.below(60) as u16
+                },
+            },
+            _ => Op::CreateOfflineManager {
+                user: self.small(4),
+                variant: self.small(2),
             },
         }
     }

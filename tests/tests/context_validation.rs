@@ -30,6 +30,13 @@ fn malformed() -> Vec<(String, IdError)> {
         ("\u{7f}".into(), IdError::ControlCharacter),
         ("\u{1b}[31mred".into(), IdError::ControlCharacter),
         ("\u{85}".into(), IdError::ControlCharacter),
+        ("\u{200B}".into(), IdError::Invisible),
+        ("\u{FEFF}".into(), IdError::Invisible),
+        ("\u{2060}\u{2060}".into(), IdError::Invisible),
+        ("\u{00AD}".into(), IdError::Invisible),
+        ("\u{200E}\u{200F}\u{202E}".into(), IdError::Invisible),
+        (" \u{200B}\u{3164} ".into(), IdError::Invisible),
+        ("\u{E0041}\u{E0042}".into(), IdError::Invisible),
     ]
 }
 
@@ -65,13 +72,13 @@ fn json_with(field: ContextField, value: &str) -> String {
     obj.to_string()
 }
 
-/// Scenario 12 — context enforcement: 19 malformed values × 5 fields = 95
+/// Scenario 12 — context enforcement: 26 malformed values × 5 fields = 130
 /// contexts, each refused with the field and the reason named, in code and
 /// on both wire formats.
 #[test]
 fn scenario_12_every_malformed_context_is_rejected_with_the_field_named() {
     let cases = malformed();
-    assert_eq!(cases.len(), 19);
+    assert_eq!(cases.len(), 26);
     let mut rejected = 0;
     for field in FIELDS {
         for (value, reason) in &cases {
@@ -106,7 +113,7 @@ fn scenario_12_every_malformed_context_is_rejected_with_the_field_named() {
             rejected += 1;
         }
     }
-    assert_eq!(rejected, 95);
+    assert_eq!(rejected, 130);
 
     // postcard: the same value in a raw context (four strings, no connection id).
     let raw = postcard::to_allocvec(&("user-1", "null", "run-1", "req-1", None::<&str>)).unwrap();

@@ -84,6 +84,19 @@ fn every_corpus_entry_replays_clean_and_every_op_is_covered() {
         ("poll_event", "ManagerReclaimed"),
         ("poll_event", "ManagerDeactivated"),
         ("poll_transmit", "Close"),
+        ("handle_inbound", "Accepted"),
+        ("handle_inbound", "Refused"),
+        ("handle_inbound", "Closed"),
+        ("handle_inbound", "Err(ConnectionClosing)"),
+        ("handle_inbound", "Err(UnknownConnection)"),
+        ("poll_event", "ConnectionClosed(InboundFlood)"),
+        ("create_offline_manager", "Ok"),
+        (
+            "create_offline_manager",
+            "Err(LimitReached(OfflineManagers))",
+        ),
+        ("deactivate", "Err(UnknownManager)"),
+        ("handle_activity", "Err(UnknownConnection)"),
     ] {
         assert!(
             total.count(call, outcome) > 0,
@@ -193,6 +206,15 @@ fn fixed_seed_random_campaign_agrees_with_the_model() {
         ("poll_event", "ManagerReclaimed"),
         ("poll_transmit", "Message"),
         ("poll_transmit", "Close"),
+        ("handle_inbound", "Accepted"),
+        ("handle_inbound", "Refused"),
+        ("handle_inbound", "Closed"),
+        ("poll_event", "ConnectionClosed(InboundFlood)"),
+        (
+            "create_offline_manager",
+            "Err(LimitReached(OfflineManagers))",
+        ),
+        ("send_to_user", "Err(UnknownManager)"),
     ] {
         assert!(
             total.count(call, outcome) > 0,
@@ -253,7 +275,10 @@ fn external_decoders_accept_only_valid_values() {
     // capacities of a factory) and the factory refuses it.
     let over = r#"{"max_users":9,"max_connections_per_user":1,"max_connections":1,"queue_depth":1,
         "offline_buffer":0,"slow_consumer":"RejectSend","idle_timeout_ms":null,
-        "empty_manager_ttl_ms":null,"hash_seed":0}"#;
+        "empty_manager_ttl_ms":null,"hash_seed":0,"factory_tag":0,"max_offline_managers":0,
+        "inbound_per_connection":{"messages":null,"bytes":null},
+        "inbound_per_user":{"messages":{"per_second":0,"burst":1},"bytes":null},
+        "inbound_strikes":1}"#;
     let cfg: Config = serde_json::from_str(over).unwrap();
     assert!(cfg.validate(3, 4, 6).is_err());
     userlane_tests::external::check(over.as_bytes());

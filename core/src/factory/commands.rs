@@ -1,13 +1,14 @@
 //! Commands from the application: create, connect, send, close, deactivate.
 
 use super::lanes::Departure;
-use super::slots::{empty_link, idle_link, user_link, ConnState, EV_READY};
-use super::ManagerFactory;
+use super::slots::{empty_link, idle_link, user_link, EV_READY};
+use super::{LifeEvent, ManagerFactory};
+use crate::inbound::Levels;
 use crate::index::SlotIndex;
 use crate::list::NIL;
 use crate::{
-    CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Instant, Limit,
-    ManagerHandle, Released, SendOutcome, SlowConsumerPolicy, UserContext, Violation,
+    CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Instant, Limit, ManagerHandle,
+    Released, SendOutcome, SlowConsumerPolicy, UserContext, Violation,
 };
 
 impl<
@@ -23,6 +24,10 @@ impl<
     /// user has none. Calling it again while the manager is active returns the
     /// same handle, creates nothing and keeps the first context.
     ///
+    /// This is the live path (a user who is connecting): it is bounded by
+    /// `max_users` only. For a user who may have no connection (a message
+    /// from a service), use [`create_offline_manager`](Self::create_offline_manager).
+    ///
     /// Errors: [`Limit::Users`] when `max_users` managers are active;
     /// [`Error::EventsPending`] when the event queue must be drained first.
     pub fn create_manager(
@@ -30,11 +35,38 @@ impl<
         ctx: UserContext,
         now: Instant,
     ) -> Result<ManagerHandle, Error> {
+        self.create(ctx, now, false)
+    }
+
+    /// Like [`create_manager`](Self::create_manager), for a user who may have
+    /// no open connection (a message sent by a service to a user who is
+    /// offline): returns the user's manager if it has one; otherwise creates
+    /// one only while fewer than [`Config::max_offline_managers`](crate::Config::max_offline_managers)
+    /// active managers have no open connection, so that offline users can
+    /// never take the manager slots that connecting users need.
+    ///
+    /// Errors: [`Limit::OfflineManagers`], then those of `create_manager`.
+    pub fn create_offline_manager(
+        &mut self,
+        ctx: UserContext,
+        now: Instant,
+    ) -> Result<ManagerHandle, Error> {
+        self.create(ctx, now, true)
+    }
+
+    fn create(
+        &mut self,
+        ctx: UserContext,
+        now: Instant,
+        offline: bool,
+    ) -> Result<ManagerHandle, Error> {
         let now = self.tick(now);
         if let Some(existing) = self.manager_for_user(ctx.user_id()) {
             return Ok(existing);
         }
-        let refused = if self.stats.managers_active >= u64::from(self.config.max_users) {
+        let refused = if offline && self.empty.len() >= self.config.max_offline_managers {
+            Some(Error::LimitReached(Limit::OfflineManagers))
+        } else if self.stats.managers_active >= u64::from(self.config.max_users) {
             Some(Error::LimitReached(Limit::Users))
         } else if self.events.is_full() {
             Some(Error::EventsPending)
@@ -51,6 +83,7 @@ impl<
             return Err(e);
         };
         self.index_user(u, ctx.user_id());
+        let inbound = Levels::full(&self.config.inbound_per_user);
         let slot = &mut self.users[u];
         slot.ctx = ctx;
         slot.active = true;
@@ -58,16 +91,18 @@ impl<
         slot.stats = crate::ManagerStats::default();
         slot.stats.created_at = now;
         slot.empty_since = now;
-        let handle = ManagerHandle {
-            index: u as u32,
-            generation: slot.generation,
-        };
+        slot.inbound = inbound;
+        let generation = slot.generation;
+        let handle = self.manager_handle(u as u32, generation);
         self.empty.push_back(&mut self.users, u as u32, empty_link);
         self.stats.managers_created += 1;
         self.stats.managers_active += 1;
         self.stats.users_with_active_managers += 1;
         // Capacity was checked above.
-        let _ = self.events.push_back(Event::ManagerCreated(handle));
+        let _ = self.events.push_back(LifeEvent::Created {
+            index: I::pack(u as u32),
+            generation,
+        });
         Ok(handle)
     }
 
@@ -95,7 +130,7 @@ impl<
                 manager,
                 violation: Violation::ForeignUser,
             })
-        } else if user.conns.len >= self.config.max_connections_per_user {
+        } else if user.conns.len() >= self.config.max_connections_per_user {
             Some(Error::LimitReached(Limit::ConnectionsPerUser))
         } else if self.stats.connections_active >= u64::from(self.config.max_connections)
             || !self.conn_available()
@@ -120,7 +155,7 @@ impl<
             self.count_refusal(&e);
             return Err(e);
         };
-        if self.users[u].conns.len == 0 {
+        if self.users[u].conns.len() == 0 {
             self.empty.unlink(&mut self.users, u as u32, empty_link);
         }
         self.users[u]
@@ -132,14 +167,14 @@ impl<
         let user = &mut self.users[u];
         user.stats.connections += 1;
         user.stats.connections_opened = user.stats.connections_opened.saturating_add(1);
-        let replayed = user.offline.len;
+        let replayed = user.offline.len();
         if replayed > 0 {
             let mut offline = core::mem::replace(&mut user.offline, crate::pool::Fifo::EMPTY);
             user.stats.offline_now = 0;
             user.stats.offline_replayed = user.stats.offline_replayed.saturating_add(replayed);
             user.stats.messages_queued = user.stats.messages_queued.saturating_add(replayed);
             self.pool.append(&mut self.conns[c].queue, &mut offline);
-            if self.conns[c].queue.len >= self.config.queue_depth {
+            if self.conns[c].queue.len() >= self.config.queue_depth {
                 self.users[u].count_full(true);
             }
             let r = u64::from(replayed);
@@ -149,10 +184,7 @@ impl<
             self.stats.messages_queued_now += r;
             self.flag_event(c, EV_READY);
         }
-        Ok(ConnectionHandle {
-            index: c as u32,
-            generation: self.conns[c].generation,
-        })
+        Ok(self.connection_handle(c as u32, self.conns[c].generation))
     }
 
     /// Removes one of the user's connections at once (open or closing): its
@@ -186,7 +218,7 @@ impl<
         let now = self.tick(now);
         let u = self.checked_user(manager)?;
         let c = self.checked_conn(manager, u, connection)?;
-        if self.conns[c].state != ConnState::Open {
+        if !self.conns[c].is_open() {
             let e = Error::ConnectionClosing(connection);
             self.count_refusal(&e);
             return Err(e);
@@ -218,7 +250,7 @@ impl<
                 return Err(e);
             }
         };
-        let result = if self.users[u].conns.len == 0 {
+        let result = if self.users[u].conns.len() == 0 {
             self.buffer_offline(u, manager, payload)
         } else {
             self.fan_out(u, payload, now)
@@ -260,7 +292,7 @@ impl<
         if cap == 0 {
             return Err(Error::NoConnections(manager));
         }
-        if self.users[u].offline.len >= cap {
+        if self.users[u].offline.len() >= cap {
             return Err(Error::LimitReached(Limit::OfflineBuffer));
         }
         if self.pool.push(&mut self.users[u].offline, payload).is_err() {
@@ -272,7 +304,7 @@ impl<
         self.stats.offline_buffered += 1;
         self.stats.offline_now += 1;
         Ok(SendOutcome::Buffered {
-            buffered: self.users[u].offline.len,
+            buffered: self.users[u].offline.len(),
         })
     }
 
@@ -282,18 +314,15 @@ impl<
         // full queues is kept up to date, so one walk of the list suffices.
         let full = self.users[u].full();
         if full > 0 && self.config.slow_consumer == SlowConsumerPolicy::RejectSend {
-            let mut i = self.users[u].conns.head;
-            while i != NIL && self.conns[i as usize].queue.len < depth {
+            let mut i = self.users[u].conns.head();
+            while i != NIL && self.conns[i as usize].queue.len() < depth {
                 i = self.conns[i as usize].user_link.next();
             }
             debug_assert!(i != NIL, "a full queue is counted but not listed");
             let generation = self.conns.get(i as usize).map_or(0, |c| c.generation);
-            return Err(Error::QueueFull(ConnectionHandle {
-                index: i,
-                generation,
-            }));
+            return Err(Error::QueueFull(self.connection_handle(i, generation)));
         }
-        let wanted = self.users[u].conns.len - full;
+        let wanted = self.users[u].conns.len() - full;
         if self.pool.free() < wanted {
             return Err(Error::LimitReached(Limit::QueueSlots));
         }
@@ -303,11 +332,11 @@ impl<
         let mut payload = Some(payload);
         let mut left = wanted;
         let mut seen_full = 0u32;
-        let mut i = self.users[u].conns.head;
+        let mut i = self.users[u].conns.head();
         while i != NIL {
             let c = i as usize;
             i = self.conns[c].user_link.next();
-            let len = self.conns[c].queue.len;
+            let len = self.conns[c].queue.len();
             if len >= depth {
                 seen_full += 1;
                 self.begin_close(c, slow, now);
@@ -369,10 +398,10 @@ impl<
             }
         };
         let result = self.checked_conn(manager, u, connection).and_then(|c| {
-            if self.conns[c].state != ConnState::Open {
+            if !self.conns[c].is_open() {
                 return Err(Error::ConnectionClosing(connection));
             }
-            if self.conns[c].queue.len >= self.config.queue_depth {
+            if self.conns[c].queue.len() >= self.config.queue_depth {
                 return match self.config.slow_consumer {
                     SlowConsumerPolicy::RejectSend => Err(Error::QueueFull(connection)),
                     SlowConsumerPolicy::CloseSlowConnection => {
@@ -389,7 +418,7 @@ impl<
                     }
                 };
             }
-            let len = self.conns[c].queue.len;
+            let len = self.conns[c].queue.len();
             if self.pool.push(&mut self.conns[c].queue, payload).is_err() {
                 return Err(Error::LimitReached(Limit::QueueSlots));
             }
@@ -438,10 +467,11 @@ impl<
         );
         let discarded_offline = self.retire_user(u);
         self.stats.managers_deactivated += 1;
-        let _ = self.events.push_back(Event::ManagerDeactivated {
-            manager,
-            closed_connections: closed,
-            discarded_offline,
+        let _ = self.events.push_back(LifeEvent::Deactivated {
+            index: I::pack(manager.index),
+            generation: manager.generation,
+            closed: I::pack(closed),
+            discarded: I::pack(discarded_offline),
         });
         Ok(closed)
     }

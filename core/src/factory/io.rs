@@ -3,11 +3,13 @@
 
 use super::lanes::Departure;
 use super::slots::{idle_link, ConnState, EV_CLOSED};
-use super::ManagerFactory;
+use super::{LifeEvent, ManagerFactory};
+use crate::inbound::{fits, seconds_crossed, take};
 use crate::index::SlotIndex;
 use crate::list::{Link, List, NIL};
 use crate::{
-    CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Instant, Released, Transmit,
+    CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Event, Inbound, InboundLimit,
+    Instant, Released, Transmit,
 };
 
 impl<
@@ -31,12 +33,120 @@ impl<
         let c = self
             .conn_index(connection)
             .inspect_err(|e| self.count_refusal(e))?;
-        if self.conns[c].state == ConnState::Open {
-            self.conns[c].last_activity = now;
-            self.idle.unlink(&mut self.conns, c as u32, idle_link);
-            self.idle.push_back(&mut self.conns, c as u32, idle_link);
+        if self.conns[c].is_open() {
+            self.touch(c, now);
         }
         Ok(())
+    }
+
+    /// An inbound message of `bytes` bytes arrived on `connection`: checks it
+    /// against the connection's and the user's budgets
+    /// ([`Config::inbound_per_connection`](crate::Config::inbound_per_connection),
+    /// [`Config::inbound_per_user`](crate::Config::inbound_per_user)).
+    ///
+    /// - [`Inbound::Accepted`]: the message fits every budget and is taken
+    ///   from all four buckets;
+    /// - [`Inbound::Refused`]: it does not fit the budget named (checked in
+    ///   the order connection messages, connection bytes, user messages, user
+    ///   bytes); it takes nothing from any bucket and earns the connection a
+    ///   strike;
+    /// - [`Inbound::Closed`]: the refusal was the connection's
+    ///   [`inbound_strikes`](crate::Config::inbound_strikes)-th strike (one
+    ///   is forgiven per second): the core closed the connection with 1008
+    ///   ([`CloseReason::InboundFlood`]) after its queued messages, reported
+    ///   by an [`Event::ConnectionClosed`].
+    ///
+    /// Either way the message is inbound activity (the peer is alive), with
+    /// the effect of [`handle_activity`](Self::handle_activity). A message
+    /// larger than a byte bucket's `burst` is always refused.
+    ///
+    /// Errors: [`Error::UnknownConnection`]; [`Error::ConnectionClosing`]
+    /// once the connection is closing (discard the message).
+    pub fn handle_inbound(
+        &mut self,
+        connection: ConnectionHandle,
+        bytes: usize,
+        now: Instant,
+    ) -> Result<Inbound, Error> {
+        let now = self.tick(now);
+        let c = self
+            .conn_index(connection)
+            .inspect_err(|e| self.count_refusal(e))?;
+        if !self.conns[c].is_open() {
+            let e = Error::ConnectionClosing(connection);
+            self.count_refusal(&e);
+            return Err(e);
+        }
+        self.touch(c, now);
+        let u = self.conns[c].owner_slot();
+        let user_limits = self.config.inbound_per_user;
+        let user = &mut self.users[u];
+        user.inbound = user.inbound.refilled(&user_limits, user.empty_since, now);
+        user.empty_since = now;
+        let user_levels = user.inbound;
+        let ConnState::Open {
+            strikes, inbound, ..
+        } = &mut self.conns[c].state
+        else {
+            return Ok(Inbound::Accepted);
+        };
+        let conn = self.config.inbound_per_connection;
+        let size = bytes as u64;
+        let refused = if !fits(inbound.messages, conn.messages, 1) {
+            Some(InboundLimit::ConnectionMessages)
+        } else if !fits(inbound.bytes, conn.bytes, size) {
+            Some(InboundLimit::ConnectionBytes)
+        } else if !fits(user_levels.messages, user_limits.messages, 1) {
+            Some(InboundLimit::UserMessages)
+        } else if !fits(user_levels.bytes, user_limits.bytes, size) {
+            Some(InboundLimit::UserBytes)
+        } else {
+            None
+        };
+        let Some(limit) = refused else {
+            inbound.messages = take(inbound.messages, conn.messages, 1);
+            inbound.bytes = take(inbound.bytes, conn.bytes, size);
+            let user = &mut self.users[u].inbound;
+            user.messages = take(user.messages, user_limits.messages, 1);
+            user.bytes = take(user.bytes, user_limits.bytes, size);
+            self.stats.inbound_accepted += 1;
+            return Ok(Inbound::Accepted);
+        };
+        *strikes = strikes.saturating_add(1);
+        let closing = u32::from(*strikes) >= self.config.inbound_strikes;
+        let s = &mut self.stats;
+        match limit {
+            InboundLimit::ConnectionMessages => s.inbound_refused_connection_messages += 1,
+            InboundLimit::ConnectionBytes => s.inbound_refused_connection_bytes += 1,
+            InboundLimit::UserMessages => s.inbound_refused_user_messages += 1,
+            InboundLimit::UserBytes => s.inbound_refused_user_bytes += 1,
+        }
+        if !closing {
+            return Ok(Inbound::Refused(limit));
+        }
+        let close = CloseFrame::new(CloseCode::POLICY_VIOLATION, CloseReason::InboundFlood);
+        self.begin_close(c, close, now);
+        Ok(Inbound::Closed(limit))
+    }
+
+    /// Inbound activity on open connection `c` at `now`: brings its buckets
+    /// and strikes up to `now` (they share the `last_activity` stamp) and
+    /// moves it to the back of the idle order.
+    fn touch(&mut self, c: usize, now: Instant) {
+        let limits = self.config.inbound_per_connection;
+        let slot = &mut self.conns[c];
+        let from = slot.last_activity;
+        if let ConnState::Open {
+            strikes, inbound, ..
+        } = &mut slot.state
+        {
+            *inbound = inbound.refilled(&limits, from, now);
+            let forgiven = seconds_crossed(from, now).min(u64::from(u16::MAX)) as u16;
+            *strikes = strikes.saturating_sub(forgiven);
+        }
+        slot.last_activity = now;
+        self.idle.unlink(&mut self.conns, c as u32, idle_link);
+        self.idle.push_back(&mut self.conns, c as u32, idle_link);
     }
 
     /// The connection's socket is gone (closed by the peer, failed, or closed
@@ -80,15 +190,13 @@ impl<
                 if since.saturating_add_millis(ttl) > now || self.events.is_full() {
                     break;
                 }
-                let manager = crate::ManagerHandle {
-                    index: u as u32,
-                    generation: self.users[u].generation,
-                };
-                let discarded_offline = self.retire_user(u);
+                let generation = self.users[u].generation;
+                let discarded = self.retire_user(u);
                 self.stats.managers_reclaimed += 1;
-                let _ = self.events.push_back(Event::ManagerReclaimed {
-                    manager,
-                    discarded_offline,
+                let _ = self.events.push_back(LifeEvent::Reclaimed {
+                    index: I::pack(u as u32),
+                    generation,
+                    discarded: I::pack(discarded),
                 });
             }
         }
@@ -120,25 +228,21 @@ impl<
     /// there is nothing to send or the handle is stale.
     pub fn poll_transmit(&mut self, connection: ConnectionHandle) -> Option<Transmit<P>> {
         let c = self.conn_index(connection).ok()?;
-        let was_full = self.conns[c].queue.len >= self.config.queue_depth;
+        let was_full = self.conns[c].queue.len() >= self.config.queue_depth;
         if let Some(p) = self.pool.pop(&mut self.conns[c].queue) {
-            if was_full && self.conns[c].state == ConnState::Open {
-                self.users[self.conns[c].owner.index as usize].count_full(false);
+            if was_full && self.conns[c].is_open() {
+                self.users[self.conns[c].owner_slot()].count_full(false);
             }
             self.stats.messages_transmitted += 1;
             self.stats.messages_queued_now -= 1;
             return Some(Transmit::Message(p));
         }
-        match self.conns[c].state {
+        match &mut self.conns[c].state {
             ConnState::Closing {
-                close,
-                close_sent: false,
-            } => {
-                self.conns[c].state = ConnState::Closing {
-                    close,
-                    close_sent: true,
-                };
-                Some(Transmit::Close(close))
+                close, close_sent, ..
+            } if !*close_sent => {
+                *close_sent = true;
+                Some(Transmit::Close(*close))
             }
             _ => None,
         }
@@ -148,7 +252,7 @@ impl<
     /// connection events (closed, or queue became non-empty) oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(e) = self.events.pop_front() {
-            return Some(e);
+            return Some(e.event(self.config.factory_tag));
         }
         let c = self.conn_events.front()? as usize;
         let event = self.conn_event(c);
@@ -162,13 +266,13 @@ impl<
     /// does after every call.
     pub fn drain_events(&mut self, mut out: impl FnMut(Event)) {
         while let Some(e) = self.events.pop_front() {
-            out(e);
+            out(e.event(self.config.factory_tag));
         }
-        let mut c = self.conn_events.head;
+        let mut c = self.conn_events.head();
         while c != NIL {
             out(self.conn_event(c as usize));
             let slot = &mut self.conns[c as usize];
-            slot.events = 0;
+            slot.set_events(0);
             c = slot.event_link.next();
             slot.event_link = Link::DETACHED;
         }
@@ -178,15 +282,12 @@ impl<
     /// The event connection slot `c` has pending.
     fn conn_event(&self, c: usize) -> Event {
         let slot = &self.conns[c];
-        let connection = ConnectionHandle {
-            index: c as u32,
-            generation: slot.generation,
-        };
+        let connection = self.connection_handle(c as u32, slot.generation);
         match slot.state {
-            ConnState::Closing { close, .. } if slot.events & EV_CLOSED != 0 => {
+            ConnState::Closing { close, events, .. } if events & EV_CLOSED != 0 => {
                 Event::ConnectionClosed {
                     connection,
-                    manager: slot.owner,
+                    manager: self.owner(c),
                     close,
                 }
             }

@@ -5,6 +5,7 @@ use super::slots::{
     empty_link, event_link, idle_link, next_generation, user_link, ConnState, EV_CLOSED,
 };
 use super::ManagerFactory;
+use crate::inbound::Levels;
 use crate::index::SlotIndex;
 use crate::list::NIL;
 use crate::log::log_warn;
@@ -54,8 +55,9 @@ impl<
         let c = self
             .conn_index(conn)
             .inspect_err(|e| self.count_refusal(e))?;
-        let owner = self.conns[c].owner;
-        if owner != manager {
+        let slot = &self.conns[c];
+        if slot.owner_slot() != u || slot.owner_generation != manager.generation {
+            let owner = self.owner(c);
             let e = Error::IsolationViolation {
                 manager,
                 violation: Violation::ForeignConnection { owner },
@@ -98,6 +100,7 @@ impl<
                     Limit::Connections => s.rejected_total_connections += 1,
                     Limit::OfflineBuffer => s.rejected_offline_full += 1,
                     Limit::QueueSlots => s.rejected_queue_slots += 1,
+                    Limit::OfflineManagers => s.rejected_offline_managers += 1,
                 }
             }
             Error::QueueFull(_) => {
@@ -112,38 +115,44 @@ impl<
 
     /// Marks an event of connection `c` for `poll_event`.
     pub(super) fn flag_event(&mut self, c: usize, flag: u8) {
-        if self.conns[c].events == 0 {
+        let events = self.conns[c].events();
+        if events == 0 {
             self.conn_events
                 .push_back(&mut self.conns, c as u32, event_link);
         }
-        self.conns[c].events |= flag;
+        self.conns[c].set_events(events | flag);
     }
 
     /// Drops every unreported event of connection `c`.
     pub(super) fn clear_events(&mut self, c: usize) {
-        if self.conns[c].events != 0 {
+        if self.conns[c].events() != 0 {
             self.conn_events
                 .unlink(&mut self.conns, c as u32, event_link);
-            self.conns[c].events = 0;
+            self.conns[c].set_events(0);
         }
     }
 
     /// Takes an open connection out of its user's list and the idle order.
     /// The owner is active: a manager with open connections always is.
     fn detach_open(&mut self, c: usize, now: Instant) {
-        let u = self.conns[c].owner.index as usize;
+        let u = self.conns[c].owner_slot();
         self.users[u]
             .conns
             .unlink(&mut self.conns, c as u32, user_link);
         self.idle.unlink(&mut self.conns, c as u32, idle_link);
         self.stats.connections_active -= 1;
-        let was_full = self.conns[c].queue.len >= self.config.queue_depth;
+        let was_full = self.conns[c].queue.len() >= self.config.queue_depth;
+        let limits = self.config.inbound_per_user;
         let user = &mut self.users[u];
         if was_full {
             user.count_full(false);
         }
         user.stats.connections -= 1;
-        if user.conns.len == 0 {
+        if user.conns.len() == 0 {
+            // `empty_since` is the stamp of the user's inbound buckets while
+            // it has connections: bring them up to `now` before it changes
+            // meaning, so the user's budget keeps refilling while it is away.
+            user.inbound = user.inbound.refilled(&limits, user.empty_since, now);
             user.empty_since = now;
             self.empty.push_back(&mut self.users, u as u32, empty_link);
         }
@@ -152,7 +161,9 @@ impl<
     /// Closes an open connection: its queue drains, then `close` is sent.
     pub(super) fn begin_close(&mut self, c: usize, close: CloseFrame, now: Instant) {
         self.detach_open(c, now);
+        let events = self.conns[c].events();
         self.conns[c].state = ConnState::Closing {
+            events,
             close,
             close_sent: false,
         };
@@ -164,6 +175,7 @@ impl<
             CloseReason::ManagerDeactivated => s.closed_deactivated += 1,
             CloseReason::Application => s.closed_application += 1,
             CloseReason::ServerShutdown => s.closed_shutdown += 1,
+            CloseReason::InboundFlood => s.closed_inbound_flood += 1,
         }
         self.flag_event(c, EV_CLOSED);
     }
@@ -172,7 +184,7 @@ impl<
     /// its queue still held.
     pub(super) fn release(&mut self, c: usize, why: Departure, now: Instant) -> Released {
         match self.conns[c].state {
-            ConnState::Open => {
+            ConnState::Open { .. } => {
                 self.detach_open(c, now);
                 match why {
                     Departure::Removed => self.stats.connections_removed += 1,
@@ -207,11 +219,16 @@ impl<
         } else {
             return None;
         };
+        let inbound = Levels::full(&self.config.inbound_per_connection);
         let slot = &mut self.conns[c];
-        slot.state = ConnState::Open;
-        slot.owner = owner;
+        slot.state = ConnState::Open {
+            events: 0,
+            strikes: 0,
+            inbound,
+        };
+        slot.owner_index = I::pack(owner.index);
+        slot.owner_generation = owner.generation;
         slot.last_activity = now;
-        slot.events = 0;
         Some(c)
     }
 

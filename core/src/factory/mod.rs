@@ -17,7 +17,63 @@ use crate::{
     Config, ConfigError, ConnectionHandle, Error, Event, Instant, ManagerHandle, ManagerStats,
     Stats, UserContext,
 };
-use slots::{id_hash, ConnSlot, ConnState, UserSlot};
+use slots::{id_hash, ConnSlot, UserSlot};
+
+/// A manager lifecycle event waiting in the queue, without the factory tag
+/// and with `I` counts (smaller than [`Event`]); [`LifeEvent::event`] makes
+/// the public event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LifeEvent<I> {
+    Created {
+        index: I,
+        generation: u32,
+    },
+    Deactivated {
+        index: I,
+        generation: u32,
+        closed: I,
+        discarded: I,
+    },
+    Reclaimed {
+        index: I,
+        generation: u32,
+        discarded: I,
+    },
+}
+
+impl<I: SlotIndex> LifeEvent<I> {
+    /// The public event, with handles of the factory tagged `tag`.
+    fn event(self, tag: u32) -> Event {
+        let handle = |index: I, generation| ManagerHandle {
+            index: index.unpack(),
+            generation,
+            tag,
+        };
+        match self {
+            LifeEvent::Created { index, generation } => {
+                Event::ManagerCreated(handle(index, generation))
+            }
+            LifeEvent::Deactivated {
+                index,
+                generation,
+                closed,
+                discarded,
+            } => Event::ManagerDeactivated {
+                manager: handle(index, generation),
+                closed_connections: closed.unpack(),
+                discarded_offline: discarded.unpack(),
+            },
+            LifeEvent::Reclaimed {
+                index,
+                generation,
+                discarded,
+            } => Event::ManagerReclaimed {
+                manager: handle(index, generation),
+                discarded_offline: discarded.unpack(),
+            },
+        }
+    }
+}
 
 /// Creates and owns one isolated manager per user, in preallocated tables.
 ///
@@ -55,13 +111,13 @@ pub struct ManagerFactory<
     /// Connection slots at or above this index have never been used.
     conn_fresh: u32,
     /// Connections with unreported events, oldest first.
-    conn_events: List,
+    conn_events: List<I>,
     /// Open connections by last activity, oldest first.
-    idle: List,
+    idle: List<I>,
     /// Active managers without open connections, longest empty first.
-    empty: List,
+    empty: List<I>,
     pool: Pool<P, SLOTS, I>,
-    events: Deque<Event, EVENTS>,
+    events: Deque<LifeEvent<I>, EVENTS>,
     stats: Stats,
 }
 
@@ -146,10 +202,7 @@ impl<
         while i != NIL {
             let slot = &self.users[i as usize];
             if slot.is_active() && slot.ctx.user_id() == user_id {
-                return Some(ManagerHandle {
-                    index: i,
-                    generation: slot.generation,
-                });
+                return Some(self.manager_handle(i, slot.generation));
             }
             i = slot.next.unpack();
         }
@@ -178,7 +231,7 @@ impl<
     pub fn empty_since(&self, manager: ManagerHandle) -> Result<Option<Instant>, Error> {
         let u = self.user_index(manager)?;
         let user = &self.users[u];
-        Ok((user.conns.len == 0).then_some(user.empty_since))
+        Ok((user.conns.len() == 0).then_some(user.empty_since))
     }
 
     /// The open connections of this manager's user, oldest first. Listing is
@@ -188,16 +241,13 @@ impl<
         manager: ManagerHandle,
     ) -> Result<impl Iterator<Item = ConnectionHandle> + '_, Error> {
         let u = self.user_index(manager)?;
-        let mut i = self.users[u].conns.head;
+        let mut i = self.users[u].conns.head();
         Ok(core::iter::from_fn(move || {
             if i == NIL {
                 return None;
             }
             let c = &self.conns[i as usize];
-            let handle = ConnectionHandle {
-                index: i,
-                generation: c.generation,
-            };
+            let handle = self.connection_handle(i, c.generation);
             i = c.user_link.next();
             Some(handle)
         }))
@@ -206,25 +256,25 @@ impl<
     /// Number of open connections of this manager's user.
     pub fn connection_count(&self, manager: ManagerHandle) -> Result<u32, Error> {
         let u = self.user_index(manager)?;
-        Ok(self.users[u].conns.len)
+        Ok(self.users[u].conns.len())
     }
 
     /// The manager a live connection belongs to (also while it is closing).
     pub fn owner_of(&self, connection: ConnectionHandle) -> Result<ManagerHandle, Error> {
         let c = self.conn_index(connection)?;
-        Ok(self.conns[c].owner)
+        Ok(self.owner(c))
     }
 
     /// Whether the connection is open (not closing, not gone).
     pub fn is_open(&self, connection: ConnectionHandle) -> bool {
         self.conn_index(connection)
-            .is_ok_and(|c| self.conns[c].state == ConnState::Open)
+            .is_ok_and(|c| self.conns[c].is_open())
     }
 
     /// Messages waiting in the connection's outbound queue.
     pub fn queued(&self, connection: ConnectionHandle) -> Result<u32, Error> {
         let c = self.conn_index(connection)?;
-        Ok(self.conns[c].queue.len)
+        Ok(self.conns[c].queue.len())
     }
 
     /// The hash bucket of `user_id` (`USERS` buckets: a constant modulus,
@@ -234,9 +284,38 @@ impl<
         id_hash(user_id, seed) as usize % USERS
     }
 
-    /// Resolves a manager handle to its slot, or says why it is refused.
+    /// The handle of manager slot `index` at `generation`, tagged as this factory's.
+    pub(crate) fn manager_handle(&self, index: u32, generation: u32) -> ManagerHandle {
+        ManagerHandle {
+            index,
+            generation,
+            tag: self.config.factory_tag,
+        }
+    }
+
+    /// The handle of connection slot `index` at `generation`, tagged as this factory's.
+    pub(crate) fn connection_handle(&self, index: u32, generation: u32) -> ConnectionHandle {
+        ConnectionHandle {
+            index,
+            generation,
+            tag: self.config.factory_tag,
+        }
+    }
+
+    /// The manager connection slot `c` belongs to.
+    pub(crate) fn owner(&self, c: usize) -> ManagerHandle {
+        let slot = &self.conns[c];
+        self.manager_handle(slot.owner_index.unpack(), slot.owner_generation)
+    }
+
+    /// Resolves a manager handle to its slot, or says why it is refused. A
+    /// handle of another factory (another tag) is unknown here, whatever
+    /// its index and generation.
     fn user_index(&self, h: ManagerHandle) -> Result<usize, Error> {
         let i = h.index as usize;
+        if h.tag != self.config.factory_tag {
+            return Err(Error::UnknownManager(h));
+        }
         let Some(slot) = self.users.get(i) else {
             return Err(Error::UnknownManager(h));
         };
@@ -249,11 +328,18 @@ impl<
         }
     }
 
-    /// Resolves a connection handle to its slot (open or closing).
+    /// Resolves a connection handle to its slot (open or closing); a handle
+    /// of another factory is unknown here.
     fn conn_index(&self, h: ConnectionHandle) -> Result<usize, Error> {
         let i = h.index as usize;
         match self.conns.get(i) {
-            Some(c) if c.generation == h.generation && c.state != ConnState::Free => Ok(i),
+            Some(c)
+                if h.tag == self.config.factory_tag
+                    && c.generation == h.generation
+                    && !matches!(c.state, slots::ConnState::Free) =>
+            {
+                Ok(i)
+            }
             _ => Err(Error::UnknownConnection(h)),
         }
     }

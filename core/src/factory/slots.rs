@@ -1,9 +1,10 @@
 //! The table slots behind manager and connection handles.
 
+use crate::inbound::Levels;
 use crate::index::SlotIndex;
-use crate::list::{Link, List, NIL};
+use crate::list::{Link, List};
 use crate::pool::Fifo;
-use crate::{CloseFrame, Instant, ManagerHandle, ManagerStats, UserContext};
+use crate::{CloseFrame, Instant, ManagerStats, UserContext};
 
 /// One entry of the manager table.
 ///
@@ -20,7 +21,7 @@ pub(crate) struct UserSlot<I> {
     /// Bumped every time the slot is freed; handles carry the value they were issued with.
     pub(crate) generation: u32,
     /// Open connections of this user (through [`ConnSlot::user_link`]).
-    pub(crate) conns: List,
+    pub(crate) conns: List<I>,
     /// Next slot in the same hash bucket, or in the free list while free.
     pub(crate) next: I,
     /// How many open connections have a full queue (`queue_depth`
@@ -36,8 +37,12 @@ pub(crate) struct UserSlot<I> {
     pub(crate) offline: Fifo<I>,
     /// Position in the factory's empty-manager list (active with no open connection).
     pub(crate) empty_link: Link<I>,
-    /// When the manager last became empty (meaningful while it has no open connection).
+    /// While the manager has no open connection: when it last became empty
+    /// (or was created). While it has some: the instant `inbound` was last
+    /// brought up to date (the user's inbound budget shares this stamp).
     pub(crate) empty_since: Instant,
+    /// The user's inbound buckets at `empty_since`, shared by all its connections.
+    pub(crate) inbound: Levels,
 }
 
 impl<I: SlotIndex> UserSlot<I> {
@@ -53,6 +58,10 @@ impl<I: SlotIndex> UserSlot<I> {
         full: I::ZERO,
         active: false,
         ctx: UserContext::VACANT,
+        inbound: Levels {
+            messages: 0,
+            bytes: 0,
+        },
     };
 
     pub(crate) fn is_active(&self) -> bool {
@@ -71,39 +80,56 @@ impl<I: SlotIndex> UserSlot<I> {
     }
 }
 
-/// Lifecycle of a connection slot.
+/// Lifecycle of a connection slot, with what each state alone needs (an
+/// open connection's inbound budget, a closing one's close frame) sharing
+/// the same bytes; both carry the pending-event flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConnState {
     /// Not in use.
     Free,
     /// Open: receives messages, counts toward limits, watched for idleness.
-    Open,
+    Open {
+        /// `EV_*` flags not yet reported by `poll_event`.
+        events: u8,
+        /// Inbound strikes at `last_activity`.
+        strikes: u16,
+        /// The connection's inbound buckets at `last_activity`.
+        inbound: Levels,
+    },
     /// Closed by the core; its queue drains, then `close` is transmitted once.
     /// The slot is released by `handle_closed` / `remove_connection`.
-    Closing { close: CloseFrame, close_sent: bool },
+    Closing {
+        /// `EV_*` flags not yet reported by `poll_event`.
+        events: u8,
+        /// The close to transmit.
+        close: CloseFrame,
+        /// Whether it was transmitted.
+        close_sent: bool,
+    },
 }
 
 /// Pending-event flags of a connection.
 pub(crate) const EV_READY: u8 = 1;
 pub(crate) const EV_CLOSED: u8 = 2;
 
-/// One entry of the connection table.
+/// One entry of the connection table (48 bytes with `u16` links).
 pub(crate) struct ConnSlot<I> {
     pub(crate) generation: u32,
     pub(crate) state: ConnState,
-    /// The manager the connection belongs to for its whole life.
-    pub(crate) owner: ManagerHandle,
+    /// The manager the connection belongs to for its whole life: its slot
+    /// and generation (the factory tag is the factory's own, not stored).
+    pub(crate) owner_index: I,
+    pub(crate) owner_generation: u32,
     /// Position in the owner's connection list (or the free list's `next`).
     pub(crate) user_link: Link<I>,
     /// Position in the idle-order list while open.
     pub(crate) idle_link: Link<I>,
-    /// Position in the pending-event list while `events != 0`.
+    /// Position in the pending-event list while it has events.
     pub(crate) event_link: Link<I>,
-    /// `EV_*` flags not yet reported by `poll_event`.
-    pub(crate) events: u8,
     /// Outbound messages, oldest first.
     pub(crate) queue: Fifo<I>,
-    /// Last inbound activity.
+    /// Last inbound activity; also the instant the inbound buckets and
+    /// strikes in [`ConnState::Open`] were last brought up to date.
     pub(crate) last_activity: Instant,
 }
 
@@ -112,17 +138,40 @@ impl<I: SlotIndex> ConnSlot<I> {
     pub(crate) const UNUSED: Self = ConnSlot {
         generation: 1,
         state: ConnState::Free,
-        owner: ManagerHandle {
-            index: NIL,
-            generation: 0,
-        },
+        owner_index: I::NIL,
+        owner_generation: 0,
         user_link: Link::DETACHED,
         idle_link: Link::DETACHED,
         event_link: Link::DETACHED,
-        events: 0,
         queue: Fifo::EMPTY,
         last_activity: Instant::ZERO,
     };
+
+    /// `EV_*` flags not yet reported (none while free).
+    pub(crate) fn events(&self) -> u8 {
+        match self.state {
+            ConnState::Free => 0,
+            ConnState::Open { events, .. } | ConnState::Closing { events, .. } => events,
+        }
+    }
+
+    /// Sets the pending-event flags (ignored while free).
+    pub(crate) fn set_events(&mut self, flags: u8) {
+        match &mut self.state {
+            ConnState::Free => {}
+            ConnState::Open { events, .. } | ConnState::Closing { events, .. } => *events = flags,
+        }
+    }
+
+    /// Whether the connection is open.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.state, ConnState::Open { .. })
+    }
+
+    /// The owner's manager slot.
+    pub(crate) fn owner_slot(&self) -> usize {
+        self.owner_index.unpack() as usize
+    }
 }
 
 pub(crate) fn user_link<I>(c: &mut ConnSlot<I>) -> &mut Link<I> {

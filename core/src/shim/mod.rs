@@ -42,8 +42,8 @@ use embassy_sync::waitqueue::WakerRegistration;
 use heapless::Deque;
 
 use crate::{
-    CloseFrame, Config, ConfigError, ConnectionHandle, Error, Event, Instant, ManagerFactory,
-    ManagerHandle, Released, SendOutcome, SlotIndex, Stats, Transmit, UserContext,
+    CloseFrame, Config, ConfigError, ConnectionHandle, Error, Event, Inbound, Instant,
+    ManagerFactory, ManagerHandle, Released, SendOutcome, SlotIndex, Stats, Transmit, UserContext,
 };
 
 /// The shard a user lives in, out of `shards` (FNV-1a 64 of the user id).
@@ -166,6 +166,15 @@ impl<
         self.with(|f| f.create_manager(ctx, now))
     }
 
+    /// [`ManagerFactory::create_offline_manager`].
+    pub fn create_offline_manager(
+        &self,
+        ctx: UserContext,
+        now: Instant,
+    ) -> Result<ManagerHandle, Error> {
+        self.with(|f| f.create_offline_manager(ctx, now))
+    }
+
     /// Creates (or finds) the user's manager and opens a connection in one
     /// locked step, so no other task can deactivate the manager in between.
     pub fn connect(
@@ -253,6 +262,17 @@ impl<
     /// [`ManagerFactory::handle_activity`].
     pub fn handle_activity(&self, conn: ConnectionHandle, now: Instant) -> Result<(), Error> {
         self.with(|f| f.handle_activity(conn, now))
+    }
+
+    /// [`ManagerFactory::handle_inbound`]. A connection closed for flooding
+    /// has its writer woken to send the queued messages and then the close.
+    pub fn handle_inbound(
+        &self,
+        conn: ConnectionHandle,
+        bytes: usize,
+        now: Instant,
+    ) -> Result<Inbound, Error> {
+        self.with(|f| f.handle_inbound(conn, bytes, now))
     }
 
     /// [`ManagerFactory::handle_closed`].

@@ -254,3 +254,54 @@ fn poll_transmit_more_says_what_follows_and_registers_when_nothing_does() {
     assert_eq!(s.poll_transmit_more(c, &mut cx), Poll::Ready(None));
     assert!(s.stats().is_consistent());
 }
+
+#[test]
+fn a_flood_close_wakes_the_waiting_writer_and_offline_creation_is_capped() {
+    let s = Arc::new(
+        Shard::new(Config {
+            inbound_per_connection: crate::InboundLimits {
+                messages: Some(crate::Rate::new(1, 1)),
+                bytes: None,
+            },
+            inbound_strikes: 2,
+            max_offline_managers: 1,
+            ..Config::for_capacity(16, 64)
+        })
+        .unwrap(),
+    );
+    let (_, c) = s.connect(&ctx("erin"), T0).unwrap();
+    let counter = Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert_eq!(s.poll_transmit_more(c, &mut cx), Poll::Pending);
+
+    let limit = crate::InboundLimit::ConnectionMessages;
+    assert_eq!(s.handle_inbound(c, 3, T0), Ok(crate::Inbound::Accepted));
+    assert_eq!(
+        s.handle_inbound(c, 3, T0),
+        Ok(crate::Inbound::Refused(limit))
+    );
+    assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        s.handle_inbound(c, 3, T0),
+        Ok(crate::Inbound::Closed(limit))
+    );
+    assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let flood = CloseFrame::new(CloseCode::POLICY_VIOLATION, CloseReason::InboundFlood);
+    assert_eq!(
+        s.poll_transmit_more(c, &mut cx),
+        Poll::Ready(Some((Transmit::Close(flood), false)))
+    );
+    assert_eq!(
+        s.handle_inbound(c, 3, T0),
+        Err(crate::Error::ConnectionClosing(c))
+    );
+
+    // erin has no open connection any more: she is the one offline manager.
+    assert_eq!(
+        s.create_offline_manager(ctx("frank"), T0),
+        Err(crate::Error::LimitReached(crate::Limit::OfflineManagers))
+    );
+    assert!(s.create_manager(ctx("frank"), T0).is_ok());
+    assert!(s.stats().is_consistent());
+}

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use userlane_core::{
-    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Event, Instant, ManagerFactory,
-    SlotIndex, SlowConsumerPolicy, Transmit, UserContext,
+    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Event, InboundLimits, Instant,
+    ManagerFactory, SlotIndex, SlowConsumerPolicy, Transmit, UserContext,
 };
 
 /// A small factory: 4 users, 8 connections, 16 queued-message slots, 8 events.
@@ -29,7 +29,8 @@ pub fn t(ms: u64) -> Instant {
 }
 
 /// Limits that fit [`Lanes`]: 4 users, 3 connections per user, 8 connections,
-/// queues of 4, offline buffer of 3, idle 60 s, empty ttl 30 s.
+/// queues of 4, offline buffer of 3, idle 60 s, empty ttl 30 s, one
+/// offline manager, no inbound budget.
 pub fn small_config() -> Config {
     Config {
         max_users: 4,
@@ -41,6 +42,11 @@ pub fn small_config() -> Config {
         idle_timeout_ms: Some(60_000),
         empty_manager_ttl_ms: Some(30_000),
         hash_seed: 0,
+        factory_tag: 0,
+        max_offline_managers: 1,
+        inbound_per_connection: InboundLimits::UNLIMITED,
+        inbound_per_user: InboundLimits::UNLIMITED,
+        inbound_strikes: 1,
     }
 }
 

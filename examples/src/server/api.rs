@@ -322,7 +322,10 @@ impl Api {
             Err(UserError::Cluster(e)) => HttpResponse::json(503, &json!({"error": e.to_string()})),
             Err(UserError::Core(
                 e @ (CoreError::LimitReached(
-                    Limit::OfflineBuffer | Limit::QueueSlots | Limit::Users,
+                    Limit::OfflineBuffer
+                    | Limit::QueueSlots
+                    | Limit::Users
+                    | Limit::OfflineManagers,
                 )
                 | CoreError::QueueFull(_)
                 | CoreError::EventsPending),
