@@ -4,7 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use userlane_core::SlowConsumerPolicy;
+use userlane_core::{InboundLimits, SlowConsumerPolicy};
+
+/// The core's default inbound budgets (`Config::for_capacity` does not
+/// depend on the capacities for them).
+const INBOUND_DEFAULTS: userlane_core::Config = userlane_core::Config::for_capacity(1, 1);
 
 pub use crate::origin::OriginPolicy;
 use crate::shards::{SHARD_CONNS, SHARD_USERS};
@@ -90,6 +94,20 @@ pub struct ServerConfig {
     pub max_offline_users: u32,
     /// Most open connections, over all shards (503 beyond).
     pub max_connections: u32,
+    /// Inbound budget of each connection: messages and bytes per second,
+    /// with bursts (see `userlane_core::Config::inbound_per_connection`). A
+    /// message over it is dropped unprocessed and the connection is told so
+    /// ([`Handler::refusal`](crate::Handler::refusal)). Default 100
+    /// messages/s (bursts of 200) and 1 MiB/s (bursts of 2 MiB); a byte
+    /// burst must hold at least one `max_message_bytes` message.
+    pub inbound_per_connection: InboundLimits,
+    /// Inbound budget of each user, shared by all its connections on this
+    /// node. Default 500 messages/s (bursts of 1,000) and 5 MiB/s (bursts
+    /// of 10 MiB).
+    pub inbound_per_user: InboundLimits,
+    /// Refused inbound messages after which the connection is closed with
+    /// 1008; one is forgiven per second. Default 64.
+    pub inbound_strikes: u32,
     /// Most open connections of one user (429 beyond). Default 5.
     pub max_connections_per_user: u32,
     /// Outbound messages queued per connection. Default 64.
@@ -159,6 +177,9 @@ impl fmt::Debug for ServerConfig {
             .field("ws_path", &self.ws_path)
             .field("max_users", &self.max_users)
             .field("max_offline_users", &self.max_offline_users)
+            .field("inbound_per_connection", &self.inbound_per_connection)
+            .field("inbound_per_user", &self.inbound_per_user)
+            .field("inbound_strikes", &self.inbound_strikes)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_user", &self.max_connections_per_user)
             .field("queue_depth", &self.queue_depth)
@@ -195,6 +216,9 @@ impl ServerConfig {
             max_users: 10_000,
             max_offline_users: 2_500,
             max_connections: 10_000,
+            inbound_per_connection: INBOUND_DEFAULTS.inbound_per_connection,
+            inbound_per_user: INBOUND_DEFAULTS.inbound_per_user,
+            inbound_strikes: INBOUND_DEFAULTS.inbound_strikes,
             max_connections_per_user: 5,
             queue_depth: 64,
             offline_buffer: 16,
@@ -242,6 +266,19 @@ impl ServerConfig {
         if self.max_message_bytes < 16 {
             return Err(ConfigError::Invalid(
                 "max_message_bytes must be at least 16",
+            ));
+        }
+        let bursts = [
+            self.inbound_per_connection.bytes,
+            self.inbound_per_user.bytes,
+        ];
+        if bursts
+            .iter()
+            .flatten()
+            .any(|r| (r.burst as usize) < self.max_message_bytes)
+        {
+            return Err(ConfigError::Invalid(
+                "an inbound byte burst must hold at least one max_message_bytes message",
             ));
         }
         if self.ping_interval.is_zero()
@@ -292,7 +329,6 @@ impl ServerConfig {
     pub(crate) fn core_config(&self, _shard: usize) -> userlane_core::Config {
         let per_shard = |total: u32, cap: usize| total.min(cap as u32);
         let max_users = per_shard(self.max_users, SHARD_USERS);
-        let defaults = userlane_core::Config::for_capacity(max_users, 1);
         userlane_core::Config {
             max_users,
             max_offline_managers: per_shard(self.max_offline_users, SHARD_USERS).min(max_users),
@@ -305,9 +341,9 @@ impl ServerConfig {
             empty_manager_ttl_ms: Some(self.empty_manager_ttl.as_millis() as u64),
             hash_seed: std::process::id(),
             factory_tag: 0,
-            inbound_per_connection: defaults.inbound_per_connection,
-            inbound_per_user: defaults.inbound_per_user,
-            inbound_strikes: defaults.inbound_strikes,
+            inbound_per_connection: self.inbound_per_connection,
+            inbound_per_user: self.inbound_per_user,
+            inbound_strikes: self.inbound_strikes,
         }
     }
 }

@@ -16,8 +16,9 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame as WireCloseFrame, Web
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use futures_util::{Sink, Stream as _};
+use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Timer};
-use userlane_core::{CloseCode, Transmit};
+use userlane_core::{CloseCode, Error as CoreError, Inbound, InboundLimit, Transmit};
 
 use crate::admission::{admit, admit_echo, EchoSlot};
 use crate::auth::JWT_AUTH_PROTOCOL;
@@ -510,9 +511,30 @@ async fn replay_offline(
 /// Most inbound messages one poll handles before the task yields to others.
 const READ_BUDGET: usize = 64;
 
+/// Most bytes of data messages a closing connection reads (and discards)
+/// while it waits for the peer's close; past it the reader stops reading and
+/// the connection ends when its close frame is flushed or its close grace
+/// passes, whichever comes first.
+const DISCARD_CAP: usize = 64 * 1024;
+
+/// Least time between two refusal notices to one connection.
+const REFUSAL_NOTICE_EVERY: Duration = Duration::from_secs(1);
+
 /// The longest a connection's inbound activity waits before it is reported
 /// to the core (see [`Conn::note_activity`]).
 const MAX_ACTIVITY_LAG: Duration = Duration::from_millis(500);
+
+/// The core's verdict on one inbound data message.
+enum Budget {
+    /// Within budget: hand it to the handler.
+    Process,
+    /// Over budget: dropped, and the peer told so.
+    Refused(InboundLimit),
+    /// The connection is closing: dropped.
+    Closing,
+    /// The connection is gone from the core.
+    Gone,
+}
 
 /// What one read did.
 enum ReadStep {
@@ -573,6 +595,22 @@ struct Conn {
     read_again: bool,
     /// The reader refused a frame and reads no more.
     reader_parked: bool,
+    /// The core has closed the connection: inbound data messages are read
+    /// (to see the peer's close) but discarded, never handed on.
+    closing: bool,
+    /// Bytes of data messages discarded since `closing`; past
+    /// [`DISCARD_CAP`] the reader stops reading altogether.
+    discarded: usize,
+    /// When the peer was last told that a message of its was refused.
+    last_refusal_notice: Option<userlane_core::Instant>,
+    /// Our close frame was fed to the socket.
+    close_sent: bool,
+    /// The peer's close frame was read.
+    peer_closed: bool,
+    /// Armed once our close frame is flushed and the write side shut down:
+    /// until it passes (or the peer's end of stream), inbound bytes are read
+    /// and dropped (see [`Conn::start_linger`]).
+    linger: Option<Box<Timer>>,
     /// The first poll has happened.
     started: bool,
     /// Runs for `activity_lag` after each report of inbound activity to the
@@ -624,6 +662,12 @@ impl Conn {
             finishing: false,
             read_again: false,
             reader_parked: false,
+            closing: false,
+            discarded: 0,
+            last_refusal_notice: None,
+            close_sent: false,
+            peer_closed: false,
+            linger: None,
             started: false,
             activity_timer: None,
             activity_unreported: false,
@@ -700,12 +744,129 @@ impl Conn {
             let slot = &self.handle.shared.shards.slots[self.info.shard];
             let conn = self.info.connection;
             if !slot.core.read(|f| f.is_open(conn)) {
-                let mut grace = Box::new(Timer::after(self.handle.shared.config.close_grace));
-                let _ = Pin::new(&mut *grace).poll(&mut cx);
-                self.grace = Some(grace);
+                self.begin_closing();
             }
         }
         false
+    }
+
+    /// The core has closed the connection: from now on inbound data is
+    /// discarded, and the flush of what is queued (then the close frame)
+    /// must end within the close grace.
+    fn begin_closing(&mut self) {
+        self.closing = true;
+        if self.grace.is_none() {
+            let mut grace = Box::new(Timer::after(self.handle.shared.config.close_grace));
+            let _ = Pin::new(&mut *grace).poll(&mut Context::from_waker(&self.timer_waker));
+            self.grace = Some(grace);
+        }
+    }
+
+    /// A data message read from a closing connection: dropped, counted, and
+    /// the reader parked once [`DISCARD_CAP`] bytes have been dropped.
+    fn discard(&mut self, bytes: usize) -> ReadStep {
+        bump(&self.handle.shared.counters.inbound_discarded);
+        self.discarded = self.discarded.saturating_add(bytes);
+        if self.discarded > DISCARD_CAP {
+            ReadStep::Parked
+        } else {
+            ReadStep::Again
+        }
+    }
+
+    /// Whether the peer may still be sending although our close frame is
+    /// out: we closed while it was sending (its data was discarded or
+    /// refused). A quiet peer (idle, shutdown) is not waited for.
+    fn should_linger(&self) -> bool {
+        self.close_sent && !self.peer_closed && (self.discarded > 0 || self.reader_parked)
+    }
+
+    /// Our close frame is flushed but the peer has not closed: shut down
+    /// the write side (the peer reads our close, then the end of stream) and
+    /// read and drop what it still sends, for at most one more close grace
+    /// (`ServerConfig::close_grace`). Closing
+    /// the socket with unread inbound bytes would send a TCP reset, which
+    /// can destroy the close frame (1008, 1013, …) before the peer reads it.
+    /// Returns false if the socket is already unusable.
+    fn start_linger(&mut self) -> bool {
+        let mut sock = Context::from_waker(&self.socket_waker);
+        match Pin::new(self.ws.get_mut()).poll_close(&mut sock) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) | Poll::Pending => return false,
+        }
+        // The close frame is out: the rest is the peer's to finish, within
+        // one more close grace (not a forced close if it does not).
+        self.grace = None;
+        let mut timer = Box::new(Timer::after(self.handle.shared.config.close_grace));
+        let _ = Pin::new(&mut *timer).poll(&mut Context::from_waker(&self.timer_waker));
+        self.linger = Some(timer);
+        true
+    }
+
+    /// Reads and drops inbound bytes until the peer's end of stream, an
+    /// error, or the end of the linger period; `Ready` then.
+    fn poll_linger(&mut self, task: &mut Context<'_>) -> Poll<()> {
+        if let Some(timer) = &mut self.linger {
+            let mut cx = Context::from_waker(&self.timer_waker);
+            if Pin::new(&mut **timer).poll(&mut cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        let mut sock = Context::from_waker(&self.socket_waker);
+        let mut buf = [0u8; 2048];
+        for _ in 0..READ_BUDGET {
+            match Pin::new(self.ws.get_mut()).poll_read(&mut sock, &mut buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.signals.yield_with(SOCKET, task.waker());
+        Poll::Pending
+    }
+
+    /// Tells the peer that an inbound message was refused
+    /// ([`Handler::refusal`](crate::Handler::refusal)), at most once per
+    /// [`REFUSAL_NOTICE_EVERY`]: a client that floods a connection it does
+    /// not read must not fill its own queue with our answers.
+    fn notify_refusal(&mut self, limit: InboundLimit) {
+        let shared = &*self.handle.shared;
+        let now = shared.clock.now();
+        if self
+            .last_refusal_notice
+            .is_some_and(|t| t.saturating_add_millis(REFUSAL_NOTICE_EVERY.as_millis() as u64) > now)
+        {
+            return;
+        }
+        self.last_refusal_notice = Some(now);
+        let info = &*self.info;
+        match catch_unwind(AssertUnwindSafe(|| shared.handler.refusal(info, limit))) {
+            // Best effort: a full queue is the slow-consumer rule's business.
+            Ok(Some(frame)) => {
+                let _ = self.handle.send_to_connection(info, frame);
+            }
+            Ok(None) => {}
+            Err(_) => bump(&shared.counters.handler_panics),
+        }
+    }
+
+    /// Asks the core whether an inbound data message of `bytes` fits the
+    /// connection's and the user's inbound budgets.
+    fn check_budget(&mut self, bytes: usize) -> Budget {
+        let shared = &*self.handle.shared;
+        let slot = &shared.shards.slots[self.info.shard];
+        match slot
+            .core
+            .handle_inbound(self.info.connection, bytes, shared.clock.now())
+        {
+            Ok(Inbound::Accepted) => Budget::Process,
+            Ok(Inbound::Refused(limit)) => Budget::Refused(limit),
+            // The core closed the connection with 1008; its close frame goes
+            // out after what is queued.
+            Ok(Inbound::Closed(_)) => Budget::Closing,
+            Err(CoreError::ConnectionClosing(_)) => Budget::Closing,
+            Err(_) => Budget::Gone,
+        }
     }
 
     /// Whether the writer has work after a wake with `flags`.
@@ -770,6 +931,7 @@ impl Conn {
                                 reason: reason.into(),
                             };
                             let _ = Pin::new(&mut self.ws).start_send(Message::Close(Some(wire)));
+                            self.close_sent = true;
                             self.finishing = true;
                             continue;
                         }
@@ -815,7 +977,24 @@ impl Conn {
         let info = &*self.info;
         match item {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                self.note_activity();
+                if self.closing {
+                    return self.discard(m.len());
+                }
+                // An accepted message is also the connection's inbound
+                // activity (the core notes it in the same call).
+                match self.check_budget(m.len()) {
+                    Budget::Process => {}
+                    Budget::Refused(limit) => {
+                        drop(m);
+                        self.notify_refusal(limit);
+                        return ReadStep::Again;
+                    }
+                    Budget::Closing => {
+                        self.begin_closing();
+                        return self.discard(m.len());
+                    }
+                    Budget::Gone => return ReadStep::Gone,
+                }
                 let (handle, info) = (&self.handle, &*self.info);
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     handle.shared.handler.on_message(handle, info, m)
@@ -841,6 +1020,7 @@ impl Conn {
             // (what is queued there is counted undelivered at release) and
             // only flushes the reply.
             Ok(Message::Close(_)) => {
+                self.peer_closed = true;
                 self.finishing = true;
                 ReadStep::Parked
             }
@@ -892,9 +1072,12 @@ impl Future for Conn {
             if flags & KILL != 0 {
                 return Poll::Ready(true);
             }
-            if flags & CLOSING != 0 && this.grace.is_none() {
-                let grace = this.handle.shared.config.close_grace;
-                this.grace = Some(Box::new(Timer::after(grace)));
+            if flags & CLOSING != 0 {
+                this.closing = true;
+                if this.grace.is_none() {
+                    let grace = this.handle.shared.config.close_grace;
+                    this.grace = Some(Box::new(Timer::after(grace)));
+                }
             }
             if flags & CORE != 0 {
                 this.take = true;
@@ -902,7 +1085,19 @@ impl Future for Conn {
             if flags & (TIMER | CLOSING) != 0 && this.poll_timers() {
                 return Poll::Ready(true);
             }
+            if this.linger.is_some() {
+                if this.poll_linger(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                if this.signals.try_end_poll() {
+                    return Poll::Pending;
+                }
+                continue;
+            }
             if this.writer_due(flags) && this.poll_writer().is_ready() {
+                if this.should_linger() && this.start_linger() {
+                    continue;
+                }
                 return Poll::Ready(false);
             }
             if !this.reader_parked && (this.read_again || flags & SOCKET != 0) {

@@ -36,6 +36,7 @@ pub(crate) struct Counters {
     pub(crate) closed_protocol_error: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     pub(crate) forced_closes: AtomicU64,
+    pub(crate) inbound_discarded: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -117,6 +118,9 @@ pub struct ServerStats {
     pub handler_panics: u64,
     /// Connections dropped without a close frame (close grace or shutdown deadline passed).
     pub forced_closes: u64,
+    /// Inbound data messages read from connections the core had already
+    /// closed and dropped unprocessed (see [`Handler`](crate::Handler)).
+    pub inbound_discarded: u64,
     /// Legacy (compat) calls made in this process, all servers together.
     pub legacy_calls: u64,
     /// Distinct legacy call sites recorded.
@@ -423,6 +427,7 @@ impl ServerHandle {
             closed_protocol_error: get(&c.closed_protocol_error),
             handler_panics: get(&c.handler_panics),
             forced_closes: get(&c.forced_closes),
+            inbound_discarded: get(&c.inbound_discarded),
             legacy_calls: legacy.total_calls,
             legacy_call_sites: legacy.sites.len() as u64,
         }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use async_tungstenite::tungstenite::Message;
-use userlane_core::{ConnectionHandle, ManagerHandle, UserContext};
+use userlane_core::{ConnectionHandle, InboundLimit, ManagerHandle, UserContext};
 
 use crate::ServerHandle;
 
@@ -99,6 +99,30 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The connection is gone.
     fn on_disconnect(&self, _server: &ServerHandle, _conn: &ConnectionInfo) {}
+
+    /// The frame queued for a connection whose inbound message the core
+    /// refused because it was over the connection's or the user's inbound
+    /// budget (`ServerConfig::inbound_per_connection` /
+    /// `inbound_per_user`); the message itself was dropped unprocessed.
+    /// `None` sends nothing. The default is a JSON text frame
+    /// `{"type":"error","error":"rate_limited","limit":"connection_messages"}`.
+    fn refusal(&self, _conn: &ConnectionInfo, limit: InboundLimit) -> Option<Message> {
+        Some(Message::text(format!(
+            r#"{{"type":"error","error":"rate_limited","limit":"{}"}}"#,
+            inbound_limit_name(limit)
+        )))
+    }
+}
+
+/// The snake-case name of an inbound budget, as the default
+/// [`Handler::refusal`] frame and the metrics spell it.
+pub fn inbound_limit_name(limit: InboundLimit) -> &'static str {
+    match limit {
+        InboundLimit::ConnectionMessages => "connection_messages",
+        InboundLimit::ConnectionBytes => "connection_bytes",
+        InboundLimit::UserMessages => "user_messages",
+        InboundLimit::UserBytes => "user_bytes",
+    }
 }
 
 /// A handler that ignores inbound messages (a push-only server).

@@ -61,7 +61,7 @@ pub use auth::{
 };
 pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
 pub use handle::{Reach, ServerHandle, ServerStats, ShutdownReport, UserError};
-pub use handler::{ConnectionInfo, Handler, IgnoreInbound};
+pub use handler::{inbound_limit_name, ConnectionInfo, Handler, IgnoreInbound};
 pub use http::{
     percent_decode, Encoded, HttpFuture, HttpRequest, HttpResponse, HttpService, NoHttp,
     MAX_HEAD_BYTES,

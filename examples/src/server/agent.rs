@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use userlane_smol::cluster::Remote;
-use userlane_smol::userlane_core::SendOutcome;
-use userlane_smol::{ConnectionInfo, Handler, Message, Reach, ServerHandle};
+use userlane_smol::userlane_core::{InboundLimit, SendOutcome};
+use userlane_smol::{inbound_limit_name, ConnectionInfo, Handler, Message, Reach, ServerHandle};
 
 use super::health::{Outcome, UserOutcomes};
 use super::protocol::{
@@ -143,6 +143,17 @@ pub struct Agent {
 }
 
 impl Handler for Agent {
+    /// An `error_message` with code `RATE_LIMITED` naming the budget.
+    fn refusal(&self, _conn: &ConnectionInfo, limit: InboundLimit) -> Option<Message> {
+        Some(Message::text(error_message(
+            "RATE_LIMITED",
+            &format!(
+                "message dropped: over the {} budget; slow down",
+                inbound_limit_name(limit).replace('_', " ")
+            ),
+        )))
+    }
+
     fn greeting(&self, conn: &ConnectionInfo) -> Option<Message> {
         self.users.record(conn.user_id(), Outcome::Opened);
         Some(Message::text(connection_established(

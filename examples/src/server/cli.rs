@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use userlane_smol::userlane_core::{InboundLimits, Rate};
 use userlane_smol::{Environment, OriginPolicy, ServerConfig, SHARD_USERS};
 
 use super::agent::{DEFAULT_RUNS_PER_USER, DEFAULT_RUNS_TOTAL};
@@ -43,6 +44,23 @@ pub struct Args {
     /// Largest inbound message and service-API body, in bytes (1009 / 413 beyond).
     #[arg(long, env = "USERLANE_MAX_MESSAGE_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
     pub max_message_bytes: u64,
+    /// Inbound messages per second each connection may send (bursts of twice
+    /// as many); more are refused, and a connection that keeps on is closed (1008).
+    #[arg(long, env = "USERLANE_INBOUND_MESSAGES_PER_SECOND", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub inbound_messages_per_second: u32,
+    /// Inbound bytes per second each connection may send (bursts of twice as
+    /// many, and at least one largest message).
+    #[arg(long, env = "USERLANE_INBOUND_BYTES_PER_SECOND", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub inbound_bytes_per_second: u32,
+    /// Inbound messages per second of one user, all its connections together.
+    #[arg(long, env = "USERLANE_USER_INBOUND_MESSAGES_PER_SECOND", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub user_inbound_messages_per_second: u32,
+    /// Inbound bytes per second of one user, all its connections together.
+    #[arg(long, env = "USERLANE_USER_INBOUND_BYTES_PER_SECOND", default_value_t = 5 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub user_inbound_bytes_per_second: u32,
+    /// Refused inbound messages (one forgiven per second) after which a connection is closed with 1008.
+    #[arg(long, env = "USERLANE_INBOUND_STRIKES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub inbound_strikes: u32,
     /// Outbound messages queued per connection before it counts as a slow consumer (1013).
     #[arg(long, env = "USERLANE_QUEUE_DEPTH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub queue_depth: u32,
@@ -187,6 +205,26 @@ impl Args {
         c.max_message_bytes = self.max_message_bytes as usize;
         c.max_http_body_bytes = self.max_message_bytes as usize;
         c.queue_depth = self.queue_depth;
+        // Bursts of two seconds' worth, and a byte burst that always holds
+        // one largest message.
+        let budget = |messages: u32, bytes: u32| InboundLimits {
+            messages: Some(Rate::new(messages, messages.saturating_mul(2))),
+            bytes: Some(Rate::new(
+                bytes,
+                bytes
+                    .saturating_mul(2)
+                    .max(self.max_message_bytes.min(u64::from(u32::MAX)) as u32),
+            )),
+        };
+        c.inbound_per_connection = budget(
+            self.inbound_messages_per_second,
+            self.inbound_bytes_per_second,
+        );
+        c.inbound_per_user = budget(
+            self.user_inbound_messages_per_second,
+            self.user_inbound_bytes_per_second,
+        );
+        c.inbound_strikes = self.inbound_strikes;
         c.offline_buffer = self.offline_buffer;
         c.ping_interval = Duration::from_secs(self.ping_interval);
         c.idle_timeout = Duration::from_secs(self.idle_timeout);

@@ -9,7 +9,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use userlane_smol::ServerStats;
+use userlane_smol::userlane_core::InboundLimit;
+use userlane_smol::{inbound_limit_name, ServerStats};
 
 use super::agent::AgentStats;
 use super::health::MemoryFigures;
@@ -17,6 +18,11 @@ use super::health::MemoryFigures;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Budget {
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -239,7 +245,51 @@ pub fn render(
                 },
                 c.rejected_inactive_manager,
             ),
+            (
+                Reason {
+                    reason: "offline_managers",
+                },
+                c.rejected_offline_managers,
+            ),
         ],
+    );
+    counter(
+        &mut r,
+        "inbound_accepted",
+        "Inbound messages within the connection's and the user's budgets",
+        c.inbound_accepted,
+    );
+    let budget = |limit| Budget {
+        limit: inbound_limit_name(limit),
+    };
+    family(
+        &mut r,
+        "inbound_refused",
+        "Inbound messages dropped unprocessed, by the budget they exceeded",
+        &[
+            (
+                budget(InboundLimit::ConnectionMessages),
+                c.inbound_refused_connection_messages,
+            ),
+            (
+                budget(InboundLimit::ConnectionBytes),
+                c.inbound_refused_connection_bytes,
+            ),
+            (
+                budget(InboundLimit::UserMessages),
+                c.inbound_refused_user_messages,
+            ),
+            (
+                budget(InboundLimit::UserBytes),
+                c.inbound_refused_user_bytes,
+            ),
+        ],
+    );
+    counter(
+        &mut r,
+        "inbound_discarded",
+        "Inbound messages read from connections already closing, dropped unprocessed",
+        stats.inbound_discarded,
     );
     family(
         &mut r,
@@ -280,6 +330,13 @@ pub fn render(
                     reason: "invalid_utf8",
                 },
                 stats.closed_invalid_utf8,
+            ),
+            (
+                Code {
+                    code: "1008",
+                    reason: "inbound_flood",
+                },
+                c.closed_inbound_flood,
             ),
             (
                 Code {
