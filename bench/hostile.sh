@@ -50,12 +50,14 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SPID=""
 PORT=0
-start() { # start NAME [ULIMIT]: the server in production; pid in SPID, port in PORT
+OPS=0
+start() { # start NAME [ULIMIT]: the server in production; pid in SPID, port in PORT, ops port in OPS
   local name=$1 nofile=${2:-}
   PORT=$(free_port)
+  OPS=$(free_port)
   # shellcheck disable=SC2086
   ({ [ -z "$nofile" ] || ulimit -n "$nofile"; } && exec env -i PATH="$PATH" USERLANE_ENV=production USERLANE_JWT_SECRET="$SECRET" \
-    RUST_LOG=warn $SRV "$BIN/userlane-server" --listen "127.0.0.1:$PORT") >"$OUT/server-$name.log" 2>&1 &
+    RUST_LOG=warn $SRV "$BIN/userlane-server" --listen "127.0.0.1:$PORT" --ops-listen "127.0.0.1:$OPS") >"$OUT/server-$name.log" 2>&1 &
   SPID=$!
   for _ in $(seq 200); do
     grep -q "listening on" "$OUT/server-$name.log" 2>/dev/null && return 0
@@ -77,7 +79,7 @@ load() { # load TEST RUN ARGS...: one client run, its RESULT line recorded
   local line
   # shellcheck disable=SC2086
   line=$($CLI "$BIN/userlane-load" "$@" --addr "127.0.0.1:$PORT" --secret "$SECRET" \
-    --server-pid "$SPID" --timeout 120 2>>"$OUT/client.log" | grep '^RESULT' || true)
+    --server-pid "$SPID" --ops-addr "127.0.0.1:$OPS" --timeout 120 2>>"$OUT/client.log" | grep '^RESULT' || true)
   [ -n "$line" ] || line="RESULT $test error=no-result"
   echo "$test $run $line" | tee -a "$RES" >&2
 }
@@ -134,8 +136,11 @@ print(f"| victims' ping p50 (µs) | {fmt(med(q, 'p50_us'))} | {fmt(med(a, 'p50_u
 print(f"| server RSS growth during the run (KiB) | {fmt(med(q, 'rss_growth_kib'))} | {fmt(growth)} | ≤ 32 MiB | {'yes' if growth[1] <= 32768 and growth[2] <= 32768 else 'no'} |")
 print(f"| `/healthz` answers other than 200 | {sum(int(r.get('healthz_other', 0)) for r in q)} | {bad} of {bad + ok} | 0 | {'yes' if bad == 0 and ok > 0 else 'no'} |")
 frames = med(a, "attacker_frames")
-closes = ",".join(sorted({r.get('attacker_close', '?') for r in a}))
-print(f"| attacker: 60 KB frames the socket took / close code | — | {fmt(frames)} / {closes} | closed (1008) | {'yes' if closes in ('1008', '1013', '1008,1013') else 'no'} |")
+closed = [int(r.get("server_closed_1008", 0)) for r in a]
+seen = ", ".join(r.get("attacker_close", "?").replace("0", "reset") if r.get("attacker_close") == "0" else r.get("attacker_close", "?") for r in a)
+print(f"| attacker: 60 KB frames its socket took | — | {fmt(frames)} | — | — |")
+print(f"| attacker closed by the server with 1008 (server's count, per run) | — | {', '.join(map(str, closed))} | 1 in every run | {'yes' if closed and all(c == 1 for c in closed) else 'no'} |")
+print(f"| what the attacker read when it finally read, 10 s in | — | {seen} | — | — |")
 print()
 print("| slowloris | sockets opened | open when the legitimate client came | closed by the server | close after (p50 / max, s) | legitimate HTTP / WebSocket | target | met |")
 print("|---|---|---|---|---|---|---|---|")

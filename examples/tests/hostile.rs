@@ -34,6 +34,21 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) process `pid` has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and
+    // stime are the 12th and 13th of them, in clock ticks.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+}
+
 /// A production server with the test secret.
 fn production() -> Spawn {
     Spawn::with_env("production")
@@ -111,6 +126,16 @@ fn an_inbound_flood_is_refused_and_closed_while_another_user_keeps_its_round_tri
         };
         let (worst, rss_max, health) = watching.await;
         let (sent, mut attacker) = smol::unblock(move || flooding.join().unwrap()).await;
+        // The attacker's socket is now held only until its close grace
+        // ends, and costs nothing meanwhile: the server neither reads it
+        // without bound nor spins on it.
+        let cpu0 = cpu_secs(server.pid());
+        smol::Timer::after(Duration::from_millis(800)).await;
+        let idle_cpu = cpu_secs(server.pid()) - cpu0;
+        assert!(
+            idle_cpu < 0.4,
+            "the server used {idle_cpu:.2} s of CPU in 0.8 s with only the closed attacker left"
+        );
         assert!(sent > 20, "the attacker got only {sent} frames out");
         // An absolute bound, generous for a debug build whose client and
         // server share two cores with the attacker: the victim is never

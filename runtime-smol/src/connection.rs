@@ -517,6 +517,11 @@ const READ_BUDGET: usize = 64;
 /// passes, whichever comes first.
 const DISCARD_CAP: usize = 64 * 1024;
 
+/// Most bytes (counted with those discarded while closing) a lingering
+/// connection reads and drops; a peer that sends more is left to TCP flow
+/// control until the linger period ends.
+const LINGER_CAP: usize = 256 * 1024;
+
 /// Least time between two refusal notices to one connection.
 const REFUSAL_NOTICE_EVERY: Duration = Duration::from_secs(1);
 
@@ -534,6 +539,16 @@ enum Budget {
     Closing,
     /// The connection is gone from the core.
     Gone,
+}
+
+/// Where a lingering connection stands.
+enum Linger {
+    /// The peer's end of stream, an error, or the linger period passed.
+    Done,
+    /// Waiting for the socket or the timer (wakers registered).
+    Wait,
+    /// The read budget of this poll is spent; more may be ready at once.
+    Yield,
 }
 
 /// What one read did.
@@ -783,7 +798,8 @@ impl Conn {
 
     /// Our close frame is flushed but the peer has not closed: shut down
     /// the write side (the peer reads our close, then the end of stream) and
-    /// read and drop what it still sends, for at most one more close grace
+    /// read and drop what it still sends (at most [`LINGER_CAP`] bytes, then
+    /// nothing more is read), for at most one more close grace
     /// (`ServerConfig::close_grace`). Closing
     /// the socket with unread inbound bytes would send a TCP reset, which
     /// can destroy the close frame (1008, 1013, …) before the peer reads it.
@@ -804,25 +820,29 @@ impl Conn {
     }
 
     /// Reads and drops inbound bytes until the peer's end of stream, an
-    /// error, or the end of the linger period; `Ready` then.
-    fn poll_linger(&mut self, task: &mut Context<'_>) -> Poll<()> {
+    /// error, or the end of the linger period.
+    fn poll_linger(&mut self) -> Linger {
         if let Some(timer) = &mut self.linger {
             let mut cx = Context::from_waker(&self.timer_waker);
             if Pin::new(&mut **timer).poll(&mut cx).is_ready() {
-                return Poll::Ready(());
+                return Linger::Done;
             }
         }
         let mut sock = Context::from_waker(&self.socket_waker);
         let mut buf = [0u8; 2048];
         for _ in 0..READ_BUDGET {
+            if self.discarded > LINGER_CAP {
+                // A peer still flooding: read no more (TCP flow control
+                // stops it at no cost to us) and wait for the timer.
+                return Linger::Wait;
+            }
             match Pin::new(self.ws.get_mut()).poll_read(&mut sock, &mut buf) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(_)) => {}
-                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Linger::Done,
+                Poll::Ready(Ok(n)) => self.discarded = self.discarded.saturating_add(n),
+                Poll::Pending => return Linger::Wait,
             }
         }
-        self.signals.yield_with(SOCKET, task.waker());
-        Poll::Pending
+        Linger::Yield
     }
 
     /// Tells the peer that an inbound message was refused
@@ -1086,13 +1106,19 @@ impl Future for Conn {
                 return Poll::Ready(true);
             }
             if this.linger.is_some() {
-                if this.poll_linger(cx).is_ready() {
-                    return Poll::Ready(false);
+                match this.poll_linger() {
+                    Linger::Done => return Poll::Ready(false),
+                    Linger::Yield => {
+                        this.signals.yield_with(SOCKET, cx.waker());
+                        return Poll::Pending;
+                    }
+                    Linger::Wait => {
+                        if this.signals.try_end_poll() {
+                            return Poll::Pending;
+                        }
+                        continue;
+                    }
                 }
-                if this.signals.try_end_poll() {
-                    return Poll::Pending;
-                }
-                continue;
             }
             if this.writer_due(flags) && this.poll_writer().is_ready() {
                 if this.should_linger() && this.start_linger() {

@@ -19,8 +19,13 @@
 //!   408, 411, 413, 429, 431, 503) with fixed, short texts (what a client
 //!   sent reaches an answer or a log line only as a short escaped excerpt),
 //!   and refusal log lines are rate-limited per kind; after it, WebSocket close codes: 1000 (idle, deactivated), 1001
-//!   (shutdown), 1002, 1007, 1009, 1011 (the reader's verdicts), 1013 (slow
-//!   consumer) and application codes 3000–4999 such as 4001.
+//!   (shutdown), 1002, 1007, 1009, 1011 (the reader's verdicts), 1008
+//!   (inbound flood), 1013 (slow consumer) and application codes 3000–4999
+//!   such as 4001.
+//! - Inbound is bounded: every message passes the core's per-connection
+//!   and per-user budgets (`handle_inbound`) before the handler sees it; a
+//!   refused one is dropped and the peer told ([`Handler::refusal`]); a
+//!   closing connection's messages are read and dropped, never handled.
 //! - Users are spread over shards ([`userlane_core::shim::shard_for`]), each
 //!   with its own lock and one timer task.
 //!

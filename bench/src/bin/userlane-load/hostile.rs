@@ -8,7 +8,8 @@
 //!   `--attack` one more user sends `user_message` frames of `--size` bytes as
 //!   fast as the socket takes them and never reads. Reports the victims'
 //!   latency, the server's RSS growth over its level before the run and the
-//!   `/healthz` answers seen during it.
+//!   `/healthz` answers seen during it; with `--ops-addr`, the server's own
+//!   count of 1008 closes from its `/metrics`.
 //! - `slowloris --addr A --secret S --sockets 1000 --kind head|body
 //!   --drip-secs 5 --secs 30`: opens `--sockets` sockets that send a request
 //!   head (or a body of a declared 65,536 bytes) one byte every
@@ -58,6 +59,20 @@ async fn connect_as(addr: SocketAddr, secret: &str, user: &str) -> Result<Ws, St
     Ok(ws)
 }
 
+/// The body of `GET target`, or an empty string if there was no answer.
+async fn http_body(addr: SocketAddr, target: &str) -> String {
+    let Ok(mut s) = Async::<TcpStream>::connect(addr).await else {
+        return String::new();
+    };
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// The status code of `GET target`, or 0 if there was no answer.
 async fn http_status(addr: SocketAddr, target: &str) -> u16 {
     let Ok(mut s) = Async::<TcpStream>::connect(addr).await else {
@@ -98,6 +113,7 @@ pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args)
         .parse()
         .expect("--health-addr");
     let run = args.str("run", "0");
+    let ops: Option<SocketAddr> = args.str("ops-addr", "").parse().ok();
 
     let hist = Rc::new(RefCell::new(
         Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
@@ -192,6 +208,8 @@ pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args)
                     Some(Ok(())) => sent_frames.set(sent_frames.get() + 1),
                     Some(Err(_)) | None => break,
                 }
+                // The victims share this thread: never starve them.
+                smol::future::yield_now().await;
             }
             // Afterwards: read what the server said, up to its close frame.
             let _ = smol::future::or(
@@ -240,9 +258,19 @@ pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args)
         })
         .await;
     }
+    // The server's own count of 1008 closes (its ops listener).
+    let closed_1008 = match ops {
+        Some(ops) => http_body(ops, "/metrics")
+            .await
+            .lines()
+            .find(|l| l.starts_with("userlane_closes_total{") && l.contains(r#"code="1008""#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map_or(-1, |v| v as i64),
+        None => -1,
+    };
     let h = hist.borrow();
     println!(
-        "RESULT flood attack={} victims={victims} pings={} {} lost={} rss0_kib={rss0} rss_max_kib={rss_max} rss_growth_kib={} healthz_200={health_ok} healthz_other={health_bad} attacker_frames={} attacker_mb={:.1} attacker_close={attacker_close}",
+        "RESULT flood attack={} victims={victims} pings={} {} lost={} rss0_kib={rss0} rss_max_kib={rss_max} rss_growth_kib={} healthz_200={health_ok} healthz_other={health_bad} attacker_frames={} attacker_mb={:.1} attacker_close={attacker_close} server_closed_1008={closed_1008}",
         u8::from(attack),
         h.len(),
         percentile_fields(&h),
