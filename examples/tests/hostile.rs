@@ -197,7 +197,7 @@ fn a_closing_connection_hands_nothing_more_to_the_handler() {
         for _ in 0..200 {
             send_text(&mut c, r#"{"type":"user_message","text":"hi"}"#).await;
         }
-        let (mut runs, mut refused) = (0, 0);
+        let (mut runs, mut refused, mut busy) = (0, 0, 0);
         let close = loop {
             match recv(&mut c).await {
                 Recv::Text(t) => {
@@ -206,6 +206,8 @@ fn a_closing_connection_hands_nothing_more_to_the_handler() {
                         runs += 1;
                     } else if v["error_code"] == "RATE_LIMITED" {
                         refused += 1;
+                    } else if v["error_code"] == "AGENT_BUSY" {
+                        busy += 1;
                     }
                 }
                 Recv::Close(code, reason) => break (code, reason),
@@ -213,9 +215,18 @@ fn a_closing_connection_hands_nothing_more_to_the_handler() {
             }
         };
         assert_eq!(close.0, 1008, "closed with {close:?}");
+        // The burst of two reached the agent; nothing else did (the agent
+        // would have answered every further message AGENT_BUSY).
         assert!(runs <= 2, "{runs} runs started from a 1 msg/s budget");
+        assert_eq!(busy, 0, "{busy} messages past the budget reached the agent");
         assert!(refused >= 1, "no refusal frame");
     });
+    let m = metrics(addr);
+    assert_eq!(
+        m.get(r#"userlane_closes_total{code="1008",reason="inbound_flood"}"#),
+        Some(&1.0),
+        "{m:#?}"
+    );
 }
 
 /// Sockets that send a request slowly, one byte every 300 ms.

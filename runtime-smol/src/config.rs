@@ -86,12 +86,12 @@ pub struct ServerConfig {
     /// Most users with a manager but no open connection that the service
     /// path ([`ServerHandle::send_to_user`](crate::ServerHandle::send_to_user)
     /// for a user who is not connected) may create, so that messages for
-    /// offline users cannot take the manager slots of users who connect; at
-    /// most `max_users` (a larger value counts as `max_users`), split over
-    /// the shards like `max_users`. Beyond it such a send is refused with
-    /// `Limit::OfflineManagers` (the example service API answers 503).
-    /// Default: a quarter of `max_users`.
-    pub max_offline_users: u32,
+    /// offline users cannot take the manager slots of users who connect;
+    /// below `max_users`, and applied to each shard the way `max_users` is.
+    /// Beyond it such a send is refused with `Limit::OfflineManagers` (the
+    /// example service API answers 503). `None` (the default): a quarter of
+    /// `max_users`, whatever `max_users` is set to.
+    pub max_offline_users: Option<u32>,
     /// Most open connections, over all shards (503 beyond).
     pub max_connections: u32,
     /// Inbound budget of each connection: messages and bytes per second,
@@ -214,7 +214,7 @@ impl ServerConfig {
             jwt_secret: None,
             ws_path: "/ws".to_owned(),
             max_users: 10_000,
-            max_offline_users: 2_500,
+            max_offline_users: None,
             max_connections: 10_000,
             inbound_per_connection: INBOUND_DEFAULTS.inbound_per_connection,
             inbound_per_user: INBOUND_DEFAULTS.inbound_per_user,
@@ -272,6 +272,11 @@ impl ServerConfig {
             self.inbound_per_connection.bytes,
             self.inbound_per_user.bytes,
         ];
+        if self.max_offline_users.is_some_and(|n| n >= self.max_users) {
+            return Err(ConfigError::Invalid(
+                "max_offline_users must be below max_users (live users keep the rest)",
+            ));
+        }
         if bursts
             .iter()
             .flatten()
@@ -323,6 +328,11 @@ impl ServerConfig {
             .map_err(ConfigError::Core)
     }
 
+    /// [`max_offline_users`](Self::max_offline_users), or its default.
+    pub fn offline_users(&self) -> u32 {
+        self.max_offline_users.unwrap_or(self.max_users / 4)
+    }
+
     /// The core limits of one shard. Its `factory_tag` is 0:
     /// [`ShardSlot::build`](crate::shards::ShardSlot::build) gives every
     /// shard its own.
@@ -331,7 +341,7 @@ impl ServerConfig {
         let max_users = per_shard(self.max_users, SHARD_USERS);
         userlane_core::Config {
             max_users,
-            max_offline_managers: per_shard(self.max_offline_users, SHARD_USERS).min(max_users),
+            max_offline_managers: per_shard(self.offline_users(), SHARD_USERS).min(max_users),
             max_connections_per_user: self.max_connections_per_user,
             max_connections: per_shard(self.max_connections, SHARD_CONNS),
             queue_depth: self.queue_depth,
@@ -389,6 +399,22 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offline_user_cap_follows_max_users_and_stays_below_it() {
+        let mut c = ServerConfig::new(Environment::Production);
+        c.jwt_secret = Some(vec![7; 32]);
+        c.max_users = 1_000;
+        assert_eq!(c.offline_users(), 250);
+        assert_eq!(c.core_config(0).max_offline_managers, 250);
+        c.max_offline_users = Some(1_000);
+        assert!(
+            c.validate().is_err(),
+            "a cap of every slot protects nothing"
+        );
+        c.max_offline_users = Some(999);
+        assert_eq!(c.validate(), Ok(()));
+    }
 
     #[test]
     fn production_and_staging_refuse_to_start_without_a_secret() {

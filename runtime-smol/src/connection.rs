@@ -182,7 +182,7 @@ async fn open(
 }
 
 /// The request deadline passed: counted, and answered with 408 when the
-/// request was still being read (503 when the service was answering) and
+/// request was still being read (504 when the service was answering) and
 /// nothing was written yet; then the socket is closed.
 async fn timed_out(
     shared: &ServerShared,
@@ -193,7 +193,12 @@ async fn timed_out(
     bump(&shared.counters.requests_timed_out);
     let answer = match phase {
         Phase::Reading => HttpResponse::text(408, "request deadline passed\n"),
-        Phase::Answering => HttpResponse::text(503, "request deadline passed\n"),
+        // The service may already have acted on the request (a message
+        // queued): say so, so that a client does not retry blindly.
+        Phase::Answering => HttpResponse::text(
+            504,
+            "request deadline passed while answering; the request may have been applied\n",
+        ),
         Phase::Written => return,
     };
     shared.refusal_log.info(408, || {
@@ -525,10 +530,6 @@ const LINGER_CAP: usize = 256 * 1024;
 /// Least time between two refusal notices to one connection.
 const REFUSAL_NOTICE_EVERY: Duration = Duration::from_secs(1);
 
-/// The longest a connection's inbound activity waits before it is reported
-/// to the core (see [`Conn::note_activity`]).
-const MAX_ACTIVITY_LAG: Duration = Duration::from_millis(500);
-
 /// The core's verdict on one inbound data message.
 enum Budget {
     /// Within budget: hand it to the handler.
@@ -589,7 +590,7 @@ struct Conn {
     socket_waker: Waker,
     /// Raises `CORE`: given to the shard.
     core_waker: Waker,
-    /// Raises `TIMER`: given to the ping timer, the close deadline and the activity timer.
+    /// Raises `TIMER`: given to the ping timer, the close deadline and the linger timer.
     timer_waker: Waker,
     ping: Timer,
     /// Armed when the core closes the connection: the flush must end by then.
@@ -628,12 +629,6 @@ struct Conn {
     linger: Option<Box<Timer>>,
     /// The first poll has happened.
     started: bool,
-    /// Runs for `activity_lag` after each report of inbound activity to the
-    /// core (see [`Conn::note_activity`]); `None` when no report is that recent.
-    activity_timer: Option<Box<Timer>>,
-    /// A frame arrived since the last report.
-    activity_unreported: bool,
-    activity_lag: Duration,
 }
 
 impl Conn {
@@ -684,44 +679,7 @@ impl Conn {
             peer_closed: false,
             linger: None,
             started: false,
-            activity_timer: None,
-            activity_unreported: false,
-            activity_lag: (cfg.idle_timeout / 32).min(MAX_ACTIVITY_LAG),
         }
-    }
-
-    /// Inbound activity (a frame, a pong): reported to the core at once if
-    /// no report is more recent than `activity_lag` (`idle_timeout / 32`, at
-    /// most 500 ms); otherwise only noted, and reported when that interval
-    /// ends. One report per interval instead of one shard lock (and one
-    /// clock read) per message.
-    ///
-    /// Bounded error: a frame is reported at most `activity_lag` after it
-    /// arrived, stamped with the time of the report, so the core's last
-    /// activity of the connection is never earlier than its last inbound
-    /// frame and at most `activity_lag` later (plus the timer's lateness). An
-    /// idle connection is therefore never closed early, and at most
-    /// `activity_lag` (1/32 of the timeout, never more than 500 ms) late.
-    fn note_activity(&mut self) {
-        if self.activity_timer.is_some() {
-            self.activity_unreported = true;
-            return;
-        }
-        self.report_activity();
-        if !self.activity_lag.is_zero() {
-            let mut timer = Box::new(Timer::after(self.activity_lag));
-            // Polled once so that it wakes the task (it cannot be due yet).
-            let _ = Pin::new(&mut *timer).poll(&mut Context::from_waker(&self.timer_waker));
-            self.activity_timer = Some(timer);
-        }
-    }
-
-    fn report_activity(&self) {
-        let shared = &self.handle.shared;
-        let slot = &shared.shards.slots[self.info.shard];
-        let _ = slot
-            .core
-            .handle_activity(self.info.connection, shared.clock.now());
     }
 
     /// Polls the ping timer and the close deadline. Returns true once the
@@ -731,18 +689,6 @@ impl Conn {
         if let Some(grace) = &mut self.grace {
             if Pin::new(&mut **grace).poll(&mut cx).is_ready() {
                 return true;
-            }
-        }
-        if let Some(timer) = &mut self.activity_timer {
-            if Pin::new(&mut **timer).poll(&mut cx).is_ready() {
-                if self.activity_unreported {
-                    self.activity_unreported = false;
-                    timer.set_after(self.activity_lag);
-                    let _ = Pin::new(&mut **timer).poll(&mut cx);
-                    self.report_activity();
-                } else {
-                    self.activity_timer = None;
-                }
             }
         }
         // Until Pending, so the timer holds the waker for its next period.
@@ -1010,8 +956,11 @@ impl Conn {
                         return ReadStep::Again;
                     }
                     Budget::Closing => {
+                        // Already counted by the core (refused, or refused on
+                        // a closing connection); not counted again here.
                         self.begin_closing();
-                        return self.discard(m.len());
+                        self.discarded = self.discarded.saturating_add(m.len());
+                        return ReadStep::Again;
                     }
                     Budget::Gone => return ReadStep::Gone,
                 }
@@ -1031,9 +980,22 @@ impl Conn {
                 }
                 ReadStep::Again
             }
-            Ok(Message::Ping(_) | Message::Pong(_)) => {
-                self.note_activity();
-                ReadStep::Again
+            // Control frames count against the inbound budget too (a client
+            // could otherwise send pings at line rate, each one answered);
+            // a refused one is not answered with a notice, and strikes close
+            // the connection like any other flood.
+            Ok(m @ (Message::Ping(_) | Message::Pong(_))) => {
+                if self.closing {
+                    return ReadStep::Again;
+                }
+                match self.check_budget(m.len()) {
+                    Budget::Process | Budget::Refused(_) => ReadStep::Again,
+                    Budget::Closing => {
+                        self.begin_closing();
+                        ReadStep::Again
+                    }
+                    Budget::Gone => ReadStep::Gone,
+                }
             }
             // The peer closed: tungstenite queued the close reply and accepts
             // no more frames, so the writer takes nothing more from the core

@@ -6,7 +6,7 @@
 //! inbound frame, with 1001 at shutdown, and dropped at the shutdown deadline.
 
 use std::net::TcpStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -49,6 +49,15 @@ enum Wake {
     Shutdown,
 }
 
+/// Sends `m` within `limit`; false if the send failed or took longer.
+async fn bounded_send(ws: &mut WebSocketStream<Stream>, m: Message, limit: Duration) -> bool {
+    smol::future::or(async { ws.send(m).await.is_ok() }, async {
+        Timer::after(limit).await;
+        false
+    })
+    .await
+}
+
 /// Echoes until the peer leaves, the connection idles out or the server stops.
 pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>) {
     let cfg = &shared.config;
@@ -80,8 +89,11 @@ pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>
             match wake {
                 Wake::Frame(Some(Ok(m))) => {
                     last_inbound = Instant::now();
+                    // A peer that does not read its echoes gets `close_grace`
+                    // per send, then the socket is dropped: a blocked send
+                    // must not outlive the idle and ping timers.
                     if matches!(m, Message::Text(_) | Message::Binary(_))
-                        && ws.send(m).await.is_err()
+                        && !bounded_send(&mut ws, m, cfg.close_grace).await
                     {
                         break None;
                     }
@@ -89,7 +101,9 @@ pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>
                 Wake::Frame(Some(Err(_)) | None) => break None,
                 Wake::Ping => {
                     next_ping = Instant::now() + cfg.ping_interval;
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    if !bounded_send(&mut ws, Message::Ping(Default::default()), cfg.close_grace)
+                        .await
+                    {
                         break None;
                     }
                 }

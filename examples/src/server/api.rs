@@ -16,6 +16,7 @@
 //! 404 and `/healthz` with a one-word status for load balancers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use userlane_smol::cluster::Remote;
@@ -190,7 +191,9 @@ impl Api {
     /// (`?format=json` or `Accept: application/json`).
     fn healthz(&self, server: &ServerHandle, req: &HttpRequest, detailed: bool) -> HttpResponse {
         let degraded = server.cluster().is_some_and(|c| !c.is_healthy());
-        let Verdict { result, memory } = self.health.verdict(Sample::of(&server.stats()));
+        let Verdict { result, memory } = self
+            .health
+            .verdict_at_most_every(Duration::from_secs(1), || Sample::of(&server.stats()));
         let (status, word) = match &result {
             Ok(()) if degraded => (200, "degraded"),
             Ok(()) => (200, "ok"),

@@ -243,7 +243,6 @@ impl Args {
         // (10,000 connections fit one shard; 10,000 users need two).
         let user_capacity = SHARD_USERS as u64 * c.shards as u64;
         c.max_users = u64::from(self.max_connections).min(user_capacity) as u32;
-        c.max_offline_users = c.max_users / 4;
         if !self.environment.requires_authentication() {
             c.echo_path = Some("/echo".into());
         }

@@ -9,11 +9,12 @@
 //! - **critical (agent) event failures**: of the distinct users the agent
 //!   sent events to, the share that had at least one event reach nobody > 2 %;
 //! - **connection drop rate**: connections the node dropped for reasons of
-//!   its own (idle timeout, a close handshake that had to be forced, a
-//!   handler panic) / connections opened > 10 %. Closes caused by what a
-//!   client did or failed to do — 1002 protocol error, 1007 invalid UTF-8,
-//!   1008 policy, 1009 too big, 1013 slow consumer — are left out: they are
-//!   that client's problem, not the node's;
+//!   its own (idle timeout, a handler panic) / connections opened > 10 %.
+//!   Closes caused by what a client did or failed to do — 1002 protocol
+//!   error, 1007 invalid UTF-8, 1008 policy, 1009 too big, 1013 slow
+//!   consumer, and a socket dropped because its peer did not take its close
+//!   frame within the close grace — are left out: they are that client's
+//!   problem, not the node's;
 //! - **memory spike**: resident memory > 200 % (configurable) of the node's
 //!   steady baseline (see [`Memory`]).
 //!
@@ -53,7 +54,10 @@ pub struct Sample {
     /// Connections opened.
     pub opened: u64,
     /// Connections the node dropped for reasons of its own (idle timeout,
-    /// forced close, handler panic).
+    /// handler panic). Forced closes are not among them: the close grace
+    /// passes only when a peer does not take its close frame (a client that
+    /// does not read, already closed with 1013 or 1008), and the shutdown
+    /// deadline only when the node is going away.
     pub dropped: u64,
 }
 
@@ -62,7 +66,7 @@ impl Sample {
     pub fn of(stats: &ServerStats) -> Self {
         Sample {
             opened: stats.core.total_connections_managed,
-            dropped: stats.core.closed_idle_timeout + stats.forced_closes + stats.handler_panics,
+            dropped: stats.core.closed_idle_timeout + stats.handler_panics,
         }
     }
 }
@@ -402,9 +406,32 @@ pub struct Health {
     pub users: Arc<UserOutcomes>,
     /// The memory watch.
     pub memory: Arc<Memory>,
+    /// The last verdict and when it was judged (see [`Health::verdict_at_most_every`]).
+    last: Mutex<Option<(Instant, Verdict)>>,
 }
 
 impl Health {
+    /// The verdict, judged again only if the last one is older than
+    /// `every`: `/healthz` answers anyone, and a judgement reads every
+    /// shard's counters and scans the per-user table, so a flood of health
+    /// checks costs one judgement per `every`, not one per request.
+    pub fn verdict_at_most_every(
+        &self,
+        every: Duration,
+        sample: impl FnOnce() -> Sample,
+    ) -> Verdict {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, v)) = &*last {
+            if now.duration_since(*at) < every {
+                return v.clone();
+            }
+        }
+        let v = self.verdict(sample());
+        *last = Some((now, v.clone()));
+        v
+    }
+
     /// A window that starts now with every counter at zero, as they are when
     /// the server starts: what happens before the first check is judged too.
     pub fn starting_now() -> Self {
@@ -460,6 +487,27 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sockets_dropped_after_the_close_grace_are_not_the_nodes_drops() {
+        // A client that floods or stops reading is closed (1008 / 1013) and,
+        // if it does not take its close frame, dropped when the grace
+        // passes: neither is the node failing its users.
+        let mut stats = ServerStats::default();
+        stats.core.total_connections_managed = 40;
+        stats.core.closed_slow_consumer = 10;
+        stats.core.closed_inbound_flood = 10;
+        stats.forced_closes = 20;
+        stats.core.closed_idle_timeout = 1;
+        stats.handler_panics = 1;
+        assert_eq!(
+            Sample::of(&stats),
+            Sample {
+                opened: 40,
+                dropped: 2
+            }
+        );
+    }
 
     fn users(sent_to: u64, failed: u64, agent: u64, agent_failed: u64) -> UserCounts {
         UserCounts {
