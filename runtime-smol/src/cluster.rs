@@ -243,7 +243,7 @@ static DRAIN_MANY_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(DRAIN_MANY));
 
 /// Most users whose offline streams one `DRAIN_MANY` call takes.
-const DRAIN_BATCH: usize = 128;
+pub const DRAIN_BATCH: usize = 128;
 
 /// Upper bounds (µs) of the Redis round-trip histogram buckets.
 pub const RTT_BUCKETS_US: [u64; 10] = [
@@ -521,7 +521,9 @@ impl Cluster {
     }
 
     /// Takes every message of the offline streams of `users` (one list per
-    /// user, oldest first), atomically, in batches of [`DRAIN_BATCH`] users.
+    /// user, oldest first), in atomic batches of [`DRAIN_BATCH`] users. On an
+    /// error, batches before the failing one were taken: pass at most
+    /// [`DRAIN_BATCH`] users to lose nothing.
     pub async fn drain_offline_many(
         &self,
         users: &[String],
@@ -547,43 +549,52 @@ impl Cluster {
     }
 
     /// Drains the offline streams of `users`, which this node has just
-    /// (re)subscribed to, and hands what was stored to `deliver` in order.
-    /// Runs on the subscriber task before it reads any further pub/sub
-    /// message, so a stored message is delivered before any message published
-    /// after the subscription. `false` if Redis did not answer (nothing was
-    /// taken then: each batch is one atomic script).
-    async fn drain_into(&self, users: &[String], deliver: &impl Fn(&str, Envelope)) -> bool {
-        if users.is_empty() {
-            return true;
-        }
-        let Ok(all) = self.drain_offline_many(users).await else {
-            return false;
-        };
-        for (user, envelopes) in users.iter().zip(all) {
-            for env in envelopes {
-                // Stored envelopes were delivered nowhere (a node holding the
-                // user never stores), so this node's own ones count too.
-                self.offline_delivered.fetch_add(1, Ordering::Relaxed);
-                deliver(user, env);
+    /// (re)subscribed to, and hands what was stored to `deliver` in order,
+    /// one batch of [`DRAIN_BATCH`] users after the other. Runs on the
+    /// subscriber task before it reads any further pub/sub message, so a
+    /// stored message is delivered before any message published after the
+    /// subscription. A batch Redis does not answer is retried with backoff
+    /// (each batch is one atomic script: nothing of it was taken), keeping the
+    /// subscription: messages published to it meanwhile wait in the pub/sub
+    /// connection. Should the subscription have died, the subscriber finds
+    /// out right after and resubscribes (and drains again).
+    async fn drain_into(&self, users: &[String], deliver: &impl Fn(&str, Envelope)) {
+        for batch in users.chunks(DRAIN_BATCH) {
+            // A user whose last connection here closed since is left alone:
+            // their stream waits for their next connection.
+            let batch: Vec<String> = {
+                let local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+                batch
+                    .iter()
+                    .filter(|u| local.contains_key(u.as_str()))
+                    .cloned()
+                    .collect()
+            };
+            if batch.is_empty() {
+                continue;
             }
-        }
-        true
-    }
-
-    /// [`drain_into`](Self::drain_into) until Redis answers, with backoff.
-    /// The subscription is kept meanwhile: messages published to it wait in
-    /// the pub/sub connection and are read after the stored ones. Should the
-    /// subscription have died, the subscriber finds out right after and
-    /// resubscribes (and drains again).
-    async fn drain_until_done(&self, users: &[String], deliver: &impl Fn(&str, Envelope)) {
-        let mut backoff = Duration::from_millis(100);
-        while !self.drain_into(users, deliver).await {
-            log::warn!(
-                "offline streams of {} user(s) not drained yet; retrying in {backoff:?}",
-                users.len()
-            );
-            smol::Timer::after(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let mut backoff = Duration::from_millis(100);
+            let all = loop {
+                match self.drain_offline_many(&batch).await {
+                    Ok(all) => break all,
+                    Err(e) => {
+                        log::warn!(
+                            "offline streams of {} user(s) not drained yet ({e}); retrying in {backoff:?}",
+                            batch.len()
+                        );
+                        smol::Timer::after(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            };
+            for (user, envelopes) in batch.iter().zip(all) {
+                for env in envelopes {
+                    // Stored envelopes were delivered nowhere (a node holding
+                    // the user never stores), so this node's own ones count too.
+                    self.offline_delivered.fetch_add(1, Ordering::Relaxed);
+                    deliver(user, env);
+                }
+            }
         }
     }
 
@@ -724,7 +735,7 @@ impl Cluster {
             // this node was not subscribed is in the streams now, and nothing
             // more is stored for these users while the subscription lasts.
             // Deliver it before reading any published message.
-            self.drain_until_done(&users, &deliver).await;
+            self.drain_into(&users, &deliver).await;
             backoff = Duration::from_millis(100);
             self.healthy.store(true, Ordering::Relaxed);
             log::info!(
@@ -761,8 +772,7 @@ impl Cluster {
                     Step::Cmd(Some(SubCmd::Subscribe(user, ack))) => {
                         let r = sink.subscribe(format!("{prefix}{user}")).await.is_ok();
                         if r {
-                            self.drain_until_done(std::slice::from_ref(&user), &deliver)
-                                .await;
+                            self.drain_into(std::slice::from_ref(&user), &deliver).await;
                         }
                         let _ = ack.try_send(r);
                         if !r {
