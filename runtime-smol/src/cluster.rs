@@ -9,8 +9,12 @@
 //!   is reported to the caller, never trimmed.
 //! - **Subscriptions follow connections.** A node subscribes to a user's
 //!   channel when it opens its first connection of that user and unsubscribes
-//!   when the last one leaves. After subscribing it drains the offline stream
-//!   (one script: `XRANGE` + `DEL`) into the new connection, in order.
+//!   when the last one leaves. After every subscription — a first connection,
+//!   or all held users after a reconnect — the subscriber task drains the
+//!   offline streams (one script per batch: `XRANGE` + `DEL`) into the node's
+//!   connections of each user, in order, before it reads any published
+//!   message: what was stored while the node was not subscribed is delivered
+//!   once and ahead of what was published after.
 //! - **Hard cluster-wide per-user cap.** Admission is one Lua script over the
 //!   user's sorted set of connection leases (`<ns>:conns:<id>`, score =
 //!   expiry): drop expired leases, refuse if `ZCARD >= cap`, else `ZADD`.
@@ -19,7 +23,7 @@
 //! - **Faults.** Every Redis call has a timeout. While Redis is unreachable
 //!   the node keeps serving its local users, cross-node operations return
 //!   [`ClusterError::Unavailable`], admission falls back to the local cap,
-//!   and a background task reconnects with backoff and resubscribes.
+//!   and a background task reconnects with backoff, resubscribes and drains.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -214,12 +218,32 @@ for i, e in ipairs(r) do out[i] = e[2][2] end
 return out
 "#;
 
+/// `DRAIN` over several streams (one per key), in one atomic step.
+const DRAIN_MANY: &str = r#"
+local all = {}
+for k = 1, #KEYS do
+  local r = redis.call('XRANGE', KEYS[k], '-', '+')
+  local out = {}
+  if #r > 0 then
+    redis.call('DEL', KEYS[k])
+    for i, e in ipairs(r) do out[i] = e[2][2] end
+  end
+  all[k] = out
+end
+return all
+"#;
+
 /// The scripts, each hashed once: `invoke_async` sends `EVALSHA` and falls
 /// back to `EVAL` when Redis does not have the script cached.
 static ADMIT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADMIT));
 static REFRESH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REFRESH));
 static SEND_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SEND));
 static DRAIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DRAIN));
+static DRAIN_MANY_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(DRAIN_MANY));
+
+/// Most users whose offline streams one `DRAIN_MANY` call takes.
+pub const DRAIN_BATCH: usize = 128;
 
 /// Upper bounds (µs) of the Redis round-trip histogram buckets.
 pub const RTT_BUCKETS_US: [u64; 10] = [
@@ -285,6 +309,9 @@ pub struct Cluster {
     pub envelopes_received: AtomicU64,
     /// Admissions decided by the local cap because Redis was unreachable.
     pub local_admissions: AtomicU64,
+    /// Stored messages this node took from offline streams right after
+    /// (re)subscribing and delivered to its open connections.
+    pub offline_delivered: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -315,6 +342,7 @@ impl Cluster {
             unavailable_errors: AtomicU64::new(0),
             envelopes_received: AtomicU64::new(0),
             local_admissions: AtomicU64::new(0),
+            offline_delivered: AtomicU64::new(0),
         }))
     }
 
@@ -492,9 +520,89 @@ impl Cluster {
         Ok(raw.iter().filter_map(|b| Envelope::decode(b)).collect())
     }
 
+    /// Takes every message of the offline streams of `users` (one list per
+    /// user, oldest first), in atomic batches of [`DRAIN_BATCH`] users. On an
+    /// error, batches before the failing one were taken: pass at most
+    /// [`DRAIN_BATCH`] users to lose nothing.
+    pub async fn drain_offline_many(
+        &self,
+        users: &[String],
+    ) -> Result<Vec<Vec<Envelope>>, ClusterError> {
+        let mut all = Vec::with_capacity(users.len());
+        for batch in users.chunks(DRAIN_BATCH) {
+            let keys: Vec<String> = batch.iter().map(|u| self.key("offline", u)).collect();
+            let raw: Vec<Vec<Vec<u8>>> = self
+                .call(|mut c| async move {
+                    let mut inv = DRAIN_MANY_SCRIPT.prepare_invoke();
+                    for k in &keys {
+                        inv.key(k);
+                    }
+                    inv.invoke_async(&mut c).await
+                })
+                .await?;
+            all.extend(
+                raw.into_iter()
+                    .map(|r| r.iter().filter_map(|b| Envelope::decode(b)).collect()),
+            );
+        }
+        Ok(all)
+    }
+
+    /// Drains the offline streams of `users`, which this node has just
+    /// (re)subscribed to, and hands what was stored to `deliver` in order,
+    /// one batch of [`DRAIN_BATCH`] users after the other. Runs on the
+    /// subscriber task before it reads any further pub/sub message, so a
+    /// stored message is delivered before any message published after the
+    /// subscription. A batch Redis does not answer is retried with backoff
+    /// (each batch is one atomic script: nothing of it was taken), keeping the
+    /// subscription: messages published to it meanwhile wait in the pub/sub
+    /// connection. Should the subscription have died, the subscriber finds
+    /// out right after and resubscribes (and drains again).
+    async fn drain_into(&self, users: &[String], deliver: &impl Fn(&str, Envelope)) {
+        for batch in users.chunks(DRAIN_BATCH) {
+            // A user whose last connection here closed since is left alone:
+            // their stream waits for their next connection.
+            let batch: Vec<String> = {
+                let local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+                batch
+                    .iter()
+                    .filter(|u| local.contains_key(u.as_str()))
+                    .cloned()
+                    .collect()
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let mut backoff = Duration::from_millis(100);
+            let all = loop {
+                match self.drain_offline_many(&batch).await {
+                    Ok(all) => break all,
+                    Err(e) => {
+                        log::warn!(
+                            "offline streams of {} user(s) not drained yet ({e}); retrying in {backoff:?}",
+                            batch.len()
+                        );
+                        smol::Timer::after(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            };
+            for (user, envelopes) in batch.iter().zip(all) {
+                for env in envelopes {
+                    // Stored envelopes were delivered nowhere (a node holding
+                    // the user never stores), so this node's own ones count too.
+                    self.offline_delivered.fetch_add(1, Ordering::Relaxed);
+                    deliver(user, env);
+                }
+            }
+        }
+    }
+
     /// Counts a local connection of `user`; the first one subscribes this
-    /// node to the user's channel (awaited, so a drain after it cannot miss a
-    /// message). Returns whether the subscription is confirmed.
+    /// node to the user's channel and, once subscribed, the subscriber task
+    /// delivers the user's offline stream to this node's connections of the
+    /// user (the new one included) before anything published after the
+    /// subscription. Returns whether subscription and drain are confirmed.
     pub async fn local_opened(&self, user: &str) -> bool {
         let first = {
             let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
@@ -610,15 +718,24 @@ impl Cluster {
             };
             let (mut sink, mut stream) = pubsub.split();
             let mut ok = true;
-            for user in self.local_users() {
+            let users = self.local_users();
+            for user in &users {
                 if sink.subscribe(format!("{prefix}{user}")).await.is_err() {
                     ok = false;
                     break;
                 }
             }
             if !ok {
+                self.healthy.store(false, Ordering::Relaxed);
+                smol::Timer::after(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
+            // Subscribed to every held user: whatever a sender stored while
+            // this node was not subscribed is in the streams now, and nothing
+            // more is stored for these users while the subscription lasts.
+            // Deliver it before reading any published message.
+            self.drain_into(&users, &deliver).await;
             backoff = Duration::from_millis(100);
             self.healthy.store(true, Ordering::Relaxed);
             log::info!(
@@ -654,6 +771,9 @@ impl Cluster {
                     Step::Msg(None) => break,
                     Step::Cmd(Some(SubCmd::Subscribe(user, ack))) => {
                         let r = sink.subscribe(format!("{prefix}{user}")).await.is_ok();
+                        if r {
+                            self.drain_into(std::slice::from_ref(&user), &deliver).await;
+                        }
                         let _ = ack.try_send(r);
                         if !r {
                             break;

@@ -165,11 +165,12 @@ async fn open(
     };
     if let Some(cluster) = &shared.cluster {
         let info = pending.info();
-        // Subscribe first, then drain: a message sent before the subscription
-        // is in the offline stream, one sent after reaches the subscription.
+        // The first local connection of the user subscribes; the subscriber
+        // task then drains the user's offline stream into this node's
+        // connections of the user (this one included) before it delivers
+        // anything published after the subscription.
         cluster.local_opened(info.user_id()).await;
         pending.cleanup.subscription = true;
-        Box::pin(replay_offline(shared, cluster, &info)).await;
     }
     let (info, cleanup) = pending.keep();
     log::debug!(
@@ -485,32 +486,6 @@ async fn write_response(mut stream: Stream, response: HttpResponse) -> std::io::
     use smol::io::AsyncWriteExt;
     stream.write_all(&response.encode()).await?;
     stream.flush().await
-}
-
-/// Delivers the user's cluster-wide offline messages to this connection, in order.
-async fn replay_offline(
-    shared: &ServerShared,
-    cluster: &crate::cluster::Cluster,
-    info: &ConnectionInfo,
-) {
-    let Ok(envelopes) = cluster.drain_offline(info.user_id()).await else {
-        return;
-    };
-    let slot = &shared.shards.slots[info.shard];
-    for env in envelopes {
-        if let Some(message) = crate::cluster::message_of(env) {
-            let now = shared.clock.now();
-            if let Err(e) =
-                slot.core
-                    .send_to_connection(info.manager, info.connection, message, now)
-            {
-                log::warn!(
-                    "offline message for {} not replayed: {e} (counted in stats)",
-                    info.user_id()
-                );
-            }
-        }
-    }
 }
 
 /// Most inbound messages one poll handles before the task yields to others.

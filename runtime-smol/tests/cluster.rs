@@ -298,3 +298,141 @@ fn a_redis_outage_never_stops_local_delivery_and_cross_node_delivery_resumes() {
         assert_eq!(expect_text(&mut late, "frank").await, "hi");
     });
 }
+
+#[test]
+fn every_send_accepted_while_redis_restarts_reaches_the_tabs_that_stayed_connected() {
+    let Some(mut redis) = RedisServer::start(
+        "every_send_accepted_while_redis_restarts_reaches_the_tabs_that_stayed_connected",
+    ) else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2).map(|_| node(&redis, "restart", |_| {})).collect();
+    let users = ["u0", "u1", "u2"];
+    smol::block_on(async {
+        // Tabs on node 1 (two for u0); the back end posts through node 2.
+        let mut tabs = Vec::new();
+        for user in users {
+            tabs.push((user, join(&nodes[0], user).await));
+        }
+        tabs.push(("u0", join(&nodes[0], "u0").await));
+        // Each tab reads everything until the "end" marker.
+        let readers: Vec<_> = tabs
+            .into_iter()
+            .map(|(user, mut tab)| {
+                smol::spawn(async move {
+                    let mut got = Vec::new();
+                    loop {
+                        match recv_within(&mut tab, Duration::from_secs(10)).await {
+                            Recv::Text(t) if t == "end" => return (user, got),
+                            Recv::Text(t) => got.push(t),
+                            other => panic!("tab of {user}: {other:?} after {got:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut accepted: std::collections::HashMap<&str, Vec<String>> = Default::default();
+        let mut maybe: std::collections::HashMap<&str, Vec<String>> = Default::default();
+        let (mut stored, mut refused) = (0, 0);
+        let mut round = 0;
+        let mut send_round = |round: usize| {
+            let node = &nodes[1];
+            let mut published = 0;
+            for user in users {
+                let text = format!("r{round}");
+                match smol::block_on(node.handle.send(user, Message::text(text.clone()))) {
+                    Ok(Reach {
+                        local: None,
+                        remote: Some(Ok(remote)),
+                    }) => {
+                        match remote {
+                            Remote::Published(1) => published += 1,
+                            Remote::Stored(_) => stored += 1,
+                            other => panic!("{other:?}"),
+                        }
+                        accepted.entry(user).or_default().push(text);
+                    }
+                    // Refused: a timeout may still have let it through.
+                    Err(UserError::Cluster(ClusterError::Unavailable(_))) => {
+                        refused += 1;
+                        maybe.entry(user).or_default().push(text);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            published == users.len()
+        };
+        for _ in 0..5 {
+            assert!(send_round(round), "published before the outage");
+            round += 1;
+        }
+        redis.stop();
+        let outage = std::time::Instant::now();
+        while outage.elapsed() < Duration::from_secs(3) {
+            send_round(round);
+            round += 1;
+            smol::Timer::after(Duration::from_millis(30)).await;
+        }
+        redis.restart();
+        // Keep posting until node 1 has resubscribed every user (all
+        // published) for a few rounds in a row; bounded.
+        let back = std::time::Instant::now();
+        let mut in_a_row = 0;
+        while in_a_row < 5 {
+            assert!(
+                back.elapsed() < Duration::from_secs(20),
+                "node 1 did not resubscribe"
+            );
+            in_a_row = if send_round(round) { in_a_row + 1 } else { 0 };
+            round += 1;
+            smol::Timer::after(Duration::from_millis(30)).await;
+        }
+        assert!(refused > 0, "the outage refused sends");
+        assert!(
+            stored > 0,
+            "some sends were stored while node 1 resubscribed"
+        );
+        for user in users {
+            let reach = nodes[1].handle.send(user, Message::text("end")).await;
+            assert!(
+                matches!(
+                    reach,
+                    Ok(Reach {
+                        remote: Some(Ok(Remote::Published(1))),
+                        ..
+                    })
+                ),
+                "{reach:?}"
+            );
+        }
+        for reader in readers {
+            let Some((user, got)) = within(Duration::from_secs(20), reader).await else {
+                panic!("a tab did not see the end marker in time");
+            };
+            // Every accepted send, in order, once; besides them only sends
+            // that were refused with a timeout (which may have gone through).
+            let delivered: Vec<&String> =
+                got.iter().filter(|t| accepted[user].contains(t)).collect();
+            assert_eq!(
+                delivered,
+                accepted[user].iter().collect::<Vec<_>>(),
+                "tab of {user}: every accepted send, in order, once ({stored} stored); got {got:?}"
+            );
+            let round_of = |t: &String| t[1..].parse::<usize>().unwrap();
+            assert!(
+                got.windows(2).all(|w| round_of(&w[0]) < round_of(&w[1])),
+                "tab of {user}: in order, no duplicate: {got:?}"
+            );
+            let unexpected: Vec<_> = got
+                .iter()
+                .filter(|t| {
+                    !accepted[user].contains(t) && !maybe.get(user).is_some_and(|m| m.contains(t))
+                })
+                .collect();
+            assert!(
+                unexpected.is_empty(),
+                "tab of {user}: never sent: {unexpected:?}"
+            );
+        }
+    });
+}

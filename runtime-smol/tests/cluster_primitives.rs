@@ -134,3 +134,37 @@ fn an_unreachable_redis_is_a_typed_error_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(!node.is_healthy());
 }
+
+#[test]
+fn drain_many_takes_each_users_stream_in_order_over_several_batches() {
+    let Some(redis) = RedisServer::start("drain_many_takes_each_users_stream_in_order") else {
+        return;
+    };
+    let node = cluster(&redis.url(), "many", Duration::from_secs(30));
+    smol::block_on(async {
+        let msg = |s: String| Envelope::Deliver {
+            origin: [2; 16],
+            text: true,
+            payload: s.into_bytes(),
+        };
+        // More users than one batch; every third one has nothing stored.
+        let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+        for (i, user) in users.iter().enumerate() {
+            for j in 0..(i % 3) {
+                assert!(matches!(
+                    node.publish(user, &msg(format!("{user}-{j}")), true).await,
+                    Ok(Remote::Stored(_))
+                ));
+            }
+        }
+        let drained = node.drain_offline_many(&users).await.unwrap();
+        assert_eq!(drained.len(), users.len());
+        for (i, (user, got)) in users.iter().zip(&drained).enumerate() {
+            let want: Vec<_> = (0..(i % 3)).map(|j| msg(format!("{user}-{j}"))).collect();
+            assert_eq!(got, &want, "{user}");
+        }
+        // Taken: a second drain finds nothing.
+        let again = node.drain_offline_many(&users).await.unwrap();
+        assert!(again.iter().all(Vec::is_empty));
+    });
+}

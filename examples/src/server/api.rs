@@ -140,6 +140,9 @@ impl Api {
                     envelopes_received: c
                         .envelopes_received
                         .load(std::sync::atomic::Ordering::Relaxed),
+                    offline_delivered: c
+                        .offline_delivered
+                        .load(std::sync::atomic::Ordering::Relaxed),
                 }),
                 None => None,
             };

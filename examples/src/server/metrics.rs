@@ -77,6 +77,8 @@ pub struct ClusterView {
     pub local_admissions: u64,
     /// Envelopes received from other nodes.
     pub envelopes_received: u64,
+    /// Stored messages delivered right after a (re)subscription.
+    pub offline_delivered: u64,
 }
 
 fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
@@ -488,6 +490,12 @@ pub fn render(
             "cluster_envelopes_received",
             "Messages and commands received from other nodes",
             c.envelopes_received,
+        );
+        counter(
+            &mut r,
+            "cluster_offline_delivered",
+            "Messages taken from offline streams after a (re)subscription and delivered here",
+            c.offline_delivered,
         );
         let (counts, sum_us, count) = &c.rtt;
         let bounds = userlane_smol::cluster::RTT_BUCKETS_US
