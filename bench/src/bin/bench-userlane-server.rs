@@ -3,6 +3,10 @@
 //! with 1013 on a full queue), development mode, and:
 //!
 //! - a token is the user id itself (the load client connects as `u0`, `u1`, …);
+//! - no inbound budget (`InboundLimits::UNLIMITED`): the echo clients send
+//!   as fast as replies come back, far above the default 100 messages/s per
+//!   connection; every message still goes through the core's
+//!   `handle_inbound`, so its cost is measured;
 //! - every inbound message goes back through the manager path:
 //!   `ServerHandle::send_to_user(sender's user id)` (lookup + enqueue);
 //! - `GET /burst?users=N&prefix=u&n=10&size=64`: `n` publishes back to back,
@@ -19,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use userlane_bench::{mono_ns, payload, qnum, query, user_ids, Args};
-use userlane_smol::userlane_core::SendOutcome;
+use userlane_smol::userlane_core::{InboundLimits, SendOutcome};
 use userlane_smol::{
     AuthError, Authenticator, ConnectionInfo, Environment, Handler, HttpRequest, HttpResponse,
     HttpService, Identity, Message, Server, ServerConfig, ServerHandle,
@@ -179,6 +183,8 @@ fn main() {
     // 10,000 users need two shards of 8,192 (pinned to one core, the
     // default would be one shard).
     config.shards = config.shards.max(2);
+    config.inbound_per_connection = InboundLimits::UNLIMITED;
+    config.inbound_per_user = InboundLimits::UNLIMITED;
     let server = Server::builder(config)
         .authenticator(TokenIsUser)
         .handler(EchoThroughManager)
