@@ -18,14 +18,15 @@
 //! - **Hard cluster-wide per-user cap.** Admission is one Lua script over the
 //!   user's sorted set of connection leases (`<ns>:conns:<id>`, score =
 //!   expiry): drop expired leases, refuse if `ZCARD >= cap`, else `ZADD`.
-//!   Nodes refresh their leases every `lease_ttl / 3`; a node that dies frees
-//!   its slots when its leases expire.
+//!   Nodes refresh their leases every `lease_ttl / 3`, re-creating any that
+//!   Redis lost (a restart without persistence); a node that dies frees its
+//!   slots when its leases expire.
 //! - **Faults.** Every Redis call has a timeout. While Redis is unreachable
 //!   the node keeps serving its local users, cross-node operations return
 //!   [`ClusterError::Unavailable`], admission falls back to the local cap,
 //!   and a background task reconnects with backoff, resubscribes and drains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -192,11 +193,13 @@ redis.call('PEXPIRE', KEYS[1], ttl * 2)
 return 1
 "#;
 
+/// Sets (not only updates: a lease Redis lost is re-created) the expiry of
+/// each member. No cap check: these connections are open already.
 const REFRESH: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i]) end
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now + ttl, ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
 return 1
 "#;
@@ -299,6 +302,12 @@ pub struct Cluster {
     healthy: AtomicBool,
     /// Local open connections per user (subscribed while > 0).
     local: Mutex<HashMap<String, usize>>,
+    /// This node's connections that count against the cluster-wide cap, per
+    /// user: what the refresh keeps (and re-creates) in Redis. Not the
+    /// registry: a connection there may still await `ADMIT`, and a lease the
+    /// refresh created first would let `ADMIT` take it as already admitted,
+    /// past the cap.
+    held: Mutex<HashMap<String, HashSet<String>>>,
     sub_tx: smol::channel::Sender<SubCmd>,
     sub_rx: smol::channel::Receiver<SubCmd>,
     /// Round-trip times of Redis calls.
@@ -336,6 +345,7 @@ impl Cluster {
             conn: async_lock::Mutex::new(None),
             healthy: AtomicBool::new(false),
             local: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             sub_tx,
             sub_rx,
             rtt: RttHistogram::default(),
@@ -441,22 +451,65 @@ impl Cluster {
         .map(|n| n == 1)
     }
 
-    /// Gives the lease back (best effort: it expires anyway).
+    /// Records that connection `member` of `user` holds a lease (admitted
+    /// by [`admit`](Self::admit), or under the local cap while Redis was
+    /// unreachable): the refresh keeps its lease alive, re-creating it if
+    /// Redis lost it, until [`forget_lease`](Self::forget_lease).
+    pub fn hold_lease(&self, user: &str, member: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(user.to_owned())
+            .or_default()
+            .insert(member.to_owned());
+    }
+
+    /// Stops refreshing the lease of connection `member` of `user` (its
+    /// connection closed); [`release_lease`](Self::release_lease) removes it.
+    pub fn forget_lease(&self, user: &str, member: &str) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(members) = held.get_mut(user) {
+            members.remove(member);
+            if members.is_empty() {
+                held.remove(user);
+            }
+        }
+    }
+
+    /// Whether connection `member` of `user` is held (see [`hold_lease`](Self::hold_lease)).
+    fn holds(&self, user: &str, member: &str) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(user)
+            .is_some_and(|m| m.contains(member))
+    }
+
+    /// Forgets the lease and gives it back (best effort: it expires anyway).
     pub async fn release_lease(&self, user: &str, member: &str) {
+        self.forget_lease(user, member);
+        self.remove_leases(user, std::slice::from_ref(&member.to_owned()))
+            .await;
+    }
+
+    /// `ZREM`s the leases of `members` (this node's connections of `user`).
+    async fn remove_leases(&self, user: &str, members: &[String]) {
         let key = self.key("conns", user);
-        let member = format!("{}:{member}", self.node_id());
+        let node = self.node_id();
+        let members: Vec<String> = members.iter().map(|m| format!("{node}:{m}")).collect();
         let _ = self
             .call(|mut c| async move {
                 redis::cmd("ZREM")
                     .arg(key)
-                    .arg(member)
+                    .arg(members)
                     .query_async::<i64>(&mut c)
                     .await
             })
             .await;
     }
 
-    /// Refreshes the leases of `members` (this node's connections of `user`).
+    /// Refreshes the leases of `members` (this node's connections of
+    /// `user`), re-creating those Redis no longer has.
     pub async fn refresh_leases(&self, user: &str, members: &[String]) -> Result<(), ClusterError> {
         let key = self.key("conns", user);
         let ttl = self.config.lease_ttl.as_millis() as u64;
@@ -793,7 +846,20 @@ impl Cluster {
     }
 }
 
-/// Refreshes this node's leases every `lease_ttl / 3`, for as long as the server runs.
+/// Refreshes this node's leases every `lease_ttl / 3`, for as long as the
+/// server runs: the lease of every held connection is set to expire
+/// `lease_ttl` from now, and re-created if Redis lost it (a restart without
+/// persistence empties every lease set; without this the cap would
+/// undercount the connections that stayed open).
+///
+/// Race with a close: a refresh works on a snapshot of the held connections,
+/// so one that closes meanwhile may have its lease re-created after its
+/// `ZREM`. Once a user's refresh has returned (Redis ran it), the members of
+/// the snapshot that are no longer held are removed again; a close after
+/// that check sends its own `ZREM` after the refresh ran. Either way the
+/// lease of a closed connection is gone unless that `ZREM` fails or the
+/// refresh's reply is lost (a timeout after Redis ran it): then the stale
+/// lease is never refreshed again and expires within `lease_ttl`.
 pub(crate) async fn refresh_leases_forever(shared: Arc<crate::handle::ServerShared>) {
     let Some(cluster) = shared.cluster.clone() else {
         return;
@@ -801,22 +867,34 @@ pub(crate) async fn refresh_leases_forever(shared: Arc<crate::handle::ServerShar
     let period = cluster.config.lease_ttl / 3;
     loop {
         smol::Timer::after(period).await;
-        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
-        for slot in &shared.shards.slots {
-            for entry in slot.registry().values() {
-                by_user
-                    .entry(entry.info.user_id().to_owned())
-                    .or_default()
-                    .push(entry.info.connection_id().to_owned());
-            }
-        }
+        cluster.refresh_held().await;
+    }
+}
+
+impl Cluster {
+    /// One refresh of every held lease (see [`refresh_leases_forever`]).
+    async fn refresh_held(&self) {
+        let by_user: Vec<(String, Vec<String>)> = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(user, members)| (user.clone(), members.iter().cloned().collect()))
+            .collect();
         for (user, members) in by_user {
-            if let Err(e) = cluster.refresh_leases(&user, &members).await {
+            if let Err(e) = self.refresh_leases(&user, &members).await {
                 log::warn!(
                     "lease refresh failed ({e}); leases expire after {:?} unless Redis returns",
-                    cluster.config.lease_ttl
+                    self.config.lease_ttl
                 );
-                break;
+                return;
+            }
+            let closed: Vec<String> = members
+                .into_iter()
+                .filter(|m| !self.holds(&user, m))
+                .collect();
+            if !closed.is_empty() {
+                self.remove_leases(&user, &closed).await;
             }
         }
     }

@@ -377,7 +377,9 @@ async fn upgrade<'a>(
         match Box::pin(cluster.admit(admitted.info.user_id(), admitted.info.connection_id(), cap))
             .await
         {
-            Ok(true) => {}
+            Ok(true) => {
+                cluster.hold_lease(admitted.info.user_id(), admitted.info.connection_id());
+            }
             Ok(false) => {
                 pending.cleanup.lease = false;
                 drop(pending);
@@ -392,8 +394,12 @@ async fn upgrade<'a>(
                 return None;
             }
             Err(e) => {
-                pending.cleanup.lease = false;
-                // Documented fallback: the node's own per-user cap (already enforced by the core).
+                // Documented fallback: the node's own per-user cap (already
+                // enforced by the core). The connection counts cluster-wide
+                // once Redis is back (the refresh creates its lease), and its
+                // lease is removed when it closes (the script may even have
+                // run before the call timed out).
+                cluster.hold_lease(admitted.info.user_id(), admitted.info.connection_id());
                 cluster
                     .local_admissions
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -471,6 +477,9 @@ fn release(shared: &ServerShared, info: &ConnectionInfo, cleanup: Cleanup) {
             cluster.local_closed(info.user_id());
         }
         if cleanup.lease {
+            // Not refreshed from now on; the refresh removes it again should
+            // one in flight re-create it after this `ZREM`.
+            cluster.forget_lease(info.user_id(), info.connection_id());
             let (cluster, user, conn) = (
                 cluster.clone(),
                 info.user_id().to_owned(),

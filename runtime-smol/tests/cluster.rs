@@ -15,8 +15,18 @@ use userlane_smol::userlane_core::{CloseCode, SendOutcome};
 use userlane_smol::{Environment, Message, Reach, UserError};
 
 fn node(redis: &RedisServer, namespace: &str, tune: impl FnOnce(&mut ClusterConfig)) -> TestServer {
+    capped_node(redis, namespace, 5, tune)
+}
+
+/// A node whose per-user cap (local and cluster-wide) is `cap`.
+fn capped_node(
+    redis: &RedisServer,
+    namespace: &str,
+    cap: u32,
+    tune: impl FnOnce(&mut ClusterConfig),
+) -> TestServer {
     let mut c = config(Environment::Production);
-    c.max_connections_per_user = 5;
+    c.max_connections_per_user = cap;
     let mut cluster = ClusterConfig::new(redis.url());
     cluster.namespace = namespace.into();
     cluster.op_timeout = Duration::from_millis(500);
@@ -434,5 +444,73 @@ fn every_send_accepted_while_redis_restarts_reaches_the_tabs_that_stayed_connect
                 "tab of {user}: never sent: {unexpected:?}"
             );
         }
+    });
+}
+
+#[test]
+fn leases_of_connections_that_stayed_open_are_recreated_after_a_redis_restart() {
+    let Some(mut redis) = RedisServer::start(
+        "leases_of_connections_that_stayed_open_are_recreated_after_a_redis_restart",
+    ) else {
+        return;
+    };
+    // Refresh period: lease_ttl / 3 = 300 ms.
+    let lease_ttl = Duration::from_millis(900);
+    let nodes: Vec<_> = (0..2)
+        .map(|_| capped_node(&redis, "relet", 2, |c| c.lease_ttl = lease_ttl))
+        .collect();
+    let refused_on_node_two = || {
+        matches!(
+            smol::block_on(connect_raw(nodes[1].addr, "/ws", Some(&jwt("gina", 300)))),
+            Err(async_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 429
+        )
+    };
+    smol::block_on(async {
+        // gina is at the cap, both connections on node 1.
+        let mut g1 = join(&nodes[0], "gina").await;
+        let mut g2 = join(&nodes[0], "gina").await;
+        assert!(refused_on_node_two(), "at the cap before the restart");
+        // Redis comes back empty (no persistence): every lease is gone.
+        redis.stop();
+        let noticed = eventually(Duration::from_secs(10), || {
+            nodes
+                .iter()
+                .all(|n| !n.handle.cluster().unwrap().is_healthy())
+        })
+        .await;
+        assert!(noticed, "the nodes noticed the outage");
+        redis.restart();
+        // Reconnected: a Redis call succeeds on each node (node 2's first
+        // call after the restart may fail on its dead connection, and an
+        // admission that fails falls back to the local cap).
+        let back = eventually(Duration::from_secs(15), || {
+            nodes
+                .iter()
+                .all(|n| smol::block_on(n.handle.cluster().unwrap().cluster_gauges()).is_ok())
+        })
+        .await;
+        assert!(back, "the nodes reconnected");
+        // A refresh period or more after the reconnection, node 1 has
+        // re-created the leases of the two connections it still holds.
+        smol::Timer::after(lease_ttl).await;
+        assert!(
+            refused_on_node_two(),
+            "a third connection after the restart is refused cluster-wide"
+        );
+        // The re-created leases are still given back when a connection closes.
+        let sent = nodes[1]
+            .handle
+            .send("gina", Message::text("still here"))
+            .await;
+        assert!(sent.is_ok(), "{sent:?}");
+        assert_eq!(expect_text(&mut g1, "g1").await, "still here");
+        assert_eq!(expect_text(&mut g2, "g2").await, "still here");
+        drop(g2);
+        let freed = eventually(Duration::from_secs(5), || {
+            smol::block_on(connect_raw(nodes[1].addr, "/ws", Some(&jwt("gina", 300)))).is_ok()
+        })
+        .await;
+        assert!(freed, "closing a connection frees its re-created lease");
+        drop(g1);
     });
 }
