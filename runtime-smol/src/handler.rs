@@ -104,7 +104,10 @@ pub trait Handler: Send + Sync + 'static {
     /// refused because it was over the connection's or the user's inbound
     /// budget (`ServerConfig::inbound_per_connection` /
     /// `inbound_per_user`); the message itself was dropped unprocessed.
-    /// `None` sends nothing. The default is a JSON text frame
+    /// Asked at most once a second per connection (further refusals in that
+    /// second are dropped without a notice, so a client that floods without
+    /// reading cannot fill its own queue with them); control frames over
+    /// budget get no notice. `None` sends nothing. The default is a JSON text frame
     /// `{"type":"error","error":"rate_limited","limit":"connection_messages"}`.
     fn refusal(&self, _conn: &ConnectionInfo, limit: InboundLimit) -> Option<Message> {
         Some(Message::text(format!(
