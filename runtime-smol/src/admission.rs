@@ -121,6 +121,19 @@ impl Drop for EchoSlot {
     }
 }
 
+/// 503 when the server-wide `max_connections` are open (`/ws` and `/echo`
+/// together). Called with the `admitting` lock held, so the count and the
+/// connect that follows are one step.
+fn check_room(shared: &ServerShared) -> Result<(), Refusal> {
+    if open_connections(shared) >= u64::from(shared.config.max_connections) {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is full",
+        ));
+    }
+    Ok(())
+}
+
 /// Admits an upgrade at the echo endpoint: same origin, shutdown and
 /// `max_connections` rules as the WebSocket endpoint (no token, no user).
 pub(crate) fn admit_echo(
@@ -133,12 +146,7 @@ pub(crate) fn admit_echo(
             .admitting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if open_connections(shared) >= u64::from(shared.config.max_connections) {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server is full",
-            ));
-        }
+        check_room(shared)?;
         shared
             .echo_open
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -209,12 +217,7 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
         .admitting
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if open_connections(shared) >= u64::from(shared.config.max_connections) {
-        return Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server is full",
-        ));
-    }
+    check_room(shared)?;
     let shard = shared.shards.index_of(ctx.user_id());
     let slot = &shared.shards.slots[shard];
     let (manager, connection) =

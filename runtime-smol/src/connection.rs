@@ -334,11 +334,7 @@ async fn upgrade<'a>(
         let slot = match admit_echo(shared, &request, remote) {
             Ok(slot) => slot,
             Err(refusal) => {
-                let _ = write_response(
-                    stream,
-                    HttpResponse::text(refusal.status.as_u16(), refusal.message),
-                )
-                .await;
+                let _ = write_refusal(stream, refusal).await;
                 return None;
             }
         };
@@ -351,11 +347,7 @@ async fn upgrade<'a>(
     let admitted = match admit(shared, &request, remote) {
         Ok(a) => a,
         Err(refusal) => {
-            let _ = write_response(
-                stream,
-                HttpResponse::text(refusal.status.as_u16(), refusal.message),
-            )
-            .await;
+            let _ = write_refusal(stream, refusal).await;
             return None;
         }
     };
@@ -488,6 +480,15 @@ fn release(shared: &ServerShared, info: &ConnectionInfo, cleanup: Cleanup) {
             smol::spawn(async move { cluster.release_lease(&user, &conn).await }).detach();
         }
     }
+}
+
+/// Answers a refused upgrade with its status and fixed text.
+async fn write_refusal(stream: Stream, refusal: crate::admission::Refusal) -> std::io::Result<()> {
+    write_response(
+        stream,
+        HttpResponse::text(refusal.status.as_u16(), refusal.message),
+    )
+    .await
 }
 
 /// Writes one HTTP response on a socket that will not be upgraded.

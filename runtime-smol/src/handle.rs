@@ -119,7 +119,8 @@ pub struct ServerStats {
     /// Connections dropped without a close frame (close grace or shutdown deadline passed).
     pub forced_closes: u64,
     /// Inbound data messages read from connections the core had already
-    /// closed and dropped unprocessed (see [`Handler`](crate::Handler)).
+    /// closed and dropped without reaching the handler (a closing
+    /// connection reads at most 64 KiB of them, then stops reading).
     pub inbound_discarded: u64,
     /// Legacy (compat) calls made in this process, all servers together.
     pub legacy_calls: u64,

@@ -322,6 +322,38 @@ impl PhaseCell {
     }
 }
 
+/// Serves one plain HTTP/1.1 request on `stream` with `service`, with the
+/// parsing (httparse), framing rules, body limit and answer encoding of the
+/// server's own port, then returns (`Connection: close`). For a second
+/// listener of the application's, such as an operations port; the caller
+/// bounds the time it may take.
+pub async fn serve_http_request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    remote: SocketAddr,
+    max_body: usize,
+    service: &dyn HttpService,
+    server: &crate::ServerHandle,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    match read_head(stream, &mut buf).await {
+        Ok(head) => {
+            let phase = PhaseCell::new(Phase::Reading);
+            serve_plain(stream, head, buf, remote, max_body, &phase, |req| {
+                service.handle(server, req)
+            })
+            .await
+            .map(|_| ())
+        }
+        Err(HeadError::Io) => Ok(()),
+        Err(HeadError::Bad(status, why)) => {
+            stream
+                .write_all(&HttpResponse::text(status, why).encode())
+                .await?;
+            stream.flush().await
+        }
+    }
+}
+
 /// Reads the body of a plain request and asks the service; writes the
 /// response. `phase` follows along (see [`Phase`]).
 pub(crate) async fn serve_plain<

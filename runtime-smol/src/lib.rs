@@ -5,7 +5,7 @@
 //! lane in [`userlane_core`].
 //!
 //! ```text
-//! socket ─▶ connection future: reader ─▶ core shard (handle_activity, Handler::on_message)
+//! socket ─▶ connection future: reader ─▶ core shard (handle_inbound, Handler::on_message)
 //!                                          │ send_to_user ─▶ per-connection queue
 //! socket ◀─ connection future: writer ◀────┘ poll_transmit_more (one item per lock,
 //!                                            up to 64 frames per flush)
@@ -68,8 +68,8 @@ pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
 pub use handle::{Reach, ServerHandle, ServerStats, ShutdownReport, UserError};
 pub use handler::{inbound_limit_name, ConnectionInfo, Handler, IgnoreInbound};
 pub use http::{
-    percent_decode, Encoded, HttpFuture, HttpRequest, HttpResponse, HttpService, NoHttp,
-    MAX_HEAD_BYTES,
+    percent_decode, serve_http_request, Encoded, HttpFuture, HttpRequest, HttpResponse,
+    HttpService, NoHttp, MAX_HEAD_BYTES,
 };
 pub use mutex::StdRawMutex;
 pub use origin::{BadOrigin, OriginPolicy};

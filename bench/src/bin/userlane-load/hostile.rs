@@ -25,12 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_tungstenite::tungstenite::Message;
 use futures_util::StreamExt;
-use hdrhistogram::Histogram;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, LocalExecutor};
 use userlane_bench::{status_kib, ws_config, Args};
 
-use super::Ws;
+use super::{histogram, http_get, http_request, percentiles, Ws};
 
 /// An HS256 token for `user`, valid for an hour.
 fn token(secret: &str, user: &str) -> String {
@@ -59,47 +58,6 @@ async fn connect_as(addr: SocketAddr, secret: &str, user: &str) -> Result<Ws, St
     Ok(ws)
 }
 
-/// The body of `GET target`, or an empty string if there was no answer.
-async fn http_body(addr: SocketAddr, target: &str) -> String {
-    let Ok(mut s) = Async::<TcpStream>::connect(addr).await else {
-        return String::new();
-    };
-    let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The status code of `GET target`, or 0 if there was no answer.
-async fn http_status(addr: SocketAddr, target: &str) -> u16 {
-    let Ok(mut s) = Async::<TcpStream>::connect(addr).await else {
-        return 0;
-    };
-    let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return 0;
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf).await;
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn percentile_fields(h: &Histogram<u64>) -> String {
-    format!(
-        "p50_us={} p99_us={} max_us={}",
-        h.value_at_quantile(0.50),
-        h.value_at_quantile(0.99),
-        h.max()
-    )
-}
-
 pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
     let secret = args.str("secret", "");
     let victims: usize = args.num("victims", 10);
@@ -115,9 +73,7 @@ pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args)
     let run = args.str("run", "0");
     let ops: Option<SocketAddr> = args.str("ops-addr", "").parse().ok();
 
-    let hist = Rc::new(RefCell::new(
-        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
-    ));
+    let hist = Rc::new(RefCell::new(histogram()));
     let recording = Rc::new(Cell::new(false));
     let stop = Rc::new(Cell::new(false));
     let lost = Rc::new(Cell::new(0u64));
@@ -239,7 +195,7 @@ pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args)
         rss_max = rss_max.max(status_kib(pid, "VmRSS").unwrap_or(0));
         if Instant::now() >= next_health {
             next_health += Duration::from_millis(500);
-            if http_status(health, "/healthz").await == 200 {
+            if http_request(health, "/healthz").await.0 == 200 {
                 health_ok += 1;
             } else {
                 health_bad += 1;
@@ -260,7 +216,7 @@ pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args)
     }
     // The server's own count of 1008 closes (its ops listener).
     let closed_1008 = match ops {
-        Some(ops) => http_body(ops, "/metrics")
+        Some(ops) => http_get(ops, "/metrics")
             .await
             .lines()
             .find(|l| l.starts_with("userlane_closes_total{") && l.contains(r#"code="1008""#))
@@ -273,7 +229,7 @@ pub(crate) async fn flood(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args)
         "RESULT flood attack={} victims={victims} pings={} {} lost={} rss0_kib={rss0} rss_max_kib={rss_max} rss_growth_kib={} healthz_200={health_ok} healthz_other={health_bad} attacker_frames={} attacker_mb={:.1} attacker_close={attacker_close} server_closed_1008={closed_1008}",
         u8::from(attack),
         h.len(),
-        percentile_fields(&h),
+        percentiles(&h),
         lost.get(),
         rss_max.saturating_sub(rss0),
         sent_frames.get(),
@@ -354,7 +310,7 @@ pub(crate) async fn slowloris(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &A
     smol::Timer::after(Duration::from_millis(200)).await;
     let open_now = opened.get() - closed_after.borrow().len();
     let t = Instant::now();
-    let legit_http = http_status(addr, "/healthz").await;
+    let legit_http = http_request(addr, "/healthz").await.0;
     let legit_http_ms = t.elapsed().as_millis();
     let t = Instant::now();
     let legit_ws = match connect_as(addr, &secret, "legit-user").await {

@@ -148,21 +148,34 @@ async fn connect_all(
     out
 }
 
-/// `GET target` on the server's port; the body.
-async fn http_get(addr: SocketAddr, target: &str) -> String {
+/// `GET target` on the server's port: the status (0 if there was no
+/// answer) and the body.
+async fn http_request(addr: SocketAddr, target: &str) -> (u16, String) {
     let Ok(mut s) = Async::<TcpStream>::connect(addr).await else {
-        return String::new();
+        return (0, String::new());
     };
     let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_err() {
-        return String::new();
+        return (0, String::new());
     }
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf).await;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    text.split_once("\r\n\r\n")
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
-        .unwrap_or(text)
+        .unwrap_or(text);
+    (status, body)
+}
+
+/// `GET target` on the server's port; the body.
+async fn http_get(addr: SocketAddr, target: &str) -> String {
+    http_request(addr, target).await.1
 }
 
 fn histogram() -> Histogram<u64> {
