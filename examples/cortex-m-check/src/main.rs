@@ -29,7 +29,7 @@ use check::Failure;
 type Scenario = (&'static str, fn() -> Result<(), Failure>);
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [Scenario; 12] = [
+const SCENARIOS: [Scenario; 13] = [
     ("usize_is_32_bits", scenarios::usize_is_32_bits),
     (
         "create_managers_for_two_users",
@@ -62,6 +62,10 @@ const SCENARIOS: [Scenario; 12] = [
     (
         "timers_follow_the_callers_clock",
         scenarios::timers_follow_the_callers_clock,
+    ),
+    (
+        "timers_across_the_32_bit_millisecond_wrap",
+        scenarios::timers_across_the_32_bit_millisecond_wrap,
     ),
     (
         "the_inbound_budget_refuses_then_closes_with_1008",
