@@ -84,6 +84,14 @@ const SCENARIOS: [Scenario; 13] = [
 #[entry]
 fn main() -> ! {
     hprintln!("userlane-core on a Cortex-M4F (QEMU mps2-an386)");
+    // Measured first, while the stack's high-water mark is still main's own.
+    let before = ram_use().stack_peak;
+    let built = build_a_gateway();
+    hprintln!(
+        "     ManagerFactory::new for the gateway profile: {} bytes of stack at its peak ({})",
+        ram_use().stack_peak - before,
+        if built { "built" } else { "refused" }
+    );
     let mut passed = 0u32;
     let mut failed = 0u32;
     for (name, scenario) in SCENARIOS {
@@ -114,6 +122,14 @@ fn main() -> ! {
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+/// Builds a gateway factory at run time with `ManagerFactory::new`, on the
+/// stack, so that its peak stack use can be measured; true if it was built.
+#[inline(never)]
+fn build_a_gateway() -> bool {
+    let factory = lane::Gateway::new(lane::config());
+    core::hint::black_box(&factory).is_ok()
 }
 
 /// What the run used of the RAM.
