@@ -9,9 +9,10 @@
 //!
 //! ```text
 //!  embassy-net stack (one task: the driver's runner)
-//!      │ 8 listening sockets on the port, one per connection task
+//!      │ 9 listening sockets on the port, one per connection task
 //!      ▼
-//!  connection task ×8 (embassy_executor::task(pool_size = 8))
+//!  connection task ×9 (embassy_executor::task(pool_size = 9): the core
+//!  admits 8 connections, the ninth task answers 503 beyond them)
 //!      accept → HTTP head (edge-http) → /ws, token (HS256: hmac + sha2 +
 //!      base64 + serde-json-core) → lanes::admit (core: per-user and total
 //!      caps) → 101 → welcome queued
@@ -40,8 +41,13 @@ pub use server::Settings;
 
 /// Users the gateway holds at once.
 pub const USERS: usize = 4;
-/// Connections the gateway holds at once (one connection task each).
+/// Connections the gateway holds at once.
 pub const CONNECTIONS: usize = 8;
+/// Connection tasks (and listening sockets): one more than [`CONNECTIONS`],
+/// so that a client beyond the total cap is answered by the core's
+/// admission (HTTP 503) instead of a TCP reset, and a new client is accepted
+/// while a closed connection's task is still finishing its close.
+pub const TASKS: usize = CONNECTIONS + 1;
 /// Connections one user may hold.
 pub const PER_USER: u32 = 2;
 /// Frames queued per connection before a slow reader is closed with 1013.
@@ -75,8 +81,8 @@ pub fn shard(config: userlane_core::Config) -> &'static Shard {
 }
 
 /// One connection task: accepts on `settings.port` and serves one
-/// connection after another. Spawn [`CONNECTIONS`] of them.
-#[embassy_executor::task(pool_size = CONNECTIONS)]
+/// connection after another. Spawn [`TASKS`] of them.
+#[embassy_executor::task(pool_size = TASKS)]
 pub async fn connection_task(
     stack: embassy_net::Stack<'static>,
     shard: &'static Shard,
@@ -91,7 +97,7 @@ pub async fn timer_task(shard: &'static Shard) -> ! {
     lanes::run_timers(shard).await
 }
 
-/// Spawns the timer task and the [`CONNECTIONS`] connection tasks.
+/// Spawns the timer task and the [`TASKS`] connection tasks.
 pub fn spawn_gateway(
     spawner: embassy_executor::Spawner,
     stack: embassy_net::Stack<'static>,
@@ -99,7 +105,7 @@ pub fn spawn_gateway(
     settings: &'static Settings,
 ) -> Result<(), embassy_executor::SpawnError> {
     spawner.spawn(timer_task(shard)?);
-    for _ in 0..CONNECTIONS {
+    for _ in 0..TASKS {
         spawner.spawn(connection_task(stack, shard, settings)?);
     }
     Ok(())

@@ -328,6 +328,52 @@ fn the_per_user_cap_is_answered_with_429() {
 }
 
 #[test]
+fn the_total_caps_are_answered_with_503() {
+    let Some(ns) = namespace("full", &DEFAULT) else {
+        return;
+    };
+    ns.run(|| {
+        // 4 users × 2 connections: every user and connection place taken.
+        let mut open_conns: Vec<Ws> = ["alice", "bob", "carol", "dave"]
+            .iter()
+            .flat_map(|u| [connect(u), connect(u)])
+            .collect();
+        let erin = format!("/ws?token={}", token("erin"));
+        assert_eq!(refused(&erin), 503, "a fifth user, a ninth connection");
+
+        // dave leaves: his places (and, once his manager is reclaimed, his
+        // user place) are free for erin.
+        for mut ws in open_conns.drain(6..) {
+            ws.close(None).unwrap();
+            assert_eq!(close_code(&mut ws), 1000);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let addr: SocketAddr = GATEWAY.parse().unwrap();
+        let mut admitted = loop {
+            // The spare task may still be finishing the last refusal's
+            // close (a reset meanwhile), or erin's user place may still be
+            // dave's manager until it is reclaimed (503): try again.
+            assert!(Instant::now() < deadline, "dave's places were never freed");
+            let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            match open(s, &erin) {
+                Ok(ws) => break ws,
+                Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
+                    thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(next_json(&mut admitted)["data"]["user_id"], "erin");
+        say(&mut open_conns[0], "alice still here");
+        assert_eq!(next_text(&mut open_conns[0]), "alice still here");
+    });
+}
+
+#[test]
 fn a_stopped_reader_is_closed_with_1013_while_the_others_keep_receiving() {
     let Some(ns) = namespace("slow", &DEFAULT) else {
         return;

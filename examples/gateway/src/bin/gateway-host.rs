@@ -14,7 +14,7 @@ use embassy_net::{Ipv4Cidr, Runner, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
 use embassy_time::Duration;
 use static_cell::StaticCell;
-use userlane_gateway::{lanes, Settings, CONNECTIONS, PER_USER};
+use userlane_gateway::{lanes, Settings, CONNECTIONS, PER_USER, TASKS};
 
 struct Options {
     tap: String,
@@ -96,7 +96,7 @@ async fn main_task(spawner: Spawner, o: Options) {
         gateway: None,
         dns_servers: heapless::Vec::new(),
     });
-    static RESOURCES: StaticCell<StackResources<{ CONNECTIONS + 1 }>> = StaticCell::new();
+    static RESOURCES: StaticCell<StackResources<{ TASKS + 1 }>> = StaticCell::new();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -19,7 +19,7 @@ use embassy_stm32::{bind_interrupts, Config};
 use embassy_time::Duration;
 use panic_halt as _;
 use static_cell::StaticCell;
-use userlane_gateway::{lanes, Settings, CONNECTIONS, PER_USER};
+use userlane_gateway::{lanes, Settings, PER_USER, TASKS};
 
 bind_interrupts!(struct Irqs {
     ETH => eth::InterruptHandler;
@@ -117,7 +117,7 @@ async fn main(spawner: Spawner) {
         gateway: None,
         dns_servers: heapless::Vec::new(),
     });
-    static RESOURCES: StaticCell<StackResources<{ CONNECTIONS + 1 }>> = StaticCell::new();
+    static RESOURCES: StaticCell<StackResources<{ TASKS + 1 }>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         device,
         net,
