@@ -22,6 +22,7 @@
 //!                 pings; a Close from the core (1013 slow consumer, 1008
 //!                 flood, 1000 idle timeout) is written last
 //!  timer task: sleeps until the shard's next deadline → handle_timeout
+//!  SNTP task: sets the wall clock (tokens are refused until it is set)
 //! ```
 //!
 //! Every buffer is static: the socket buffers and frame buffers live in the
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod lanes;
 pub mod pool;
 pub mod protocol;
@@ -63,6 +65,9 @@ pub type Messages = pool::MessagePool<MESSAGES>;
 /// What the core queues for a connection.
 pub type Outbound = protocol::Frame<pool::Shared<MESSAGES>>;
 
+/// The gateway's wall clock (tokens and timestamps), set by SNTP or the host.
+pub static CLOCK: clock::WallClock = clock::WallClock::new();
+
 /// The texts of `user_message`s being delivered.
 pub static MESSAGE_POOL: Messages = pool::MessagePool::new();
 
@@ -95,6 +100,12 @@ pub async fn connection_task(
 #[embassy_executor::task]
 pub async fn timer_task(shard: &'static Shard) -> ! {
     lanes::run_timers(shard).await
+}
+
+/// Keeps [`CLOCK`] set from the SNTP server at `server`.
+#[embassy_executor::task]
+pub async fn sntp_task(stack: embassy_net::Stack<'static>, server: core::net::SocketAddr) -> ! {
+    clock::run_sntp(stack, server, &CLOCK).await
 }
 
 /// Spawns the timer task and the [`TASKS`] connection tasks.

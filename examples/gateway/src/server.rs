@@ -18,7 +18,7 @@ use userlane_core::{Transmit, UserContext};
 use crate::lanes::{self, Lane, Refusal, Verdict};
 use crate::protocol::{parse_client_frame, render, ClientFrame, ErrorCode, Frame, Identity};
 use crate::token::{self, Scratch};
-use crate::{Messages, Outbound, Shard, MAX_MESSAGE};
+use crate::{Messages, Outbound, Shard, CLOCK, MAX_MESSAGE};
 
 /// Receive buffer of each socket, in bytes.
 pub const RX_BUF: usize = 1536;
@@ -38,8 +38,6 @@ pub struct Settings {
     pub port: u16,
     /// The HS256 secret tokens are signed with.
     pub secret: &'static [u8],
-    /// Unix time at boot, in milliseconds (tokens' `exp`, timestamps).
-    pub unix_boot_ms: u64,
     /// Time from the accept to the end of the upgrade response.
     pub handshake_timeout: Duration,
     /// The gateway pings every connection this often (its pong is activity).
@@ -49,12 +47,6 @@ pub struct Settings {
     pub write_timeout: Duration,
     /// After the gateway's close frame, how long it waits for the peer's.
     pub close_grace: Duration,
-}
-
-impl Settings {
-    fn unix_ms(&self) -> u64 {
-        self.unix_boot_ms + Instant::now().as_millis()
-    }
 }
 
 static NEXT_CONNECTION_ID: AtomicU32 = AtomicU32::new(1);
@@ -173,14 +165,12 @@ fn admit(
     token: &str,
     id: u32,
 ) -> Result<(Lane, UserId), (u16, &'static str)> {
+    let Some(unix_ms) = CLOCK.unix_ms() else {
+        return Err((503, "clock not synchronised yet"));
+    };
     let mut scratch = Scratch::new();
-    let claims = token::verify(
-        token,
-        settings.secret,
-        settings.unix_ms() / 1000,
-        &mut scratch,
-    )
-    .map_err(|e| (401, e.as_str()))?;
+    let claims = token::verify(token, settings.secret, unix_ms / 1000, &mut scratch)
+        .map_err(|e| (401, e.as_str()))?;
     let mut conn_id = heapless::String::<12>::new();
     let _ = write!(conn_id, "{id}");
     let ctx = UserContext::new(
@@ -400,18 +390,16 @@ async fn write_frames(
                 send(writer, FrameType::Ping, &[], settings).await
             }
             Either::First(None) => return WriteEnd::Gone,
-            Either::First(Some(Transmit::Message(frame))) => {
-                match render_frame(out, &frame, me, settings) {
-                    Some(n) => {
-                        drop(frame);
-                        send(writer, FrameType::Text(false), &out[..n], settings).await
-                    }
-                    None => {
-                        lane.close(1011);
-                        Ok(())
-                    }
+            Either::First(Some(Transmit::Message(frame))) => match render_frame(out, &frame, me) {
+                Some(n) => {
+                    drop(frame);
+                    send(writer, FrameType::Text(false), &out[..n], settings).await
                 }
-            }
+                None => {
+                    lane.close(1011);
+                    Ok(())
+                }
+            },
             Either::First(Some(Transmit::Close(close))) => {
                 let mut payload = [0u8; 125];
                 let code = close.code.as_u16().to_be_bytes();
@@ -431,13 +419,9 @@ async fn write_frames(
     }
 }
 
-fn render_frame(
-    out: &mut [u8],
-    frame: &Outbound,
-    me: &Identity<'_>,
-    settings: &Settings,
-) -> Option<usize> {
-    render(out, frame, me, settings.unix_ms(), |m, f| {
+fn render_frame(out: &mut [u8], frame: &Outbound, me: &Identity<'_>) -> Option<usize> {
+    let unix_ms = CLOCK.unix_ms().unwrap_or(0);
+    render(out, frame, me, unix_ms, |m, f| {
         m.read(|from, text| f(from, text))
     })
 }

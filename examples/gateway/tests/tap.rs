@@ -10,8 +10,10 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,18 +33,27 @@ const TAP: &str = "tapgw";
 struct Flags {
     idle_timeout_ms: u64,
     ping_interval_ms: u64,
+    /// Serve SNTP at 10.77.0.1:1230 with the host's time plus this many
+    /// seconds, and point the gateway at it (`None`: the host's clock).
+    sntp_offset_secs: Option<u64>,
 }
 
 const DEFAULT: Flags = Flags {
     idle_timeout_ms: 30_000,
     ping_interval_ms: 10_000,
+    sntp_offset_secs: None,
 };
+
+/// The SNTP address the test serves in the namespace.
+const SNTP: &str = "10.77.0.1:1230";
 
 /// A network namespace with a TAP device and the gateway inside; removed
 /// with everything in it when dropped.
 struct Namespace {
     name: String,
     gateway: Option<Child>,
+    /// The SNTP responder's stop flag and thread.
+    sntp: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -74,14 +85,20 @@ impl Namespace {
         let mut ns = Namespace {
             name,
             gateway: None,
+            sntp: None,
         };
         let n = ns.name.clone();
         ip(&["-n", &n, "link", "set", "lo", "up"])?;
         ip(&["-n", &n, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
         ip(&["-n", &n, "addr", "add", "10.77.0.1/24", "dev", TAP])?;
         ip(&["-n", &n, "link", "set", TAP, "up"])?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &n, env!("CARGO_BIN_EXE_gateway-host")])
+        let mut gateway = Command::new("ip");
+        gateway.args(["netns", "exec", &n, env!("CARGO_BIN_EXE_gateway-host")]);
+        if let Some(offset) = flags.sntp_offset_secs {
+            ns.sntp = Some(sntp_responder(&n, offset)?);
+            gateway.args(["--ntp", SNTP]);
+        }
+        let child = gateway
             .args(["--tap", TAP, "--address", "10.77.0.2/24", "--port", "8080"])
             .args(["--idle-timeout-ms", &flags.idle_timeout_ms.to_string()])
             .args(["--ping-interval-ms", &flags.ping_interval_ms.to_string()])
@@ -119,6 +136,10 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
+        if let Some((stop, responder)) = self.sntp.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = responder.join();
+        }
         if let Some(mut child) = self.gateway.take() {
             // `ip netns exec` execs the gateway: this is its pid.
             let _ = child.kill();
@@ -127,6 +148,80 @@ impl Drop for Namespace {
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             eprintln!("could not remove namespace {}: {e}", self.name);
         }
+    }
+}
+
+/// An NTP timestamp (seconds since 1900, 32-bit fraction) for `unix_ms`.
+fn ntp_timestamp(unix_ms: u64) -> [u8; 8] {
+    let secs = (unix_ms / 1000 + 2_208_988_800) as u32;
+    let fraction = (((unix_ms % 1000) << 32) / 1000) as u32;
+    let mut t = [0u8; 8];
+    t[..4].copy_from_slice(&secs.to_be_bytes());
+    t[4..].copy_from_slice(&fraction.to_be_bytes());
+    t
+}
+
+/// A minimal SNTP server in namespace `ns` at [`SNTP`], answering with the
+/// host's time plus `offset_secs`, until the flag is set (polled every
+/// 100 ms, so the namespace's removal is never held up for long).
+fn sntp_responder(
+    ns: &str,
+    offset_secs: u64,
+) -> Result<(Arc<AtomicBool>, thread::JoinHandle<()>), String> {
+    let path = format!("/var/run/netns/{ns}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let flag = stop.clone();
+    let responder = thread::spawn(move || {
+        let bound = File::open(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|()| UdpSocket::bind(SNTP).map_err(|e| e.to_string()));
+        let socket = match bound {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let _ = ready_tx.send(Ok(()));
+        let mut req = [0u8; 68];
+        while !flag.load(Ordering::Relaxed) {
+            let Ok((n, from)) = socket.recv_from(&mut req) else {
+                continue;
+            };
+            if n < 48 {
+                continue;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+                + offset_secs * 1000;
+            let ts = ntp_timestamp(now);
+            let mut answer = [0u8; 48];
+            answer[0] = (req[0] & 0x38) | 4; // no leap warning, the client's version, server
+            answer[1] = 1; // stratum: a reference clock
+            answer[2] = req[2];
+            answer[3] = 0xEC; // precision 2^-20 s
+            answer[12..16].copy_from_slice(b"TEST");
+            answer[16..24].copy_from_slice(&ts); // reference
+            answer[24..32].copy_from_slice(&req[40..48]); // originate: the client's transmit
+            answer[32..40].copy_from_slice(&ts); // receive
+            answer[40..48].copy_from_slice(&ts); // transmit
+            let _ = socket.send_to(&answer, from);
+        }
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok((stop, responder)),
+        Ok(Err(e)) => Err(format!("SNTP responder: {e}")),
+        Err(_) => Err("SNTP responder died".into()),
     }
 }
 
@@ -435,6 +530,7 @@ fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let flags = Flags {
         idle_timeout_ms: 1_500,
         ping_interval_ms: 400,
+        sntp_offset_secs: None,
     };
     let Some(ns) = namespace("idle", &flags) else {
         return;
@@ -483,6 +579,52 @@ fn an_inbound_flood_is_closed_with_1008() {
         assert_eq!(close_code(&mut flood), 1008, "inbound flood");
         say(&mut calm, "bob is unaffected");
         assert_eq!(next_text(&mut calm), "bob is unaffected");
+    });
+}
+
+#[test]
+fn the_wall_clock_comes_from_sntp() {
+    // The SNTP server says it is three days later than the host thinks.
+    let offset = 3 * 86_400;
+    let flags = Flags {
+        sntp_offset_secs: Some(offset),
+        ..DEFAULT
+    };
+    let Some(ns) = namespace("sntp", &flags) else {
+        return;
+    };
+    ns.run(move || {
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let sntp_now = unix_now() + offset;
+        let in_sntp_time = sign(
+            header,
+            &format!(
+                r#"{{"sub":"alice","iat":{sntp_now},"exp":{}}}"#,
+                sntp_now + 600
+            ),
+            SECRET,
+        );
+        // Until the gateway has heard from the SNTP server it refuses every
+        // token with 503; then it admits this one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ws = loop {
+            match open(stream(), &format!("/ws?token={in_sntp_time}")) {
+                Ok(ws) => break ws,
+                Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
+                    assert!(Instant::now() < deadline, "the clock was never set by SNTP");
+                    thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let welcome = next_json(&mut ws);
+        let ts = welcome["timestamp"].as_f64().unwrap();
+        assert!(
+            (ts - sntp_now as f64).abs() < 60.0,
+            "frames carry the SNTP time: {ts} vs {sntp_now}"
+        );
+        // A token valid by the host's clock has expired by the gateway's.
+        assert_eq!(refused(&format!("/ws?token={}", token("alice"))), 401);
     });
 }
 

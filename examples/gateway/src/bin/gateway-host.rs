@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! USERLANE_GATEWAY_SECRET=… gateway-host --tap tap0 --address 10.77.0.2/24 --port 8080 \
-//!     [--idle-timeout-ms 60000] [--ping-interval-ms 25000] [--write-timeout-ms 10000]
+//!     [--idle-timeout-ms 60000] [--ping-interval-ms 25000] [--write-timeout-ms 10000] \
+//!     [--ntp A.B.C.D:PORT]
 //! ```
+//!
+//! With `--ntp` the wall clock comes from that SNTP server, as on the
+//! board (tokens are refused until it answers); without it, from the host.
 
 use std::process::exit;
 
@@ -23,6 +27,7 @@ struct Options {
     idle_timeout_ms: u64,
     ping_interval_ms: u64,
     write_timeout_ms: u64,
+    ntp: Option<std::net::SocketAddr>,
     secret: Vec<u8>,
 }
 
@@ -30,7 +35,8 @@ fn usage(problem: &str) -> ! {
     eprintln!("gateway-host: {problem}");
     eprintln!(
         "usage: USERLANE_GATEWAY_SECRET=… gateway-host --tap NAME --address A.B.C.D/N [--port 8080] \
-         [--idle-timeout-ms 60000] [--ping-interval-ms 25000] [--write-timeout-ms 10000]"
+         [--idle-timeout-ms 60000] [--ping-interval-ms 25000] [--write-timeout-ms 10000] \
+         [--ntp A.B.C.D:PORT]"
     );
     exit(2)
 }
@@ -43,6 +49,7 @@ fn options() -> Options {
         idle_timeout_ms: 60_000,
         ping_interval_ms: 25_000,
         write_timeout_ms: 10_000,
+        ntp: None,
         secret: match std::env::var("USERLANE_GATEWAY_SECRET") {
             Ok(s) if !s.is_empty() => s.into_bytes(),
             _ => usage("set USERLANE_GATEWAY_SECRET"),
@@ -74,6 +81,13 @@ fn options() -> Options {
             "--idle-timeout-ms" => o.idle_timeout_ms = number(),
             "--ping-interval-ms" => o.ping_interval_ms = number(),
             "--write-timeout-ms" => o.write_timeout_ms = number(),
+            "--ntp" => {
+                o.ntp = Some(
+                    value
+                        .parse()
+                        .unwrap_or_else(|_| usage("--ntp: A.B.C.D:PORT")),
+                )
+            }
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
@@ -96,7 +110,7 @@ async fn main_task(spawner: Spawner, o: Options) {
         gateway: None,
         dns_servers: heapless::Vec::new(),
     });
-    static RESOURCES: StaticCell<StackResources<{ TASKS + 1 }>> = StaticCell::new();
+    static RESOURCES: StaticCell<StackResources<{ TASKS + 2 }>> = StaticCell::new();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -104,14 +118,20 @@ async fn main_task(spawner: Spawner, o: Options) {
         embassy_net::new(device, config, RESOURCES.init(StackResources::new()), seed);
     spawner.spawn(net_task(runner).expect("one net task"));
 
-    let unix_now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    match o.ntp {
+        Some(server) => {
+            spawner.spawn(userlane_gateway::sntp_task(stack, server).expect("one SNTP task"))
+        }
+        None => userlane_gateway::CLOCK.set_unix_ms(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        ),
+    }
     static SETTINGS: StaticCell<Settings> = StaticCell::new();
     let settings = SETTINGS.init(Settings {
         port: o.port,
         secret: Vec::leak(o.secret),
-        unix_boot_ms: unix_now_ms - embassy_time::Instant::now().as_millis(),
         handshake_timeout: Duration::from_secs(10),
         ping_interval: Duration::from_millis(o.ping_interval_ms),
         write_timeout: Duration::from_millis(o.write_timeout_ms),

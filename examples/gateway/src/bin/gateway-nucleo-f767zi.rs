@@ -2,10 +2,11 @@
 //! with the board's LAN8742A PHY (RMII), 216 MHz from the ST-LINK's 8 MHz
 //! clock, the hardware RNG for the TCP stack's seed, a static address.
 //!
-//! Built with `USERLANE_GATEWAY_SECRET` (the HS256 secret) and
-//! `USERLANE_GATEWAY_BOOT_UNIX` (the wall clock at boot, seconds: the board
-//! has no synchronised clock, see the README) in the environment;
-//! `USERLANE_GATEWAY_ADDRESS` (default 192.168.1.50/24) sets the address.
+//! Built with `USERLANE_GATEWAY_SECRET` (the HS256 secret) in the
+//! environment; `USERLANE_GATEWAY_ADDRESS` (default 192.168.1.50/24) sets
+//! the address and `USERLANE_GATEWAY_NTP` (default 192.168.1.1:123) the
+//! SNTP server the wall clock comes from (tokens are refused until it has
+//! answered).
 #![no_std]
 #![no_main]
 
@@ -38,11 +39,10 @@ const ADDRESS: &str = match option_env!("USERLANE_GATEWAY_ADDRESS") {
     None => "192.168.1.50/24",
 };
 
-/// Unix time at boot in seconds (0 if not given: every token is then refused
-/// as living too long, never accepted by mistake).
-const BOOT_UNIX: &str = match option_env!("USERLANE_GATEWAY_BOOT_UNIX") {
-    Some(t) => t,
-    None => "0",
+/// The SNTP server.
+const NTP: &str = match option_env!("USERLANE_GATEWAY_NTP") {
+    Some(a) => a,
+    None => "192.168.1.1:123",
 };
 
 /// The TCP port of `/ws`.
@@ -117,7 +117,7 @@ async fn main(spawner: Spawner) {
         gateway: None,
         dns_servers: heapless::Vec::new(),
     });
-    static RESOURCES: StaticCell<StackResources<{ TASKS + 1 }>> = StaticCell::new();
+    static RESOURCES: StaticCell<StackResources<{ TASKS + 2 }>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         device,
         net,
@@ -125,12 +125,16 @@ async fn main(spawner: Spawner) {
         u64::from_le_bytes(seed),
     );
     spawner.spawn(net_task(runner).unwrap());
+    let ntp = NTP.parse().unwrap_or(core::net::SocketAddr::new(
+        core::net::Ipv4Addr::new(192, 168, 1, 1).into(),
+        123,
+    ));
+    spawner.spawn(userlane_gateway::sntp_task(stack, ntp).unwrap());
 
     static SETTINGS: StaticCell<Settings> = StaticCell::new();
     let settings = SETTINGS.init(Settings {
         port: PORT,
         secret: SECRET.as_bytes(),
-        unix_boot_ms: BOOT_UNIX.parse::<u64>().unwrap_or(0) * 1000,
         handshake_timeout: Duration::from_secs(10),
         ping_interval: PING_INTERVAL,
         write_timeout: Duration::from_secs(10),
