@@ -40,6 +40,11 @@ pub const fn config(per_user: u32, idle_timeout_ms: u64) -> Config {
     c
 }
 
+/// A shard with `config`, or `None` if it does not fit the capacities.
+pub fn new_shard(config: Config) -> Option<Shard> {
+    Shard::new(config).ok()
+}
+
 /// The time on the core's clock: milliseconds since boot.
 pub fn now() -> Instant {
     Instant::from_millis(embassy_time::Instant::now().as_millis())

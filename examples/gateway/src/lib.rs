@@ -79,9 +79,9 @@ static SHARD: static_cell::StaticCell<Shard> = static_cell::StaticCell::new();
 ///
 /// If called twice, or if `config` does not fit the capacities.
 pub fn shard(config: userlane_core::Config) -> &'static Shard {
-    match Shard::new(config) {
-        Ok(shard) => SHARD.init(shard),
-        Err(_) => panic!("gateway config does not fit its capacities"),
+    match lanes::new_shard(config) {
+        Some(shard) => SHARD.init(shard),
+        None => panic!("gateway config does not fit its capacities"),
     }
 }
 
