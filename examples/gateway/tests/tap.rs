@@ -33,6 +33,8 @@ const TAP: &str = "tapgw";
 struct Flags {
     idle_timeout_ms: u64,
     ping_interval_ms: u64,
+    /// From the accept to the end of the upgrade response.
+    handshake_timeout_ms: u64,
     /// Serve SNTP at 10.77.0.1:1230 with the host's time plus this many
     /// seconds, and point the gateway at it (`None`: the host's clock).
     sntp_offset_secs: Option<u64>,
@@ -41,6 +43,7 @@ struct Flags {
 const DEFAULT: Flags = Flags {
     idle_timeout_ms: 30_000,
     ping_interval_ms: 10_000,
+    handshake_timeout_ms: 10_000,
     sntp_offset_secs: None,
 };
 
@@ -102,6 +105,10 @@ impl Namespace {
             .args(["--tap", TAP, "--address", "10.77.0.2/24", "--port", "8080"])
             .args(["--idle-timeout-ms", &flags.idle_timeout_ms.to_string()])
             .args(["--ping-interval-ms", &flags.ping_interval_ms.to_string()])
+            .args([
+                "--handshake-timeout-ms",
+                &flags.handshake_timeout_ms.to_string(),
+            ])
             .args(["--write-timeout-ms", "10000"])
             .env("USERLANE_GATEWAY_SECRET", SECRET)
             .stdin(Stdio::null())
@@ -530,7 +537,7 @@ fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let flags = Flags {
         idle_timeout_ms: 1_500,
         ping_interval_ms: 400,
-        sntp_offset_secs: None,
+        ..DEFAULT
     };
     let Some(ns) = namespace("idle", &flags) else {
         return;
@@ -625,6 +632,61 @@ fn the_wall_clock_comes_from_sntp() {
         );
         // A token valid by the host's clock has expired by the gateway's.
         assert_eq!(refused(&format!("/ws?token={}", token("alice"))), 401);
+    });
+}
+
+#[test]
+fn silent_sockets_are_dropped_at_the_handshake_deadline() {
+    let flags = Flags {
+        handshake_timeout_ms: 1_000,
+        ..DEFAULT
+    };
+    let Some(ns) = namespace("slowloris", &flags) else {
+        return;
+    };
+    ns.run(|| {
+        // Every connection task holds a socket that never sends its
+        // request head (the readiness probe's task may still be closing).
+        let addr: SocketAddr = GATEWAY.parse().unwrap();
+        let silent: Vec<TcpStream> = (0..userlane_gateway::TASKS)
+            .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+            .collect();
+        assert!(
+            silent.len() >= userlane_gateway::TASKS - 1,
+            "{} accepted",
+            silent.len()
+        );
+        if silent.len() == userlane_gateway::TASKS {
+            assert!(
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+                "every task is held: no socket is listening"
+            );
+        }
+        let start = Instant::now();
+        for mut s in silent {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut byte = [0u8; 1];
+            // Closed by the gateway at its deadline: end of stream or reset.
+            assert!(matches!(s.read(&mut byte), Ok(0) | Err(_)));
+        }
+        let waited = start.elapsed();
+        assert!(waited < Duration::from_secs(4), "dropped after {waited:?}");
+        // The tasks are free again: a real client is served.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut ws = open(s, &format!("/ws?token={}", token("alice"))).unwrap();
+                    assert_eq!(next_json(&mut ws)["data"]["user_id"], "alice");
+                    break;
+                }
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "no task came back");
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
     });
 }
 

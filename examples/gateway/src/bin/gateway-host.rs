@@ -5,7 +5,7 @@
 //! ```text
 //! USERLANE_GATEWAY_SECRET=… gateway-host --tap tap0 --address 10.77.0.2/24 --port 8080 \
 //!     [--idle-timeout-ms 60000] [--ping-interval-ms 25000] [--write-timeout-ms 10000] \
-//!     [--ntp A.B.C.D:PORT]
+//!     [--handshake-timeout-ms 10000] [--ntp A.B.C.D:PORT]
 //! ```
 //!
 //! With `--ntp` the wall clock comes from that SNTP server, as on the
@@ -27,6 +27,7 @@ struct Options {
     idle_timeout_ms: u64,
     ping_interval_ms: u64,
     write_timeout_ms: u64,
+    handshake_timeout_ms: u64,
     ntp: Option<std::net::SocketAddr>,
     secret: Vec<u8>,
 }
@@ -36,7 +37,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: USERLANE_GATEWAY_SECRET=… gateway-host --tap NAME --address A.B.C.D/N [--port 8080] \
          [--idle-timeout-ms 60000] [--ping-interval-ms 25000] [--write-timeout-ms 10000] \
-         [--ntp A.B.C.D:PORT]"
+         [--handshake-timeout-ms 10000] [--ntp A.B.C.D:PORT]"
     );
     exit(2)
 }
@@ -49,6 +50,7 @@ fn options() -> Options {
         idle_timeout_ms: 60_000,
         ping_interval_ms: 25_000,
         write_timeout_ms: 10_000,
+        handshake_timeout_ms: 10_000,
         ntp: None,
         secret: match std::env::var("USERLANE_GATEWAY_SECRET") {
             Ok(s) if !s.is_empty() => s.into_bytes(),
@@ -81,6 +83,7 @@ fn options() -> Options {
             "--idle-timeout-ms" => o.idle_timeout_ms = number(),
             "--ping-interval-ms" => o.ping_interval_ms = number(),
             "--write-timeout-ms" => o.write_timeout_ms = number(),
+            "--handshake-timeout-ms" => o.handshake_timeout_ms = number(),
             "--ntp" => {
                 o.ntp = Some(
                     value
@@ -132,7 +135,7 @@ async fn main_task(spawner: Spawner, o: Options) {
     let settings = SETTINGS.init(Settings {
         port: o.port,
         secret: Vec::leak(o.secret),
-        handshake_timeout: Duration::from_secs(10),
+        handshake_timeout: Duration::from_millis(o.handshake_timeout_ms),
         ping_interval: Duration::from_millis(o.ping_interval_ms),
         write_timeout: Duration::from_millis(o.write_timeout_ms),
         close_grace: Duration::from_secs(2),
