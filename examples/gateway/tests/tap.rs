@@ -341,6 +341,29 @@ fn close_code(ws: &mut Ws) -> u16 {
     }
 }
 
+/// Opens `path` until it is admitted, for up to `secs`: a refusal with
+/// `busy_status`, or a reset (every task busy finishing a close), means try
+/// again; `what` names what never happened.
+fn admitted_within(secs: u64, path: &str, busy_status: u16, what: &str) -> Ws {
+    let addr: SocketAddr = GATEWAY.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        assert!(Instant::now() < deadline, "{what}");
+        let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match open(s, path) {
+            Ok(ws) => return ws,
+            Err(tungstenite::Error::Http(r)) if r.status() == busy_status => {
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 #[test]
 fn two_users_with_several_connections_are_isolated() {
     let Some(ns) = namespace("iso", &DEFAULT) else {
@@ -412,20 +435,7 @@ fn the_per_user_cap_is_answered_with_429() {
         // A closed connection frees its place.
         first.close(None).unwrap();
         assert_eq!(close_code(&mut first), 1000);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match open(stream(), &path) {
-                Ok(_) => break,
-                Err(tungstenite::Error::Http(r)) if r.status() == 429 => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "the closed place was never freed"
-                    );
-                    thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        admitted_within(5, &path, 429, "the closed place was never freed");
     });
 }
 
@@ -449,26 +459,9 @@ fn the_total_caps_are_answered_with_503() {
             ws.close(None).unwrap();
             assert_eq!(close_code(&mut ws), 1000);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let addr: SocketAddr = GATEWAY.parse().unwrap();
-        let mut admitted = loop {
-            // The spare task may still be finishing the last refusal's
-            // close (a reset meanwhile), or erin's user place may still be
-            // dave's manager until it is reclaimed (503): try again.
-            assert!(Instant::now() < deadline, "dave's places were never freed");
-            let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-                thread::sleep(Duration::from_millis(100));
-                continue;
-            };
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            match open(s, &erin) {
-                Ok(ws) => break ws,
-                Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
-                    thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        // A reset while the spare task finishes the last refusal's close,
+        // or 503 until dave's manager is reclaimed: try again.
+        let mut admitted = admitted_within(5, &erin, 503, "dave's places were never freed");
         assert_eq!(next_json(&mut admitted)["data"]["user_id"], "erin");
         say(&mut open_conns[0], "alice still here");
         assert_eq!(next_text(&mut open_conns[0]), "alice still here");
@@ -613,17 +606,12 @@ fn the_wall_clock_comes_from_sntp() {
         );
         // Until the gateway has heard from the SNTP server it refuses every
         // token with 503; then it admits this one.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut ws = loop {
-            match open(stream(), &format!("/ws?token={in_sntp_time}")) {
-                Ok(ws) => break ws,
-                Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
-                    assert!(Instant::now() < deadline, "the clock was never set by SNTP");
-                    thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let mut ws = admitted_within(
+            10,
+            &format!("/ws?token={in_sntp_time}"),
+            503,
+            "the clock was never set by SNTP",
+        );
         let welcome = next_json(&mut ws);
         let ts = welcome["timestamp"].as_f64().unwrap();
         assert!(
