@@ -390,7 +390,9 @@ impl<
         self.sites
             .record(LegacyMethod::SendToUser, Location::caller());
         let manager = self.manager_or_create(user_id, &LegacyMetadata::default(), now)?;
-        self.factory.send_to_user(manager, message, now)
+        self.factory
+            .send_to_user(manager, message, now)
+            .map_err(Error::from)
     }
 
     /// The open connections of `user_id` (none for an unknown user).

@@ -87,8 +87,8 @@
 //! );
 //! assert_eq!(lanes.poll_event(), Some(Event::ManagerCreated(manager)));
 //! assert_eq!(lanes.poll_event(), Some(Event::Transmit(tab)));
-//! assert_eq!(lanes.poll_transmit(tab), Some(Transmit::Message("hello")));
-//! assert_eq!(lanes.poll_transmit(tab), None);
+//! assert_eq!(lanes.poll_transmit(tab), Ok(Some(Transmit::Message("hello"))));
+//! assert_eq!(lanes.poll_transmit(tab), Ok(None));
 //! assert_eq!(lanes.stats().security_violations_detected, 1);
 //! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -118,7 +118,7 @@ pub use config::{Config, ConfigError, ConfigField, SlowConsumerPolicy};
 pub use context::{
     ContextError, ContextField, Id, IdError, UserContext, MAX_ID_LEN, PLACEHOLDER_IDS,
 };
-pub use error::{Error, Limit, Violation};
+pub use error::{Error, Limit, SendError, Violation};
 pub use event::{Event, Released, SendOutcome, Transmit};
 pub use factory::ManagerFactory;
 pub use handle::{ConnectionHandle, ManagerHandle};

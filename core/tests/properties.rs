@@ -488,6 +488,11 @@ impl<I: SlotIndex> Model<I> {
         let free = self.f.free_queue_slots();
         let depth = self.config.queue_depth;
         let r = self.f.send_to_user(h, (user, seq), self.now());
+        // A refusal hands the payload back untouched.
+        if let Err(e) = &r {
+            assert_eq!(e.payload, (user, seq));
+        }
+        let r = r.map_err(Error::from);
 
         if !active {
             assert_eq!(r, Err(Error::ManagerInactive(h)));
@@ -566,6 +571,10 @@ impl<I: SlotIndex> Model<I> {
         let queued = self.f.queued(ch).unwrap_or(0);
         let free = self.f.free_queue_slots();
         let r = self.f.send_to_connection(h, ch, (user, seq), self.now());
+        if let Err(e) = &r {
+            assert_eq!(e.payload, (user, seq));
+        }
+        let r = r.map_err(Error::from);
 
         let conn = &mut self.conns[c];
         let unchanged = if !active {
@@ -643,7 +652,9 @@ impl<I: SlotIndex> Model<I> {
             self.mgrs[m].deactivated = Some((open.len() as u32, discarded));
             self.pending_lifecycle += 1;
             assert_eq!(
-                self.f.send_to_user(h, (self.mgrs[m].user, 0), self.now()),
+                self.f
+                    .send_to_user(h, (self.mgrs[m].user, 0), self.now())
+                    .map_err(Error::from),
                 Err(Error::ManagerInactive(h))
             );
             assert_eq!(
@@ -781,13 +792,20 @@ impl<I: SlotIndex> Model<I> {
             let tx = self.f.poll_transmit(h);
             let conn = &mut self.conns[c];
             match tx {
-                None => {
+                // Gone: only a released connection.
+                Err(e) => {
+                    assert!(conn.released);
+                    assert_eq!(e, Error::UnknownConnection(h));
                     conn.woken = false;
-                    assert!(conn.released || conn.expected.is_empty());
-                    assert!(conn.released || open || conn.close_sent);
                     break;
                 }
-                Some(Transmit::Message((user, seq))) => {
+                Ok(None) => {
+                    conn.woken = false;
+                    assert!(!conn.released && conn.expected.is_empty());
+                    assert!(open || conn.close_sent);
+                    break;
+                }
+                Ok(Some(Transmit::Message((user, seq)))) => {
                     assert!(!conn.released && !conn.close_sent);
                     // Isolation: only the owner's messages reach a connection.
                     assert_eq!(user, conn.user, "message of another user on {h:?}");
@@ -795,7 +813,7 @@ impl<I: SlotIndex> Model<I> {
                     assert_eq!(conn.expected.pop_front(), Some(seq));
                     self.transmitted += 1;
                 }
-                Some(Transmit::Close(_)) => {
+                Ok(Some(Transmit::Close(_))) => {
                     assert!(!conn.released && !open && !conn.close_sent);
                     assert!(conn.expected.is_empty());
                     conn.close_sent = true;

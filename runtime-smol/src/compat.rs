@@ -253,7 +253,8 @@ impl UserLane {
         let slot = self.server.shared.shards.of(&self.user_id);
         Ok(slot
             .core
-            .send_to_user(self.manager, message.into(), self.server.shared.clock.now())?)
+            .send_to_user(self.manager, message.into(), self.server.shared.clock.now())
+            .map_err(userlane_core::Error::from)?)
     }
 
     /// The user's open connections.

@@ -111,7 +111,7 @@ pub trait Sut {
     /// `poll_timeout`
     fn poll_timeout(&self) -> Option<Instant>;
     /// `poll_transmit`
-    fn poll_transmit(&mut self, c: ConnectionHandle) -> Option<Transmit<Msg>>;
+    fn poll_transmit(&mut self, c: ConnectionHandle) -> Result<Option<Transmit<Msg>>, Error>;
     /// `poll_event`
     fn poll_event(&mut self) -> Option<Event>;
     /// `stats`
@@ -184,7 +184,7 @@ impl<
         p: Msg,
         now: Instant,
     ) -> Result<SendOutcome, Error> {
-        ManagerFactory::send_to_user(self, m, p, now)
+        ManagerFactory::send_to_user(self, m, p, now).map_err(Error::from)
     }
     fn deactivate(&mut self, m: ManagerHandle, now: Instant) -> Result<u32, Error> {
         ManagerFactory::deactivate(self, m, now)
@@ -219,7 +219,7 @@ impl<
     fn poll_timeout(&self) -> Option<Instant> {
         ManagerFactory::poll_timeout(self)
     }
-    fn poll_transmit(&mut self, c: ConnectionHandle) -> Option<Transmit<Msg>> {
+    fn poll_transmit(&mut self, c: ConnectionHandle) -> Result<Option<Transmit<Msg>>, Error> {
         ManagerFactory::poll_transmit(self, c)
     }
     fn poll_event(&mut self) -> Option<Event> {
@@ -432,8 +432,8 @@ pub enum Obs {
     Closed(u32),
     /// `poll_event`.
     Event(Option<MEvent>),
-    /// `poll_transmit`.
-    Transmit(Option<MTransmit>),
+    /// `poll_transmit` (an error: the connection is gone).
+    Transmit(Result<Option<MTransmit>, MErr>),
     /// `poll_timeout` / `now` (milliseconds).
     Time(Option<u64>),
     /// `context`.
@@ -505,7 +505,10 @@ impl Obs {
             Obs::Count(r) => res_name(r),
             Obs::Closed(0) => "0",
             Obs::Closed(_) => "some",
-            Obs::Event(None) | Obs::Transmit(None) | Obs::Time(None) | Obs::Lookup(None) => "None",
+            Obs::Event(None) | Obs::Transmit(Ok(None)) | Obs::Time(None) | Obs::Lookup(None) => {
+                "None"
+            }
+            Obs::Transmit(r @ Err(_)) => res_name(r),
             Obs::Event(Some(e)) => match e {
                 MEvent::Transmit(_) => "Transmit",
                 MEvent::ConnectionClosed { close, .. } => match close.reason {
@@ -521,8 +524,8 @@ impl Obs {
                 MEvent::ManagerDeactivated { .. } => "ManagerDeactivated",
                 MEvent::ManagerReclaimed { .. } => "ManagerReclaimed",
             },
-            Obs::Transmit(Some(MTransmit::Message(_))) => "Message",
-            Obs::Transmit(Some(MTransmit::Close(_))) => "Close",
+            Obs::Transmit(Ok(Some(MTransmit::Message(_)))) => "Message",
+            Obs::Transmit(Ok(Some(MTransmit::Close(_)))) => "Close",
             Obs::Time(Some(_)) | Obs::Lookup(Some(_)) => "Some",
             Obs::Context(r) => res_name(r),
             Obs::ManagerStats(r) => res_name(r),
@@ -1017,8 +1020,10 @@ impl Harness {
 
     fn poll_transmit(&mut self, c: ConnectionHandle, k: Key) -> Result<Option<MTransmit>, String> {
         let core = self.cur.core.poll_transmit(c);
-        self.wire_check(c, &core)?;
-        let core = self.transmit(core);
+        if let Ok(t) = &core {
+            self.wire_check(c, t)?;
+        }
+        let core = self.res(core, |t| self.transmit(t))?;
         let model = self.cur.model.poll_transmit(k);
         self.compare(
             "poll_transmit",
@@ -1026,7 +1031,7 @@ impl Harness {
             Obs::Transmit(core),
             Obs::Transmit(model),
         )?;
-        Ok(core)
+        Ok(core.ok().flatten())
     }
 
     fn handle_closed(&mut self, c: ConnectionHandle, k: Key) -> Check {

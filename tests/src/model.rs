@@ -928,22 +928,23 @@ impl Model {
         }
     }
 
-    /// `poll_transmit`: queued messages in order, then the close once.
-    pub fn poll_transmit(&mut self, conn: Key) -> Option<MTransmit> {
-        let c = self.conn_id(conn).ok()?;
+    /// `poll_transmit`: queued messages in order, then the close once;
+    /// an error once the connection is gone (not counted).
+    pub fn poll_transmit(&mut self, conn: Key) -> Result<Option<MTransmit>, MErr> {
+        let c = self.conn_id(conn)?;
         let conn = self.conns.get_mut(&c).unwrap();
         if let Some(msg) = conn.queue.pop_front() {
             self.stats.messages_transmitted += 1;
             self.stats.messages_queued_now -= 1;
-            return Some(MTransmit::Message(msg));
+            return Ok(Some(MTransmit::Message(msg)));
         }
-        match conn.state {
+        Ok(match conn.state {
             State::Closing { close, sent: false } => {
                 conn.state = State::Closing { close, sent: true };
                 Some(MTransmit::Close(close))
             }
             _ => None,
-        }
+        })
     }
 
     /// `poll_event`: lifecycle events, then connection events oldest first.

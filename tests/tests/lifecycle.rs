@@ -166,7 +166,12 @@ fn scenario_14_deactivated_manager_refuses_everything() {
     let refusals: [(&str, Result<(), Error>); 9] = [
         ("add", f.add_connection(m, &alice, at(2)).map(drop)),
         ("remove", f.remove_connection(m, c, at(2)).map(drop)),
-        ("send", f.send_to_user(m, "late", at(2)).map(drop)),
+        (
+            "send",
+            f.send_to_user(m, "late", at(2))
+                .map(drop)
+                .map_err(Error::from),
+        ),
         ("get context", f.context(m).map(drop)),
         ("get stats", f.manager_stats(m).map(drop)),
         ("list", f.connections(m).map(drop)),
@@ -199,7 +204,10 @@ fn scenario_14_deactivated_manager_refuses_everything() {
     assert_eq!((mb.index(), cb.index()), (m.index(), c.index()));
     assert_ne!((mb, cb), (m, c));
     // The stale handles reach nothing of bob's.
-    assert_eq!(f.send_to_user(m, "to alice", at(5)), Err(dead));
+    assert_eq!(
+        f.send_to_user(m, "to alice", at(5)).map_err(Error::from),
+        Err(dead)
+    );
     assert_eq!(f.context(m), Err(dead));
     assert_eq!(f.add_connection(m, &bob, at(5)), Err(dead));
     assert_eq!(
@@ -211,7 +219,7 @@ fn scenario_14_deactivated_manager_refuses_everything() {
         Err(Error::UnknownConnection(c))
     );
     assert_eq!(f.handle_closed(c, at(5)), Err(Error::UnknownConnection(c)));
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Err(Error::UnknownConnection(c)));
     assert_eq!(f.connection_count(mb), Ok(1));
     assert!(f.is_open(cb));
     assert_eq!(f.queued(cb), Ok(0));
@@ -224,6 +232,9 @@ fn scenario_14_deactivated_manager_refuses_everything() {
         f.send_to_user(m2, "fresh", at(7)),
         Ok(SendOutcome::Buffered { buffered: 1 })
     );
-    assert_eq!(f.send_to_user(m, "stale", at(7)), Err(dead));
+    assert_eq!(
+        f.send_to_user(m, "stale", at(7)).map_err(Error::from),
+        Err(dead)
+    );
     assert!(f.stats().is_consistent());
 }

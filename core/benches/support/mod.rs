@@ -149,7 +149,7 @@ pub fn drain_factory<const U: usize, const C: usize, const S: usize, const E: us
 ) {
     while f.poll_event().is_some() {}
     for c in conns {
-        while let Some(Transmit::Message(m)) = f.poll_transmit(*c) {
+        while let Ok(Some(Transmit::Message(m))) = f.poll_transmit(*c) {
             std::hint::black_box(m);
         }
     }
@@ -362,7 +362,7 @@ pub fn userlane_fanout(
         }
     });
     for c in ready.drain(..) {
-        while let Some(Transmit::Message(p)) = f.poll_transmit(c) {
+        while let Ok(Some(Transmit::Message(p))) = f.poll_transmit(c) {
             black_box(p);
         }
     }

@@ -207,17 +207,16 @@ impl<
     }
 
     /// Takes a free connection slot for `owner`: a released one first, else
-    /// one never used.
-    pub(super) fn alloc_conn(&mut self, owner: ManagerHandle, now: Instant) -> Option<usize> {
+    /// one never used. The caller checked [`Self::conn_available`].
+    pub(super) fn alloc_conn(&mut self, owner: ManagerHandle, now: Instant) -> usize {
+        debug_assert!(self.conn_available(), "no free connection slot");
         let c = if self.conn_free != NIL {
             let c = self.conn_free as usize;
             self.conn_free = self.conns[c].user_link.next();
             c
-        } else if (self.conn_fresh as usize) < CONNS {
+        } else {
             self.conn_fresh += 1;
             self.conn_fresh as usize - 1
-        } else {
-            return None;
         };
         let inbound = Levels::full(&self.config.inbound_per_connection);
         let slot = &mut self.conns[c];
@@ -229,7 +228,7 @@ impl<
         slot.owner_index = I::pack(owner.index);
         slot.owner_generation = owner.generation;
         slot.last_activity = now;
-        Some(c)
+        c
     }
 
     /// Whether a connection slot is free.

@@ -43,7 +43,8 @@ use heapless::Deque;
 
 use crate::{
     CloseFrame, Config, ConfigError, ConnectionHandle, Error, Event, Inbound, Instant,
-    ManagerFactory, ManagerHandle, Released, SendOutcome, SlotIndex, Stats, Transmit, UserContext,
+    ManagerFactory, ManagerHandle, Released, SendError, SendOutcome, SlotIndex, Stats, Transmit,
+    UserContext,
 };
 
 /// The shard a user lives in, out of `shards` (FNV-1a 64 of the user id).
@@ -220,7 +221,7 @@ impl<
         manager: ManagerHandle,
         payload: P,
         now: Instant,
-    ) -> Result<SendOutcome, Error> {
+    ) -> Result<SendOutcome, SendError<P>> {
         self.with(|f| f.send_to_user(manager, payload, now))
     }
 
@@ -231,22 +232,30 @@ impl<
         conn: ConnectionHandle,
         payload: P,
         now: Instant,
-    ) -> Result<SendOutcome, Error> {
+    ) -> Result<SendOutcome, SendError<P>> {
         self.with(|f| f.send_to_connection(manager, conn, payload, now))
     }
 
     /// Sends to the active manager of `user_id`; `Ok(None)` if the user has
-    /// no manager on this shard.
+    /// no manager on this shard (the payload is then dropped after the lock
+    /// is released).
     pub fn send_to_user_id(
         &self,
         user_id: &str,
         payload: P,
         now: Instant,
-    ) -> Result<Option<SendOutcome>, Error> {
-        self.with(|f| match f.manager_for_user(user_id) {
-            Some(m) => f.send_to_user(m, payload, now).map(Some),
-            None => Ok(None),
-        })
+    ) -> Result<Option<SendOutcome>, SendError<P>> {
+        let sent = self.with(|f| match f.manager_for_user(user_id) {
+            Some(m) => Ok(f.send_to_user(m, payload, now)),
+            None => Err(payload),
+        });
+        match sent {
+            Ok(result) => result.map(Some),
+            Err(unsent) => {
+                drop(unsent);
+                Ok(None)
+            }
+        }
     }
 
     /// [`ManagerFactory::deactivate`].
@@ -330,15 +339,16 @@ impl<
     ) -> Option<usize> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            inner.factory.owner_of(conn).ok()?;
             let mut n = 0;
             while n < max {
                 match inner.factory.poll_transmit(conn) {
-                    Some(t) => {
+                    Ok(Some(t)) => {
                         out(t);
                         n += 1;
                     }
-                    None => break,
+                    Ok(None) => break,
+                    Err(_) if n == 0 => return None,
+                    Err(_) => break,
                 }
             }
             Some(n)
@@ -354,12 +364,10 @@ impl<
     ) -> Poll<Option<Transmit<P>>> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            if inner.factory.owner_of(conn).is_err() {
-                return Poll::Ready(None);
-            }
             match inner.factory.poll_transmit(conn) {
-                Some(t) => Poll::Ready(Some(t)),
-                None => {
+                Err(_) => Poll::Ready(None),
+                Ok(Some(t)) => Poll::Ready(Some(t)),
+                Ok(None) => {
                     if let Some(w) = inner.writers.get_mut(conn.index() as usize) {
                         w.register(cx.waker());
                     }
@@ -389,10 +397,9 @@ impl<
     ) -> Poll<Option<(Transmit<P>, bool)>> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            if inner.factory.owner_of(conn).is_err() {
+            let Ok(item) = inner.factory.poll_transmit(conn) else {
                 return Poll::Ready(None);
-            }
-            let item = inner.factory.poll_transmit(conn);
+            };
             let more = match &item {
                 // A closing connection still owes its close frame after the
                 // last message (nothing is queued to it once it closes).
