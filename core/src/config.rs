@@ -122,13 +122,16 @@ impl Config {
         }
     }
 
-    /// Checks the limits against the capacities of a factory.
-    pub const fn validate(
-        &self,
-        users: usize,
-        connections: usize,
-        slots: usize,
-    ) -> Result<(), ConfigError> {
+    /// Checks the limits against the capacities of a factory, for example
+    /// `config.validate(GatewayFactory::CAPACITY)` (see
+    /// [`ManagerFactory::CAPACITY`](crate::ManagerFactory::CAPACITY)).
+    pub const fn validate(&self, capacity: Capacity) -> Result<(), ConfigError> {
+        let Capacity {
+            users,
+            connections,
+            slots,
+            ..
+        } = capacity;
         const fn check(
             field: ConfigField,
             value: u32,
@@ -231,6 +234,24 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The compile-time capacities of a [`ManagerFactory`](crate::ManagerFactory),
+/// by name: what [`Config::validate`] checks the runtime limits against.
+/// Every factory type has its own as
+/// [`ManagerFactory::CAPACITY`](crate::ManagerFactory::CAPACITY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Capacity {
+    /// Manager slots (`USERS`): the most `max_users` can be.
+    pub users: usize,
+    /// Connection slots (`CONNS`): the most `max_connections` can be.
+    pub connections: usize,
+    /// Queued-message slots (`SLOTS`): the most `queue_depth` can be.
+    pub slots: usize,
+    /// Pending lifecycle events (`EVENTS`).
+    pub events: usize,
 }
 
 /// A field of [`Config`].
@@ -350,16 +371,24 @@ impl fmt::Display for ConfigError {
 mod tests {
     use super::*;
 
+    /// 8 users, 32 connections, 512 slots.
+    const CAP_8_32: Capacity = Capacity {
+        users: 8,
+        connections: 32,
+        slots: 512,
+        events: 16,
+    };
+
     #[test]
     fn defaults_fit_their_capacity() {
-        assert_eq!(Config::for_capacity(8, 32).validate(8, 32, 512), Ok(()));
+        assert_eq!(Config::for_capacity(8, 32).validate(CAP_8_32), Ok(()));
         assert_eq!(Config::for_capacity(8, 32).max_connections_per_user, 5);
     }
 
     #[test]
     fn each_limit_is_checked() {
         let base = Config::for_capacity(8, 32);
-        let over = |c: Config| c.validate(8, 32, 512);
+        let over = |c: Config| c.validate(CAP_8_32);
         assert_eq!(
             over(Config {
                 max_users: 9,
@@ -514,7 +543,7 @@ mod tests {
         ];
         for (config, field) in cases {
             assert_eq!(
-                config.validate(8, 32, 512),
+                config.validate(CAP_8_32),
                 Err(ConfigError::ZeroRate { field })
             );
         }
@@ -523,7 +552,7 @@ mod tests {
             inbound_per_user: InboundLimits::UNLIMITED,
             ..base
         };
-        assert_eq!(unlimited.validate(8, 32, 512), Ok(()));
+        assert_eq!(unlimited.validate(CAP_8_32), Ok(()));
         assert_eq!(
             ConfigError::ZeroRate {
                 field: ConfigField::InboundPerUserBytes

@@ -114,13 +114,13 @@ mod stats;
 mod time;
 
 pub use close::{CloseCode, CloseFrame, CloseReason, InvalidCloseCode};
-pub use config::{Config, ConfigError, ConfigField, SlowConsumerPolicy};
+pub use config::{Capacity, Config, ConfigError, ConfigField, SlowConsumerPolicy};
 pub use context::{
     ContextError, ContextField, Id, IdError, UserContext, MAX_ID_LEN, PLACEHOLDER_IDS,
 };
 pub use error::{Error, Limit, SendError, Violation};
 pub use event::{Event, Released, SendOutcome, Transmit};
-pub use factory::ManagerFactory;
+pub use factory::{GatewayFactory, ManagerFactory, ServerFactory};
 pub use handle::{ConnectionHandle, ManagerHandle};
 pub use inbound::{Inbound, InboundLimit, InboundLimits, Rate};
 pub use index::SlotIndex;

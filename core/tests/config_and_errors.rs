@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use userlane_core::{
-    Config, ConfigError, ConfigField, ContextError, ContextField, Error, IdError, Limit,
+    Capacity, Config, ConfigError, ConfigField, ContextError, ContextField, Error, IdError, Limit,
     ManagerFactory, SlowConsumerPolicy, UserContext, Violation,
 };
 
@@ -154,7 +154,15 @@ fn every_limit_is_checked_against_its_capacity() {
     ];
     for (config, error) in cases {
         assert_eq!(refused(config), error, "{config:?}");
-        assert_eq!(config.validate(4, 8, 16), Err(error));
+        assert_eq!(
+            config.validate(Capacity {
+                users: 4,
+                connections: 8,
+                slots: 16,
+                events: 16,
+            }),
+            Err(error)
+        );
     }
 }
 

@@ -107,7 +107,7 @@ fn check_context(ctx: &UserContext) {
 type Probe = ManagerFactory<u32, 3, 4, 32, 4, u16>;
 
 fn check_config(cfg: Config) {
-    let valid = cfg.validate(3, 4, 32);
+    let valid = cfg.validate(Probe::CAPACITY);
     let built = Probe::new(cfg);
     assert_eq!(built.as_ref().err(), valid.err().as_ref());
     round_trips(&cfg);

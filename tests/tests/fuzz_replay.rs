@@ -280,7 +280,14 @@ fn external_decoders_accept_only_valid_values() {
         "inbound_per_user":{"messages":{"per_second":0,"burst":1},"bytes":null},
         "inbound_strikes":1}"#;
     let cfg: Config = serde_json::from_str(over).unwrap();
-    assert!(cfg.validate(3, 4, 6).is_err());
+    assert!(cfg
+        .validate(userlane_core::Capacity {
+            users: 3,
+            connections: 4,
+            slots: 6,
+            events: 4,
+        })
+        .is_err());
     userlane_tests::external::check(over.as_bytes());
     // Random bytes, and mutations of the valid inputs.
     let mut rng = Rng::new(99);

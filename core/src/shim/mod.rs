@@ -59,6 +59,14 @@ pub fn shard_for(user_id: &str, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// A shard of the documented gateway profile
+/// ([`GatewayFactory`](crate::GatewayFactory)) behind the raw mutex `M`.
+pub type GatewayShard<M, P = u16> = SharedFactory<M, P, 32, 128, 2_048, 8, u16>;
+
+/// A shard of the documented server profile
+/// ([`ServerFactory`](crate::ServerFactory)) behind the raw mutex `M`.
+pub type ServerShard<M, P> = SharedFactory<M, P, 10_000, 16_384, 262_144, 64>;
+
 /// The state behind the lock.
 struct Inner<
     P,
@@ -111,14 +119,17 @@ impl<
 {
     /// A shard with empty tables, or why `config` does not fit.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        config.validate(USERS, CONNS, SLOTS)?;
+        config.validate(ManagerFactory::<P, USERS, CONNS, SLOTS, EVENTS, I>::CAPACITY)?;
         Ok(Self::new_static(config))
     }
 
     /// A shard for a `static`: a config that does not fit the capacities is
     /// a compile-time error there (and a panic if called at run time).
     pub const fn new_static(config: Config) -> Self {
-        if config.validate(USERS, CONNS, SLOTS).is_err() {
+        if config
+            .validate(ManagerFactory::<P, USERS, CONNS, SLOTS, EVENTS, I>::CAPACITY)
+            .is_err()
+        {
             panic!("userlane: Config does not fit the shard's capacities");
         }
         SharedFactory {
