@@ -17,7 +17,7 @@ use core::panic::Location;
 
 use crate::log::log_warn;
 use crate::{
-    CloseCode, Config, ConfigError, ConnectionHandle, Error, Instant, ManagerFactory,
+    CloseCode, Config, ConfigError, ConnectionHandle, Creation, Error, Instant, ManagerFactory,
     ManagerHandle, SendOutcome, SlotIndex, UserContext, Violation,
 };
 
@@ -268,47 +268,19 @@ impl<
         &self.sites
     }
 
-    fn default_context(
-        &mut self,
-        user_id: &str,
-        meta: &LegacyMetadata<'_>,
-    ) -> Result<UserContext, Error> {
-        use core::fmt::Write;
-        let n = self.contexts_created;
-        let mut thread: heapless::String<32> = heapless::String::new();
-        let mut run: heapless::String<32> = heapless::String::new();
-        let mut req: heapless::String<32> = heapless::String::new();
-        // 32 bytes hold the prefix and any u64.
-        let _ = write!(thread, "legacy-thread-{n}");
-        let _ = write!(run, "legacy-run-{n}");
-        let _ = write!(req, "legacy-req-{n}");
-        let ctx = UserContext::new(
-            user_id,
-            meta.thread_id.unwrap_or(&thread),
-            meta.run_id.unwrap_or(&run),
-            &req,
-        )?;
-        let ctx = match meta.connection_id {
-            Some(c) => ctx.with_connection_id(c)?,
-            None => ctx,
-        };
-        self.contexts_created += 1;
-        Ok(ctx)
-    }
-
     fn manager_or_create(
         &mut self,
         user_id: &str,
         meta: &LegacyMetadata<'_>,
         now: Instant,
     ) -> Result<ManagerHandle, Error> {
-        match self.factory.manager_for_user(user_id) {
-            Some(m) => Ok(m),
-            None => {
-                let ctx = self.default_context(user_id, meta)?;
-                self.factory.create_manager(ctx, now)
-            }
-        }
+        let created = &mut self.contexts_created;
+        self.factory.as_lanes().try_manager_or_create_with(
+            user_id,
+            || default_context(created, user_id, meta),
+            Creation::Live,
+            now,
+        )
     }
 
     /// Opens a connection for `user_id` in the user's isolated manager
@@ -341,11 +313,11 @@ impl<
             self.factory.count_external_refusal(&e);
             return Err(e);
         }
-        let ctx = self.default_context(user_id, &metadata)?;
-        let manager = match self.factory.manager_for_user(user_id) {
-            Some(m) => m,
-            None => self.factory.create_manager(ctx.clone(), now)?,
-        };
+        let ctx = default_context(&mut self.contexts_created, user_id, &metadata)?;
+        let manager =
+            self.factory
+                .as_lanes()
+                .manager_or_create_with(user_id, || ctx.clone(), now)?;
         self.factory.add_connection(manager, &ctx, now)
     }
 
@@ -443,4 +415,34 @@ impl<
             },
         }
     }
+}
+
+/// A context for a legacy call: `metadata`'s ids, or numbered defaults;
+/// counts it in `created`.
+fn default_context(
+    created: &mut u64,
+    user_id: &str,
+    meta: &LegacyMetadata<'_>,
+) -> Result<UserContext, Error> {
+    use core::fmt::Write;
+    let n = *created;
+    let mut thread: heapless::String<32> = heapless::String::new();
+    let mut run: heapless::String<32> = heapless::String::new();
+    let mut req: heapless::String<32> = heapless::String::new();
+    // 32 bytes hold the prefix and any u64.
+    let _ = write!(thread, "legacy-thread-{n}");
+    let _ = write!(run, "legacy-run-{n}");
+    let _ = write!(req, "legacy-req-{n}");
+    let ctx = UserContext::new(
+        user_id,
+        meta.thread_id.unwrap_or(&thread),
+        meta.run_id.unwrap_or(&run),
+        &req,
+    )?;
+    let ctx = match meta.connection_id {
+        Some(c) => ctx.with_connection_id(c)?,
+        None => ctx,
+    };
+    *created += 1;
+    Ok(ctx)
 }

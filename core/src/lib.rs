@@ -108,6 +108,7 @@ mod index;
 mod list;
 mod log;
 mod pool;
+mod seam;
 #[cfg(feature = "shim")]
 pub mod shim;
 mod stats;
@@ -124,5 +125,6 @@ pub use factory::{GatewayFactory, ManagerFactory, ServerFactory};
 pub use handle::{ConnectionHandle, ManagerHandle};
 pub use inbound::{Inbound, InboundLimit, InboundLimits, Rate};
 pub use index::SlotIndex;
+pub use seam::{Creation, Lanes};
 pub use stats::{ManagerStats, Stats};
 pub use time::Instant;

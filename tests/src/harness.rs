@@ -44,226 +44,18 @@ use std::fmt;
 
 use userlane_core::{
     CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, Inbound,
-    InboundLimits, Instant, ManagerFactory, ManagerHandle, ManagerStats, Rate, Released,
-    SendOutcome, SlotIndex, SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
+    InboundLimits, Instant, Lanes, ManagerFactory, ManagerHandle, ManagerStats, Rate, Released,
+    SendOutcome, SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
 };
 
 use crate::model::{Caps, Key, MErr, MEvent, MTransmit, MViolation, Model, Msg};
 use crate::ops::{ConnRef, MgrRef, Op, CLOSE_CODES, RECENT_CONNS, USER_IDS};
 
-/// The factory under test, behind a trait so that profiles can use
-/// different capacities and link types.
-pub trait Sut {
-    /// `create_manager`
-    fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error>;
-    /// `add_connection`
-    fn add_connection(
-        &mut self,
-        m: ManagerHandle,
-        claim: &UserContext,
-        now: Instant,
-    ) -> Result<ConnectionHandle, Error>;
-    /// `remove_connection`
-    fn remove_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        now: Instant,
-    ) -> Result<Released, Error>;
-    /// `close_connection`
-    fn close_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        code: CloseCode,
-        now: Instant,
-    ) -> Result<(), Error>;
-    /// `send_to_user`
-    fn send_to_user(
-        &mut self,
-        m: ManagerHandle,
-        p: Msg,
-        now: Instant,
-    ) -> Result<SendOutcome, Error>;
-    /// `deactivate`
-    fn deactivate(&mut self, m: ManagerHandle, now: Instant) -> Result<u32, Error>;
-    /// `close_all`
-    fn close_all(&mut self, close: CloseFrame, now: Instant) -> u32;
-    /// `handle_activity`
-    fn handle_activity(&mut self, c: ConnectionHandle, now: Instant) -> Result<(), Error>;
-    /// `handle_closed`
-    fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error>;
-    /// `handle_inbound`
-    fn handle_inbound(
-        &mut self,
-        c: ConnectionHandle,
-        bytes: usize,
-        now: Instant,
-    ) -> Result<Inbound, Error>;
-    /// `create_offline_manager`
-    fn create_offline_manager(
-        &mut self,
-        ctx: UserContext,
-        now: Instant,
-    ) -> Result<ManagerHandle, Error>;
-    /// `handle_timeout`
-    fn handle_timeout(&mut self, now: Instant);
-    /// `poll_timeout`
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// `poll_transmit`
-    fn poll_transmit(&mut self, c: ConnectionHandle) -> Result<Option<Transmit<Msg>>, Error>;
-    /// `poll_event`
-    fn poll_event(&mut self) -> Option<Event>;
-    /// `stats`
-    fn stats(&self) -> Stats;
-    /// `now`
-    fn now(&self) -> Instant;
-    /// `free_queue_slots`
-    fn free_queue_slots(&self) -> u32;
-    /// `manager_for_user`
-    fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle>;
-    /// `is_active`
-    fn is_active(&self, m: ManagerHandle) -> bool;
-    /// `context`, cloned
-    fn context(&self, m: ManagerHandle) -> Result<UserContext, Error>;
-    /// `manager_stats`
-    fn manager_stats(&self, m: ManagerHandle) -> Result<ManagerStats, Error>;
-    /// `empty_since`
-    fn empty_since(&self, m: ManagerHandle) -> Result<Option<Instant>, Error>;
-    /// `connections`, collected
-    fn connections(&self, m: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error>;
-    /// `connection_count`
-    fn connection_count(&self, m: ManagerHandle) -> Result<u32, Error>;
-    /// `owner_of`
-    fn owner_of(&self, c: ConnectionHandle) -> Result<ManagerHandle, Error>;
-    /// `is_open`
-    fn is_open(&self, c: ConnectionHandle) -> bool;
-    /// `queued`
-    fn queued(&self, c: ConnectionHandle) -> Result<u32, Error>;
-}
-
-impl<
-        const USERS: usize,
-        const CONNS: usize,
-        const SLOTS: usize,
-        const EVENTS: usize,
-        I: SlotIndex,
-    > Sut for ManagerFactory<Msg, USERS, CONNS, SLOTS, EVENTS, I>
-{
-    fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error> {
-        ManagerFactory::create_manager(self, ctx, now)
-    }
-    fn add_connection(
-        &mut self,
-        m: ManagerHandle,
-        claim: &UserContext,
-        now: Instant,
-    ) -> Result<ConnectionHandle, Error> {
-        ManagerFactory::add_connection(self, m, claim, now)
-    }
-    fn remove_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        now: Instant,
-    ) -> Result<Released, Error> {
-        ManagerFactory::remove_connection(self, m, c, now)
-    }
-    fn close_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        code: CloseCode,
-        now: Instant,
-    ) -> Result<(), Error> {
-        ManagerFactory::close_connection(self, m, c, code, now)
-    }
-    fn send_to_user(
-        &mut self,
-        m: ManagerHandle,
-        p: Msg,
-        now: Instant,
-    ) -> Result<SendOutcome, Error> {
-        ManagerFactory::send_to_user(self, m, p, now).map_err(Error::from)
-    }
-    fn deactivate(&mut self, m: ManagerHandle, now: Instant) -> Result<u32, Error> {
-        ManagerFactory::deactivate(self, m, now)
-    }
-    fn close_all(&mut self, close: CloseFrame, now: Instant) -> u32 {
-        ManagerFactory::close_all(self, close, now)
-    }
-    fn handle_activity(&mut self, c: ConnectionHandle, now: Instant) -> Result<(), Error> {
-        ManagerFactory::handle_activity(self, c, now)
-    }
-    fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error> {
-        ManagerFactory::handle_closed(self, c, now)
-    }
-    fn handle_inbound(
-        &mut self,
-        c: ConnectionHandle,
-        bytes: usize,
-        now: Instant,
-    ) -> Result<Inbound, Error> {
-        ManagerFactory::handle_inbound(self, c, bytes, now)
-    }
-    fn create_offline_manager(
-        &mut self,
-        ctx: UserContext,
-        now: Instant,
-    ) -> Result<ManagerHandle, Error> {
-        ManagerFactory::create_offline_manager(self, ctx, now)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        ManagerFactory::handle_timeout(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        ManagerFactory::poll_timeout(self)
-    }
-    fn poll_transmit(&mut self, c: ConnectionHandle) -> Result<Option<Transmit<Msg>>, Error> {
-        ManagerFactory::poll_transmit(self, c)
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        ManagerFactory::poll_event(self)
-    }
-    fn stats(&self) -> Stats {
-        ManagerFactory::stats(self)
-    }
-    fn now(&self) -> Instant {
-        ManagerFactory::now(self)
-    }
-    fn free_queue_slots(&self) -> u32 {
-        ManagerFactory::free_queue_slots(self)
-    }
-    fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle> {
-        ManagerFactory::manager_for_user(self, user_id)
-    }
-    fn is_active(&self, m: ManagerHandle) -> bool {
-        ManagerFactory::is_active(self, m)
-    }
-    fn context(&self, m: ManagerHandle) -> Result<UserContext, Error> {
-        ManagerFactory::context(self, m).cloned()
-    }
-    fn manager_stats(&self, m: ManagerHandle) -> Result<ManagerStats, Error> {
-        ManagerFactory::manager_stats(self, m)
-    }
-    fn empty_since(&self, m: ManagerHandle) -> Result<Option<Instant>, Error> {
-        ManagerFactory::empty_since(self, m)
-    }
-    fn connections(&self, m: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error> {
-        ManagerFactory::connections(self, m).map(Iterator::collect)
-    }
-    fn connection_count(&self, m: ManagerHandle) -> Result<u32, Error> {
-        ManagerFactory::connection_count(self, m)
-    }
-    fn owner_of(&self, c: ConnectionHandle) -> Result<ManagerHandle, Error> {
-        ManagerFactory::owner_of(self, c)
-    }
-    fn is_open(&self, c: ConnectionHandle) -> bool {
-        ManagerFactory::is_open(self, c)
-    }
-    fn queued(&self, c: ConnectionHandle) -> Result<u32, Error> {
-        ManagerFactory::queued(self, c)
-    }
+/// The open connections of `h`, oldest first, through the erased view.
+fn connections(core: &dyn Lanes<Msg>, h: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error> {
+    let mut out = Vec::new();
+    core.for_each_connection(h, &mut |c| out.push(c))?;
+    Ok(out)
 }
 
 /// 3 users, 4 connections, 6 queued messages, 2 lifecycle events, `u16` links.
@@ -403,7 +195,7 @@ pub const PROFILES: [Profile; 4] = [
 ];
 
 impl Profile {
-    fn build(&self) -> Box<dyn Sut> {
+    fn build(&self) -> Box<dyn Lanes<Msg>> {
         let fits = "every profile fits its capacities";
         if self.small {
             Box::new(SmallFactory::new(self.config).expect(fits))
@@ -609,7 +401,7 @@ struct Side {
     profile: Profile,
     /// The factory's tag (distinct per side).
     tag: u32,
-    core: Box<dyn Sut>,
+    core: Box<dyn Lanes<Msg>>,
     model: Model,
     mgr_key: HashMap<ManagerHandle, u64>,
     mgr_handle: HashMap<u64, ManagerHandle>,
@@ -1076,7 +868,7 @@ impl Harness {
         let a = Obs::Flag(self.cur.core.is_active(h));
         let b = Obs::Flag(self.cur.model.is_active(k));
         self.compare("is_active", format_args!("{k:?}"), a, b)?;
-        let a = Obs::Context(self.res(self.cur.core.context(h), Box::new)?);
+        let a = Obs::Context(self.res(self.cur.core.context(h).cloned(), Box::new)?);
         let b = Obs::Context(self.cur.model.context(k).cloned().map(Box::new));
         self.compare("context", format_args!("{k:?}"), a, b)?;
         let a = Obs::ManagerStats(self.res(self.cur.core.manager_stats(h), |s| s)?);
@@ -1086,7 +878,7 @@ impl Harness {
             Obs::EmptySince(self.res(self.cur.core.empty_since(h), |e| e.map(Instant::as_millis))?);
         let b = Obs::EmptySince(self.cur.model.empty_since(k));
         self.compare("empty_since", format_args!("{k:?}"), a, b)?;
-        let conns = self.cur.core.connections(h);
+        let conns = connections(&*self.cur.core, h);
         let a = Obs::Connections(self.res(conns.clone(), |v| {
             v.into_iter().map(|c| self.ckey(c)).collect()
         })?);
@@ -1214,7 +1006,7 @@ impl Harness {
         for h in managers {
             let k = self.mkey(h);
             self.query_manager(h, k)?;
-            if let Ok(conns) = self.cur.core.connections(h) {
+            if let Ok(conns) = connections(&*self.cur.core, h) {
                 for c in conns {
                     if !listed.insert(c) {
                         return Err(format!("isolation: {c:?} is listed by two managers"));
@@ -1340,7 +1132,12 @@ impl Harness {
                     tag,
                 };
                 let core = self.cur.core.send_to_user(h, msg, self.now());
-                let core = self.res(core, |r| r)?;
+                if let Err(refused) = &core {
+                    if refused.payload != msg {
+                        return Err(format!("a refused send handed back {refused:?}"));
+                    }
+                }
+                let core = self.res(core.map_err(Error::from), |r| r)?;
                 let model = self.cur.model.send_to_user(k, msg, self.clock);
                 self.compare(
                     "send_to_user",

@@ -54,6 +54,13 @@ impl<
         self.create(ctx, now, true)
     }
 
+    /// This factory as the erased view [`Lanes`](crate::Lanes), which also
+    /// carries the lookup-or-create:
+    /// `factory.as_lanes().manager_or_create_with(user_id, || context, now)`.
+    pub fn as_lanes(&mut self) -> &mut dyn crate::Lanes<P> {
+        self
+    }
+
     fn create(
         &mut self,
         ctx: UserContext,

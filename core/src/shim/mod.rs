@@ -196,10 +196,9 @@ impl<
     ) -> Result<(ManagerHandle, ConnectionHandle), Error> {
         self.with(|f| {
             // Clone the context only when a manager has to be created.
-            let m = match f.manager_for_user(ctx.user_id()) {
-                Some(m) => m,
-                None => f.create_manager(ctx.clone(), now)?,
-            };
+            let m = f
+                .as_lanes()
+                .manager_or_create_with(ctx.user_id(), || ctx.clone(), now)?;
             let c = f.add_connection(m, ctx, now)?;
             Ok((m, c))
         })
