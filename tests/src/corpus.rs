@@ -610,6 +610,56 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::Query { manager: m(1) },
             ],
         ),
+        (
+            "send-to-connection-and-drain-events",
+            send_to_connection_seed(),
+        ),
+    ]
+}
+
+fn to_conn(user: u8, back: u8, tag: u8) -> Op {
+    Op::SendToConnection {
+        manager: m(user),
+        conn: c(back),
+        tag,
+    }
+}
+
+/// `send_to_connection` through every outcome (queued, foreign, full under
+/// both policies, closing, dead manager) and `drain_events` between.
+fn send_to_connection_seed() -> Vec<Op> {
+    vec![
+        Op::Reset { profile: 0 },
+        create(0),
+        add(0),
+        create(1),
+        add(1),
+        Op::DrainEvents,
+        to_conn(0, 1, 1),
+        to_conn(0, 0, 2),
+        to_conn(0, 1, 3),
+        to_conn(0, 1, 4),
+        Op::DrainEvents,
+        Op::PollTransmit { conn: c(1) },
+        Op::CloseConnection {
+            manager: m(0),
+            conn: c(1),
+            code: 0,
+        },
+        to_conn(0, 1, 5),
+        Op::DrainEvents,
+        Op::Reset { profile: 1 },
+        create(0),
+        add(0),
+        to_conn(0, 0, 6),
+        to_conn(0, 0, 7),
+        to_conn(0, 0, 8),
+        to_conn(0, 0, 9),
+        Op::DrainEvents,
+        DRAIN,
+        Op::Deactivate { manager: old(0, 0) },
+        to_conn(0, 0, 10),
+        Op::DrainEvents,
     ]
 }
 

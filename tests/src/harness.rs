@@ -45,7 +45,7 @@ use std::fmt;
 use userlane_core::{
     CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, Inbound,
     InboundLimits, Instant, Lanes, ManagerFactory, ManagerHandle, ManagerStats, Rate, Released,
-    SendOutcome, SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
+    SendError, SendOutcome, SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
 };
 
 use crate::model::{Caps, Key, MErr, MEvent, MTransmit, MViolation, Model, Msg};
@@ -244,6 +244,8 @@ pub enum Obs {
     Stats(Box<Stats>),
     /// `handle_inbound`.
     Inbound(Result<Inbound, MErr>),
+    /// `drain_events`.
+    Events(Vec<MEvent>),
     /// Nothing returned (`handle_timeout`, clock moves, skipped operations).
     Nothing,
 }
@@ -334,6 +336,8 @@ impl Obs {
             Obs::Inbound(Ok(Inbound::Refused(_))) => "Refused",
             Obs::Inbound(Ok(Inbound::Closed(_))) => "Closed",
             Obs::Inbound(r) => res_name(r),
+            Obs::Events(events) if events.is_empty() => "None",
+            Obs::Events(_) => "Some",
             Obs::Stats(_) | Obs::Nothing => "-",
         }
     }
@@ -1122,22 +1126,9 @@ impl Harness {
                 let Some((h, k)) = self.manager_ref(manager) else {
                     return skipped(self);
                 };
-                self.seq += 1;
-                let msg = Msg {
-                    to: match k {
-                        Key::Id(id) => id,
-                        Key::Raw { .. } => u64::MAX,
-                    },
-                    seq: self.seq,
-                    tag,
-                };
+                let msg = self.next_msg(k, tag);
                 let core = self.cur.core.send_to_user(h, msg, self.now());
-                if let Err(refused) = &core {
-                    if refused.payload != msg {
-                        return Err(format!("a refused send handed back {refused:?}"));
-                    }
-                }
-                let core = self.res(core.map_err(Error::from), |r| r)?;
+                let core = self.sent(core, msg)?;
                 let model = self.cur.model.send_to_user(k, msg, self.clock);
                 self.compare(
                     "send_to_user",
@@ -1256,6 +1247,24 @@ impl Harness {
                     Obs::Inbound(model),
                 )
             }
+            Op::SendToConnection { manager, conn, tag } => {
+                let (Some((h, k)), Some((c, ck))) =
+                    (self.manager_ref(manager), self.conn_ref(conn))
+                else {
+                    return skipped(self);
+                };
+                let msg = self.next_msg(k, tag);
+                let core = self.cur.core.send_to_connection(h, c, msg, self.now());
+                let core = self.sent(core, msg)?;
+                let model = self.cur.model.send_to_connection(k, ck, msg, self.clock);
+                self.compare(
+                    "send_to_connection",
+                    format_args!("{k:?}, {ck:?}, seq {} tag {tag}", msg.seq),
+                    Obs::Sent(core),
+                    Obs::Sent(model),
+                )
+            }
+            Op::DrainEvents => self.drain_events(),
             Op::CreateOfflineManager { user, variant } => {
                 let u = usize::from(user) % USER_IDS.len();
                 let ctx = user_context(u, variant);
@@ -1274,6 +1283,50 @@ impl Harness {
                 )
             }
         }
+    }
+
+    /// A fresh message for manager `k`.
+    fn next_msg(&mut self, k: Key, tag: u8) -> Msg {
+        self.seq += 1;
+        Msg {
+            to: match k {
+                Key::Id(id) => id,
+                Key::Raw { .. } => u64::MAX,
+            },
+            seq: self.seq,
+            tag,
+        }
+    }
+
+    /// A send's result in model terms; a refusal must hand `msg` back.
+    fn sent(
+        &self,
+        core: Result<SendOutcome, SendError<Msg>>,
+        msg: Msg,
+    ) -> Result<Result<SendOutcome, MErr>, String> {
+        if let Err(refused) = &core {
+            if refused.payload != msg {
+                return Err(format!("a refused send handed back {refused:?}"));
+            }
+        }
+        self.res(core.map_err(Error::from), |r| r)
+    }
+
+    /// `drain_events` on both, compared with each other as one list.
+    fn drain_events(&mut self) -> Check {
+        let mut events = Vec::new();
+        self.cur.core.drain_events(&mut |e| events.push(e));
+        let core = events
+            .into_iter()
+            .map(|e| self.event(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let model = self.cur.model.drain_events();
+        self.compare(
+            "drain_events",
+            format_args!(""),
+            Obs::Events(core),
+            Obs::Events(model),
+        )
     }
 
     /// The drain rule of the crate documentation.
@@ -1308,6 +1361,42 @@ impl Harness {
             if closed && close_sockets {
                 self.handle_closed(c, k)?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Harness {
+    /// The end of a run, on both factories: every pending event is drained,
+    /// every connection ever issued has its transmits drained and, once its
+    /// close is written, its socket reported closed (each call compared with
+    /// the model). Then nothing may be left queued or closing, and every
+    /// message ever queued was either transmitted or counted as dropped.
+    pub fn drain_all(&mut self) -> Check {
+        for _ in 0..2 {
+            self.drain(true)?;
+            for c in self.cur.conn_history.clone() {
+                let k = self.ckey(c);
+                while let Some(t) = self.poll_transmit(c, k)? {
+                    if let MTransmit::Close(_) = t {
+                        break;
+                    }
+                }
+                let written = self.cur.wire.get(&c).is_some_and(|w| w.closed);
+                if written && self.cur.core.owner_of(c).is_ok() {
+                    self.handle_closed(c, k)?;
+                }
+            }
+            self.drain(true)?;
+            self.check()?;
+            let s = self.cur.core.stats();
+            if s.messages_queued_now != 0
+                || s.connections_closing != 0
+                || s.messages_queued != s.messages_transmitted + s.messages_dropped
+            {
+                return Err(format!("left after a full drain: {s:#?}"));
+            }
+            self.select(1 - self.selected as u8);
         }
         Ok(())
     }

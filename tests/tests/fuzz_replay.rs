@@ -97,6 +97,16 @@ fn every_corpus_entry_replays_clean_and_every_op_is_covered() {
         ),
         ("deactivate", "Err(UnknownManager)"),
         ("handle_activity", "Err(UnknownConnection)"),
+        ("send_to_connection", "Ok(Queued)"),
+        ("send_to_connection", "Ok(Queued, closed slow)"),
+        (
+            "send_to_connection",
+            "Err(IsolationViolation(ForeignConnection))",
+        ),
+        ("send_to_connection", "Err(QueueFull)"),
+        ("send_to_connection", "Err(ConnectionClosing)"),
+        ("send_to_connection", "Err(ManagerInactive)"),
+        ("drain_events", "Some"),
     ] {
         assert!(
             total.count(call, outcome) > 0,

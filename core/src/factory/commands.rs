@@ -249,10 +249,7 @@ impl<
         let now = self.tick(now);
         let u = match self.checked_user(manager) {
             Ok(u) => u,
-            Err(error) => {
-                self.stats.sends_refused += 1;
-                return Err(SendError { error, payload });
-            }
+            Err(error) => return Err(self.refused_send(error, payload)),
         };
         let result = if self.users[u].conns.len() == 0 {
             self.buffer_offline(u, manager, payload)
@@ -261,6 +258,13 @@ impl<
         };
         self.account_send(u, result.as_ref().map_err(|e| &e.error), true);
         result
+    }
+
+    /// A send refused before its manager was resolved (counted by
+    /// `checked_user`; a refused send all the same).
+    fn refused_send(&mut self, error: Error, payload: P) -> SendError<P> {
+        self.stats.sends_refused += 1;
+        SendError { error, payload }
     }
 
     /// Counts a send's result in the factory's and the manager's stats;
@@ -442,10 +446,7 @@ impl<
         let now = self.tick(now);
         let u = match self.checked_user(manager) {
             Ok(u) => u,
-            Err(error) => {
-                self.stats.sends_refused += 1;
-                return Err(SendError { error, payload });
-            }
+            Err(error) => return Err(self.refused_send(error, payload)),
         };
         let result = match self.checked_conn(manager, u, connection) {
             Ok(c) => self.send_one(u, c, connection, payload, now),
