@@ -18,7 +18,7 @@ use core::panic::Location;
 use crate::log::log_warn;
 use crate::{
     CloseCode, Config, ConfigError, ConnectionHandle, Creation, Error, Instant, ManagerFactory,
-    ManagerHandle, SendOutcome, SlotIndex, UserContext, Violation,
+    ManagerHandle, SendOutcome, SlotIndex, Stats, UserContext, Violation,
 };
 
 /// What the seed's `get_stats` recommended, and ours still does.
@@ -165,7 +165,7 @@ pub struct LegacyMetadata<'a> {
 }
 
 /// The migration section of [`LegacyStats`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MigrationStatus<const N: usize> {
     /// Always `true`: these numbers come from the legacy facade.
@@ -184,8 +184,11 @@ pub struct MigrationStatus<const N: usize> {
     pub recommended_action: &'static str,
 }
 
-/// The legacy `get_stats()` keys, with real values.
-#[derive(Debug, Clone)]
+/// The legacy `get_stats()` keys, with real values: the one legacy stats
+/// type, of this facade and of the runtime's async legacy handle
+/// (`userlane_smol::compat::LegacyStats` is this type), built by the one
+/// mapping [`LegacyStats::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LegacyStats<const N: usize> {
     /// Open connections now.
@@ -206,6 +209,33 @@ pub struct LegacyStats<const N: usize> {
     pub security_violations: u64,
     /// The migration section.
     pub migration_status: MigrationStatus<N>,
+}
+
+impl<const N: usize> LegacyStats<N> {
+    /// The legacy keys from the core's `stats`, the default contexts a
+    /// facade built (`contexts_created`) and its call-site table: the one
+    /// `Stats` → legacy mapping.
+    pub fn new(stats: &Stats, contexts_created: u64, sites: &CallSites<N>) -> Self {
+        LegacyStats {
+            active_connections: stats.connections_active,
+            total_connections: stats.total_connections_managed,
+            unique_users: stats.users_with_active_managers,
+            isolated_managers: stats.managers_active,
+            contexts_created,
+            messages_sent: stats.sends_accepted,
+            messages_failed: stats.sends_refused,
+            security_violations: stats.security_violations_detected,
+            migration_status: MigrationStatus {
+                is_legacy_adapter: true,
+                legacy_calls_total: sites.total_calls(),
+                warnings_issued: sites.sites().len() as u64,
+                unique_warning_sites: sites.sites().len() as u64,
+                overflow_calls: sites.overflow_calls(),
+                sites: sites.sites.clone(),
+                recommended_action: RECOMMENDED_ACTION,
+            },
+        }
+    }
 }
 
 /// The legacy singleton API over a [`ManagerFactory`], keyed by plain user ids.
@@ -268,17 +298,19 @@ impl<
         &self.sites
     }
 
-    fn manager_or_create(
+    /// The manager a legacy send goes through: the user's, or a new one
+    /// made with the default context along the offline path (the runtime's
+    /// legacy send does the same through `ServerHandle::send_to_user`).
+    fn offline_manager_or_create(
         &mut self,
         user_id: &str,
-        meta: &LegacyMetadata<'_>,
         now: Instant,
     ) -> Result<ManagerHandle, Error> {
         let created = &mut self.contexts_created;
         self.factory.as_lanes().try_manager_or_create_with(
             user_id,
-            || default_context(created, user_id, meta),
-            Creation::Live,
+            || default_context(created, user_id, &LegacyMetadata::default()),
+            Creation::Offline,
             now,
         )
     }
@@ -346,9 +378,10 @@ impl<
     }
 
     /// Sends to every open connection of `user_id`; with none, the message
-    /// goes to the user's offline buffer (a manager is created if needed), or
-    /// fails with [`Error::NoConnections`] when buffering is off. Never a
-    /// silent drop.
+    /// goes to the user's offline buffer (a manager is created along the
+    /// offline path if needed, bounded by
+    /// [`Config::max_offline_managers`]), or fails with
+    /// [`Error::NoConnections`] when buffering is off. Never a silent drop.
     #[deprecated(
         note = "legacy singleton API: use ManagerFactory::send_to_user with the user's ManagerHandle"
     )]
@@ -361,7 +394,7 @@ impl<
     ) -> Result<SendOutcome, Error> {
         self.sites
             .record(LegacyMethod::SendToUser, Location::caller());
-        let manager = self.manager_or_create(user_id, &LegacyMetadata::default(), now)?;
+        let manager = self.offline_manager_or_create(user_id, now)?;
         self.factory
             .send_to_user(manager, message, now)
             .map_err(Error::from)
@@ -394,26 +427,7 @@ impl<
     pub fn get_stats(&mut self) -> LegacyStats<SITES> {
         self.sites
             .record(LegacyMethod::GetStats, Location::caller());
-        let s = self.factory.stats();
-        LegacyStats {
-            active_connections: s.connections_active,
-            total_connections: s.total_connections_managed,
-            unique_users: s.users_with_active_managers,
-            isolated_managers: s.managers_active,
-            contexts_created: self.contexts_created,
-            messages_sent: s.sends_accepted,
-            messages_failed: s.sends_refused,
-            security_violations: s.security_violations_detected,
-            migration_status: MigrationStatus {
-                is_legacy_adapter: true,
-                legacy_calls_total: self.sites.total_calls(),
-                warnings_issued: self.sites.sites().len() as u64,
-                unique_warning_sites: self.sites.sites().len() as u64,
-                overflow_calls: self.sites.overflow_calls(),
-                sites: self.sites.sites.clone(),
-                recommended_action: RECOMMENDED_ACTION,
-            },
-        }
+        LegacyStats::new(&self.factory.stats(), self.contexts_created, &self.sites)
     }
 }
 
