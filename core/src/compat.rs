@@ -15,7 +15,7 @@
 
 use core::panic::Location;
 
-use crate::log::log_warn;
+use crate::log::{log_refusal, log_warn};
 use crate::{
     CloseCode, Config, ConfigError, ConnectionHandle, Creation, Error, Instant, ManagerFactory,
     ManagerHandle, SendOutcome, SlotIndex, Stats, UserContext, Violation,
@@ -343,6 +343,7 @@ impl<
                 violation: Violation::ForeignUser,
             };
             self.factory.count_external_refusal(&e);
+            log_refusal(&e);
             return Err(e);
         }
         let ctx = default_context(&mut self.contexts_created, user_id, &metadata)?;
@@ -350,7 +351,9 @@ impl<
             self.factory
                 .as_lanes()
                 .manager_or_create_with(user_id, || ctx.clone(), now)?;
-        self.factory.add_connection(manager, &ctx, now)
+        self.factory
+            .add_connection(manager, &ctx, now)
+            .inspect_err(log_refusal)
     }
 
     /// Closes one connection of `user_id` with `code`; it stops counting
@@ -375,6 +378,7 @@ impl<
             .ok_or(Error::UnknownConnection(connection))?;
         self.factory
             .close_connection(manager, connection, code, now)
+            .inspect_err(log_refusal)
     }
 
     /// Sends to every open connection of `user_id`; with none, the message

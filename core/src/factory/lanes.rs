@@ -8,7 +8,6 @@ use super::ManagerFactory;
 use crate::inbound::Levels;
 use crate::index::SlotIndex;
 use crate::list::NIL;
-use crate::log::log_warn;
 use crate::{
     CloseFrame, CloseReason, ConnectionHandle, Error, Instant, Limit, ManagerHandle, Released,
     UserContext, Violation,
@@ -84,14 +83,9 @@ impl<
                 s.rejected_unknown_handle += 1
             }
             Error::ConnectionClosing(_) => s.rejected_closing_connection += 1,
-            Error::IsolationViolation { manager, violation } => {
-                s.security_violations_detected += 1;
-                log_warn!(
-                    "userlane: isolation violation refused on manager {}: {:?}",
-                    manager.to_bits(),
-                    violation
-                );
-            }
+            // Counted only: the caller logs it, outside any lock (the shim
+            // does, after releasing the shard lock).
+            Error::IsolationViolation { .. } => s.security_violations_detected += 1,
             Error::LimitReached(limit) => {
                 s.resource_limit_hits += 1;
                 match limit {

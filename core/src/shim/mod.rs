@@ -59,6 +59,24 @@ pub fn shard_for(user_id: &str, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// Logs `e` if it is worth a warning (an isolation violation), through
+/// `log` or `defmt` when one of those features is on. The core never logs
+/// (a logger is application code, which must not run inside the shard
+/// lock): the shim's named methods call this after releasing the lock;
+/// callers of [`SharedFactory::with`], which hands the core's results back
+/// untouched, call it once `with` has returned.
+pub fn log_refusal(e: &Error) {
+    crate::log::log_refusal(e);
+}
+
+/// `r`, logged with [`log_refusal`] (the lock is already released).
+fn logged<T>(r: Result<T, Error>) -> Result<T, Error> {
+    if let Err(e) = &r {
+        log_refusal(e);
+    }
+    r
+}
+
 /// A shard of the documented gateway profile
 /// ([`GatewayFactory`](crate::GatewayFactory)) behind the raw mutex `M`.
 pub type GatewayShard<M, P = u16> = SharedFactory<M, P, 32, 128, 2_048, 8, u16>;
@@ -194,14 +212,14 @@ impl<
         ctx: &UserContext,
         now: Instant,
     ) -> Result<(ManagerHandle, ConnectionHandle), Error> {
-        self.with(|f| {
+        logged(self.with(|f| {
             // Clone the context only when a manager has to be created.
             let m = f
                 .as_lanes()
                 .manager_or_create_with(ctx.user_id(), || ctx.clone(), now)?;
             let c = f.add_connection(m, ctx, now)?;
             Ok((m, c))
-        })
+        }))
     }
 
     /// [`ManagerFactory::add_connection`].
@@ -211,7 +229,7 @@ impl<
         claim: &UserContext,
         now: Instant,
     ) -> Result<ConnectionHandle, Error> {
-        self.with(|f| f.add_connection(manager, claim, now))
+        logged(self.with(|f| f.add_connection(manager, claim, now)))
     }
 
     /// [`ManagerFactory::remove_connection`].
@@ -222,7 +240,7 @@ impl<
         conn: ConnectionHandle,
         now: Instant,
     ) -> Result<Released, Error> {
-        self.with_release(conn, |f| f.remove_connection(manager, conn, now))
+        logged(self.with_release(conn, |f| f.remove_connection(manager, conn, now)))
     }
 
     /// [`ManagerFactory::send_to_user`].
@@ -244,6 +262,7 @@ impl<
         now: Instant,
     ) -> Result<SendOutcome, SendError<P>> {
         self.with(|f| f.send_to_connection(manager, conn, payload, now))
+            .inspect_err(|refused| log_refusal(&refused.error))
     }
 
     /// Sends to the active manager of `user_id`; `Ok(None)` if the user has
