@@ -1040,18 +1040,42 @@ impl Harness {
     /// Applies one operation to both and compares every result.
     pub fn apply(&mut self, op: &Op) -> Check {
         self.coverage.ops += 1;
-        let skipped = |h: &mut Self| {
-            h.coverage.skipped += 1;
-            Ok(())
-        };
         match *op {
-            Op::Reset { profile } => {
-                self.reset(profile);
-                if let Some(t) = &mut self.trace {
-                    t.push(format!("reset to profile {}", self.cur.profile.name));
-                }
-                Ok(())
+            Op::CreateManager { .. }
+            | Op::CreateOfflineManager { .. }
+            | Op::AddConnection { .. }
+            | Op::Deactivate { .. } => self.apply_manager_op(op),
+            Op::RemoveConnection { .. } | Op::CloseConnection { .. } | Op::CloseAll { .. } => {
+                self.apply_connection_op(op)
             }
+            Op::Send { .. } | Op::SendToConnection { .. } => self.apply_send_op(op),
+            Op::Activity { .. }
+            | Op::Inbound { .. }
+            | Op::HandleClosed { .. }
+            | Op::Advance { .. }
+            | Op::ClockBack { .. }
+            | Op::FarFuture
+            | Op::HandleTimeout
+            | Op::FireTimer => self.apply_fact_op(op),
+            Op::PollEvent
+            | Op::PollTransmit { .. }
+            | Op::Drain { .. }
+            | Op::DrainEvents
+            | Op::Query { .. }
+            | Op::Select { .. }
+            | Op::Reset { .. } => self.apply_output_op(op),
+        }
+    }
+
+    /// An operation naming a handle that was never issued: counted, not run.
+    fn skipped(&mut self) -> Check {
+        self.coverage.skipped += 1;
+        Ok(())
+    }
+
+    /// Manager commands: create (live or offline), add a connection, deactivate.
+    fn apply_manager_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::CreateManager { user, variant } => {
                 let u = usize::from(user) % USER_IDS.len();
                 let ctx = user_context(u, variant);
@@ -1066,9 +1090,26 @@ impl Harness {
                     Obs::Manager(model),
                 )
             }
+            Op::CreateOfflineManager { user, variant } => {
+                let u = usize::from(user) % USER_IDS.len();
+                let ctx = user_context(u, variant);
+                let core = self
+                    .cur
+                    .core
+                    .create_offline_manager(ctx.clone(), self.now());
+                let model = self.cur.model.create_offline_manager(ctx, self.clock);
+                self.bind_manager(&core, &model, u);
+                let core = self.res(core, |h| self.mkey(h))?;
+                self.compare(
+                    "create_offline_manager",
+                    format_args!("u{u}, variant {}", variant % 2),
+                    Obs::Manager(core),
+                    Obs::Manager(model),
+                )
+            }
             Op::AddConnection { manager, claim } => {
                 let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let own = self.cur.mgr_user.get(&h).copied().unwrap_or(0);
                 let claimed = claim.map_or(own, |c| usize::from(c) % USER_IDS.len());
@@ -1084,11 +1125,32 @@ impl Harness {
                     Obs::Conn(model),
                 )
             }
+            Op::Deactivate { manager } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return self.skipped();
+                };
+                let core = self.cur.core.deactivate(h, self.now());
+                let core = self.res(core, |n| n)?;
+                let model = self.cur.model.deactivate(k, self.clock);
+                self.compare(
+                    "deactivate",
+                    format_args!("{k:?}"),
+                    Obs::Count(core),
+                    Obs::Count(model),
+                )
+            }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Connection commands: remove, close, close all.
+    fn apply_connection_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::RemoveConnection { manager, conn } => {
                 let (Some((h, k)), Some((c, ck))) =
                     (self.manager_ref(manager), self.conn_ref(conn))
                 else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let core = self.cur.core.remove_connection(h, c, self.now());
                 let core = self.res(core, |r| r)?;
@@ -1108,7 +1170,7 @@ impl Harness {
                 let (Some((h, k)), Some((c, ck))) =
                     (self.manager_ref(manager), self.conn_ref(conn))
                 else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let code = CloseCode::new(CLOSE_CODES[usize::from(code) % CLOSE_CODES.len()])
                     .expect("the harness's close codes are valid");
@@ -1120,35 +1182,6 @@ impl Harness {
                     format_args!("{k:?}, {ck:?}, {code}"),
                     Obs::Done(core),
                     Obs::Done(model),
-                )
-            }
-            Op::Send { manager, tag } => {
-                let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
-                };
-                let msg = self.next_msg(k, tag);
-                let core = self.cur.core.send_to_user(h, msg, self.now());
-                let core = self.sent(core, msg)?;
-                let model = self.cur.model.send_to_user(k, msg, self.clock);
-                self.compare(
-                    "send_to_user",
-                    format_args!("{k:?}, seq {} tag {tag}", msg.seq),
-                    Obs::Sent(core),
-                    Obs::Sent(model),
-                )
-            }
-            Op::Deactivate { manager } => {
-                let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
-                };
-                let core = self.cur.core.deactivate(h, self.now());
-                let core = self.res(core, |n| n)?;
-                let model = self.cur.model.deactivate(k, self.clock);
-                self.compare(
-                    "deactivate",
-                    format_args!("{k:?}"),
-                    Obs::Count(core),
-                    Obs::Count(model),
                 )
             }
             Op::CloseAll { shutdown } => {
@@ -1166,9 +1199,55 @@ impl Harness {
                     Obs::Closed(model),
                 )
             }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Sends: to a user, to one connection.
+    fn apply_send_op(&mut self, op: &Op) -> Check {
+        match *op {
+            Op::Send { manager, tag } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return self.skipped();
+                };
+                let msg = self.next_msg(k, tag);
+                let core = self.cur.core.send_to_user(h, msg, self.now());
+                let core = self.sent(core, msg)?;
+                let model = self.cur.model.send_to_user(k, msg, self.clock);
+                self.compare(
+                    "send_to_user",
+                    format_args!("{k:?}, seq {} tag {tag}", msg.seq),
+                    Obs::Sent(core),
+                    Obs::Sent(model),
+                )
+            }
+            Op::SendToConnection { manager, conn, tag } => {
+                let (Some((h, k)), Some((c, ck))) =
+                    (self.manager_ref(manager), self.conn_ref(conn))
+                else {
+                    return self.skipped();
+                };
+                let msg = self.next_msg(k, tag);
+                let core = self.cur.core.send_to_connection(h, c, msg, self.now());
+                let core = self.sent(core, msg)?;
+                let model = self.cur.model.send_to_connection(k, ck, msg, self.clock);
+                self.compare(
+                    "send_to_connection",
+                    format_args!("{k:?}, {ck:?}, seq {} tag {tag}", msg.seq),
+                    Obs::Sent(core),
+                    Obs::Sent(model),
+                )
+            }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Facts and the clock: activity, inbound, closed sockets, time, timers.
+    fn apply_fact_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::Activity { conn } => {
                 let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let core = self.cur.core.handle_activity(c, self.now());
                 let core = self.res(core, |r| r)?;
@@ -1180,9 +1259,29 @@ impl Harness {
                     Obs::Done(model),
                 )
             }
+            Op::Inbound { conn, bytes } => {
+                let Some((c, ck)) = self.conn_ref(conn) else {
+                    return self.skipped();
+                };
+                let core = self
+                    .cur
+                    .core
+                    .handle_inbound(c, usize::from(bytes), self.now());
+                let core = self.res(core, |r| r)?;
+                let model = self
+                    .cur
+                    .model
+                    .handle_inbound(ck, u64::from(bytes), self.clock);
+                self.compare(
+                    "handle_inbound",
+                    format_args!("{ck:?}, {bytes} bytes"),
+                    Obs::Inbound(core),
+                    Obs::Inbound(model),
+                )
+            }
             Op::HandleClosed { conn } => {
                 let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 self.handle_closed(c, ck)
             }
@@ -1206,17 +1305,25 @@ impl Harness {
                 }
                 Ok(())
             }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Outputs, queries and the harness itself: polls, drains, queries, select, reset.
+    fn apply_output_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::PollEvent => self.poll_event().map(drop),
             Op::PollTransmit { conn } => {
                 let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 self.poll_transmit(c, ck).map(drop)
             }
             Op::Drain { close_sockets } => self.drain(close_sockets),
+            Op::DrainEvents => self.drain_events(),
             Op::Query { manager } => {
                 let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 self.query_manager(h, k)
             }
@@ -1227,61 +1334,14 @@ impl Harness {
                 }
                 Ok(())
             }
-            Op::Inbound { conn, bytes } => {
-                let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
-                };
-                let core = self
-                    .cur
-                    .core
-                    .handle_inbound(c, usize::from(bytes), self.now());
-                let core = self.res(core, |r| r)?;
-                let model = self
-                    .cur
-                    .model
-                    .handle_inbound(ck, u64::from(bytes), self.clock);
-                self.compare(
-                    "handle_inbound",
-                    format_args!("{ck:?}, {bytes} bytes"),
-                    Obs::Inbound(core),
-                    Obs::Inbound(model),
-                )
+            Op::Reset { profile } => {
+                self.reset(profile);
+                if let Some(t) = &mut self.trace {
+                    t.push(format!("reset to profile {}", self.cur.profile.name));
+                }
+                Ok(())
             }
-            Op::SendToConnection { manager, conn, tag } => {
-                let (Some((h, k)), Some((c, ck))) =
-                    (self.manager_ref(manager), self.conn_ref(conn))
-                else {
-                    return skipped(self);
-                };
-                let msg = self.next_msg(k, tag);
-                let core = self.cur.core.send_to_connection(h, c, msg, self.now());
-                let core = self.sent(core, msg)?;
-                let model = self.cur.model.send_to_connection(k, ck, msg, self.clock);
-                self.compare(
-                    "send_to_connection",
-                    format_args!("{k:?}, {ck:?}, seq {} tag {tag}", msg.seq),
-                    Obs::Sent(core),
-                    Obs::Sent(model),
-                )
-            }
-            Op::DrainEvents => self.drain_events(),
-            Op::CreateOfflineManager { user, variant } => {
-                let u = usize::from(user) % USER_IDS.len();
-                let ctx = user_context(u, variant);
-                let core = self
-                    .cur
-                    .core
-                    .create_offline_manager(ctx.clone(), self.now());
-                let model = self.cur.model.create_offline_manager(ctx, self.clock);
-                self.bind_manager(&core, &model, u);
-                let core = self.res(core, |h| self.mkey(h))?;
-                self.compare(
-                    "create_offline_manager",
-                    format_args!("u{u}, variant {}", variant % 2),
-                    Obs::Manager(core),
-                    Obs::Manager(model),
-                )
-            }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
         }
     }
 

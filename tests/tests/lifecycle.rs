@@ -2,7 +2,8 @@
 //! managers leave nothing behind, and a dead handle stays dead.
 
 use userlane_core::{
-    CloseCode, CloseFrame, CloseReason, Config, Error, Event, ManagerFactory, SendOutcome,
+    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, ManagerFactory,
+    ManagerHandle, SendOutcome, UserContext,
 };
 use userlane_tests::support::{at, ctx, Wire};
 
@@ -142,29 +143,19 @@ fn scenario_09_fifty_managers_through_ten_slots_leave_nothing() {
     assert_eq!(f.stats().connections_active, 10);
 }
 
-/// Scenario 14 — deactivated manager: add, remove, send, get, list — each
-/// fails with "is no longer active", and so does a stale handle after its
-/// slot is reused. (The seed's only failing test.)
-#[test]
-fn scenario_14_deactivated_manager_refuses_everything() {
-    // One manager slot and one connection slot, so reuse is certain.
-    type Factory = ManagerFactory<&'static str, 1, 1, 8>;
-    let config = Config {
-        queue_depth: 4,
-        offline_buffer: 4,
-        ..Config::for_capacity(1, 1)
-    };
-    let mut f = Factory::new(config).unwrap();
-    let alice = ctx("alice");
-    let m = f.create_manager(alice.clone(), at(0)).unwrap();
-    let c = f.add_connection(m, &alice, at(0)).unwrap();
-    assert!(f.is_active(m));
-    assert_eq!(f.deactivate(m, at(1)), Ok(1));
-    assert!(!f.is_active(m));
+/// One manager slot and one connection slot, so reuse is certain.
+type OneSlot = ManagerFactory<&'static str, 1, 1, 8>;
 
-    let dead = Error::ManagerInactive(m);
-    let refusals: [(&str, Result<(), Error>); 9] = [
-        ("add", f.add_connection(m, &alice, at(2)).map(drop)),
+/// Every command and query through manager `m` (and its connection `c`),
+/// each with its result.
+fn refusals_through(
+    f: &mut OneSlot,
+    m: ManagerHandle,
+    c: ConnectionHandle,
+    alice: &UserContext,
+) -> [(&'static str, Result<(), Error>); 9] {
+    [
+        ("add", f.add_connection(m, alice, at(2)).map(drop)),
         ("remove", f.remove_connection(m, c, at(2)).map(drop)),
         (
             "send",
@@ -178,7 +169,29 @@ fn scenario_14_deactivated_manager_refuses_everything() {
         ("count", f.connection_count(m).map(drop)),
         ("close", f.close_connection(m, c, CloseCode::NORMAL, at(2))),
         ("deactivate", f.deactivate(m, at(2)).map(drop)),
-    ];
+    ]
+}
+
+/// Scenario 14 — deactivated manager: add, remove, send, get, list — each
+/// fails with "is no longer active", and so does a stale handle after its
+/// slot is reused. (The seed's only failing test.)
+#[test]
+fn scenario_14_deactivated_manager_refuses_everything() {
+    let config = Config {
+        queue_depth: 4,
+        offline_buffer: 4,
+        ..Config::for_capacity(1, 1)
+    };
+    let mut f = OneSlot::new(config).unwrap();
+    let alice = ctx("alice");
+    let m = f.create_manager(alice.clone(), at(0)).unwrap();
+    let c = f.add_connection(m, &alice, at(0)).unwrap();
+    assert!(f.is_active(m));
+    assert_eq!(f.deactivate(m, at(1)), Ok(1));
+    assert!(!f.is_active(m));
+
+    let dead = Error::ManagerInactive(m);
+    let refusals = refusals_through(&mut f, m, c, &alice);
     for (what, r) in &refusals {
         assert_eq!(r, &Err(dead), "{what}");
         assert_eq!(
