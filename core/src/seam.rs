@@ -21,8 +21,10 @@ use crate::{
 /// `connections`, and [`drain_events`](Self::drain_events) takes a
 /// `&mut dyn FnMut`.
 ///
-/// [`manager_or_create_with`](ManagerFactory::manager_or_create_with) is
-/// available on `dyn Lanes<P>` too.
+/// `dyn Lanes<P>` also carries the one lookup-or-create,
+/// `manager_or_create_with(user_id, || context, now)` and
+/// `try_manager_or_create_with`; a concrete factory reaches them through
+/// [`ManagerFactory::as_lanes`].
 pub trait Lanes<P> {
     /// The compile-time capacities ([`ManagerFactory::CAPACITY`]).
     fn capacity(&self) -> Capacity;
@@ -162,7 +164,7 @@ impl<P> dyn Lanes<P> + '_ {
         self.try_manager_or_create_with(user_id, || Ok(context()), Creation::Live, now)
     }
 
-    /// [`manager_or_create_with`](Self::manager_or_create_with) for a context
+    /// `manager_or_create_with` for a context
     /// that may fail to build (its error is returned and nothing is
     /// created), creating along `creation`.
     pub fn try_manager_or_create_with<E: From<Error>>(
