@@ -219,7 +219,7 @@ impl<const N: usize> LegacyStats<N> {
         LegacyStats {
             active_connections: stats.connections_active,
             total_connections: stats.total_connections_managed,
-            unique_users: stats.users_with_active_managers,
+            unique_users: stats.users_with_active_managers(),
             isolated_managers: stats.managers_active,
             contexts_created,
             messages_sent: stats.sends_accepted,

@@ -76,7 +76,7 @@ fn a_connection_claiming_another_user_is_an_isolation_violation() {
 
     let s = f.stats();
     assert_eq!(s.security_violations_detected, 1);
-    assert_eq!(s.resource_limit_hits, 0);
+    assert_eq!(s.resource_limit_hits(), 0);
     assert_eq!(s.total_connections_managed, 1);
     assert_eq!(f.manager_stats(a).unwrap().security_violations, 1);
     assert_eq!(f.manager_stats(a).unwrap().connections, 1);
@@ -110,7 +110,7 @@ fn connections_per_user_limit_is_enforced_per_user() {
     assert_eq!(
         (
             s.rejected_connections_per_user,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.connections_active
         ),
         (1, 1, 3)
@@ -146,7 +146,7 @@ fn total_connections_limit_is_enforced_across_users() {
         (
             s.rejected_total_connections,
             s.rejected_connections_per_user,
-            s.resource_limit_hits
+            s.resource_limit_hits()
         ),
         (1, 0, 1)
     );
@@ -718,7 +718,7 @@ fn one_hundred_thousand_connect_disconnect_cycles_always_succeed() {
     assert_eq!(s.connections_removed, 33_334);
     assert_eq!(s.connections_lost, 33_333);
     assert_eq!(s.closed_application, 33_333);
-    assert_eq!(s.resource_limit_hits, 0);
+    assert_eq!(s.resource_limit_hits(), 0);
     assert_eq!(f.manager_stats(a).unwrap().connections_opened, 100_004);
     assert_eq!(events(&mut f), [Event::ManagerCreated(a)]);
     assert!(s.is_consistent());

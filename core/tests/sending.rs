@@ -110,7 +110,7 @@ fn reject_send_refuses_the_whole_send_when_one_queue_is_full() {
     assert_eq!(
         (
             s.rejected_queue_full,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.sends_refused,
             s.sends_accepted
         ),
@@ -189,7 +189,7 @@ fn close_slow_connection_closes_the_full_queue_with_1013_and_delivers_to_the_res
             s.closed_slow_consumer,
             s.messages_closed_slow,
             s.sends_accepted,
-            s.resource_limit_hits
+            s.resource_limit_hits()
         ),
         (1, 1, 3, 0)
     );
@@ -275,7 +275,7 @@ fn an_exhausted_pool_refuses_the_whole_send() {
     assert_eq!(
         (
             s.rejected_queue_slots,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.sends_refused
         ),
         (2, 2, 2)
@@ -367,7 +367,7 @@ fn a_user_without_connections_gets_a_bounded_offline_buffer() {
             s.offline_buffered,
             s.offline_now,
             s.rejected_offline_full,
-            s.resource_limit_hits
+            s.resource_limit_hits()
         ),
         (3, 3, 1, 1)
     );
@@ -435,7 +435,7 @@ fn with_buffering_off_a_user_without_connections_gets_no_connections() {
     assert_eq!(
         (
             s.rejected_no_connections,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.sends_refused,
             s.offline_buffered
         ),

@@ -191,7 +191,7 @@ fn an_empty_manager_is_reclaimed_after_its_ttl() {
     assert_eq!(
         (
             s.managers_reclaimed,
-            s.managers_cleaned_up,
+            s.managers_cleaned_up(),
             s.managers_active
         ),
         (1, 1, 0)

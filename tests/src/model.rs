@@ -323,21 +323,15 @@ impl Model {
             MErr::UnknownManager(_) | MErr::UnknownConnection(_) => s.rejected_unknown_handle += 1,
             MErr::ConnectionClosing(_) => s.rejected_closing_connection += 1,
             MErr::IsolationViolation { .. } => s.security_violations_detected += 1,
-            MErr::LimitReached(l) => {
-                s.resource_limit_hits += 1;
-                match l {
-                    Limit::Users => s.rejected_user_limit += 1,
-                    Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
-                    Limit::Connections => s.rejected_total_connections += 1,
-                    Limit::OfflineBuffer => s.rejected_offline_full += 1,
-                    Limit::QueueSlots => s.rejected_queue_slots += 1,
-                    Limit::OfflineManagers => s.rejected_offline_managers += 1,
-                }
-            }
-            MErr::QueueFull(_) => {
-                s.resource_limit_hits += 1;
-                s.rejected_queue_full += 1;
-            }
+            MErr::LimitReached(l) => match l {
+                Limit::Users => s.rejected_user_limit += 1,
+                Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
+                Limit::Connections => s.rejected_total_connections += 1,
+                Limit::OfflineBuffer => s.rejected_offline_full += 1,
+                Limit::QueueSlots => s.rejected_queue_slots += 1,
+                Limit::OfflineManagers => s.rejected_offline_managers += 1,
+            },
+            MErr::QueueFull(_) => s.rejected_queue_full += 1,
             MErr::NoConnections(_) => s.rejected_no_connections += 1,
             MErr::EventsPending => s.rejected_events_pending += 1,
         }
@@ -479,8 +473,6 @@ impl Model {
         self.stats.offline_discarded += n;
         self.stats.offline_now -= n;
         self.stats.managers_active -= 1;
-        self.stats.users_with_active_managers -= 1;
-        self.stats.managers_cleaned_up += 1;
         n as u32
     }
 
@@ -534,7 +526,6 @@ impl Model {
         );
         self.stats.managers_created += 1;
         self.stats.managers_active += 1;
-        self.stats.users_with_active_managers += 1;
         self.lifecycle
             .push_back(MEvent::ManagerCreated(Key::Id(id)));
         Ok(Key::Id(id))

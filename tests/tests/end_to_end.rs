@@ -43,7 +43,7 @@ fn scenario_15_per_user_secrets_end_to_end() {
         lanes.push((m, f.add_connection(m, &c, at(0)).unwrap()));
     }
     let s = f.stats();
-    assert_eq!((s.managers_active, s.users_with_active_managers), (5, 5));
+    assert_eq!((s.managers_active, s.users_with_active_managers()), (5, 5));
     // No manager lists another user's connection.
     let mut all = HashSet::new();
     for (m, conn) in &lanes {
@@ -97,7 +97,7 @@ fn scenario_15_per_user_secrets_end_to_end() {
     assert_eq!(
         (
             s.managers_active,
-            s.users_with_active_managers,
+            s.users_with_active_managers(),
             s.connections_active,
             s.connections_closing
         ),

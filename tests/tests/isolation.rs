@@ -44,7 +44,7 @@ fn scenario_01_factory_creates_one_isolated_manager_per_user() {
         (
             s.managers_created,
             s.managers_active,
-            s.users_with_active_managers
+            s.users_with_active_managers()
         ),
         (5, 5, 5)
     );

@@ -104,7 +104,6 @@ impl<
         self.empty.push_back(&mut self.users, u as u32, empty_link);
         self.stats.managers_created += 1;
         self.stats.managers_active += 1;
-        self.stats.users_with_active_managers += 1;
         // Capacity was checked above.
         let _ = self.events.push_back(LifeEvent::Created {
             index: I::pack(u as u32),

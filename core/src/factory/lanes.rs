@@ -86,21 +86,15 @@ impl<
             // Counted only: the caller logs it, outside any lock (the shim
             // does, after releasing the shard lock).
             Error::IsolationViolation { .. } => s.security_violations_detected += 1,
-            Error::LimitReached(limit) => {
-                s.resource_limit_hits += 1;
-                match limit {
-                    Limit::Users => s.rejected_user_limit += 1,
-                    Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
-                    Limit::Connections => s.rejected_total_connections += 1,
-                    Limit::OfflineBuffer => s.rejected_offline_full += 1,
-                    Limit::QueueSlots => s.rejected_queue_slots += 1,
-                    Limit::OfflineManagers => s.rejected_offline_managers += 1,
-                }
-            }
-            Error::QueueFull(_) => {
-                s.resource_limit_hits += 1;
-                s.rejected_queue_full += 1;
-            }
+            Error::LimitReached(limit) => match limit {
+                Limit::Users => s.rejected_user_limit += 1,
+                Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
+                Limit::Connections => s.rejected_total_connections += 1,
+                Limit::OfflineBuffer => s.rejected_offline_full += 1,
+                Limit::QueueSlots => s.rejected_queue_slots += 1,
+                Limit::OfflineManagers => s.rejected_offline_managers += 1,
+            },
+            Error::QueueFull(_) => s.rejected_queue_full += 1,
             Error::NoConnections(_) => s.rejected_no_connections += 1,
             Error::EventsPending => s.rejected_events_pending += 1,
             Error::InvalidContext(_) => {}
@@ -281,8 +275,6 @@ impl<
         slot.next = I::pack(self.user_free);
         self.user_free = u as u32;
         self.stats.managers_active -= 1;
-        self.stats.users_with_active_managers -= 1;
-        self.stats.managers_cleaned_up += 1;
         discarded
     }
 }
