@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
             let f = l.factory_mut();
             f.send_to_user(handles[i], black_box(i as u64), Instant::ZERO)
                 .unwrap();
-            black_box(f.poll_transmit(conns[i]));
+            let _ = black_box(f.poll_transmit(conns[i]));
         })
     });
     g.bench_function("legacy: LegacyManager::send_to_user(user_id)", |b| {
@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
             i = (i + 1) % USERS;
             l.send_to_user(black_box(&names[i]), black_box(i as u64), Instant::ZERO)
                 .unwrap();
-            black_box(l.factory_mut().poll_transmit(conns[i]));
+            let _ = black_box(l.factory_mut().poll_transmit(conns[i]));
         })
     });
     g.finish();

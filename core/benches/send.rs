@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use support::*;
 use userlane_core::{Config, Instant};
 
@@ -129,91 +130,112 @@ fn churn(stop: Arc<AtomicBool>, ops: Arc<AtomicU64>, rate: u64, mut op: impl FnM
     }
 }
 
+/// What one churn case needs: the send order, the frame and the user ids.
+struct ChurnCase<'a> {
+    label: &'a str,
+    rate: u64,
+    order: &'a [usize],
+    frame: &'a Frame,
+    ids: &'a Arc<Vec<String>>,
+}
+
 fn send_with_churn(c: &mut Criterion) {
     let order = permutation(USERS);
     let frame = frame();
     let ids: Arc<Vec<String>> = Arc::new((0..USERS).map(user_id).collect());
     let mut g = c.benchmark_group("send_to_user_10k_churn");
     for (label, rate) in [("50k_ops", 50_000u64), ("flat_out", 0)] {
-        // userlane: the async shim (lock, one core call, pump wakers, unlock).
-        let (shard, conns) = build_shard(&ids);
-        let stop = Arc::new(AtomicBool::new(false));
-        let ops = Arc::new(AtomicU64::new(0));
-        let churner = {
-            let (shard, ids, stop, ops) = (shard.clone(), ids.clone(), stop.clone(), ops.clone());
-            let ctxs: Vec<_> = ids.iter().map(|id| ctx(id)).collect();
-            std::thread::spawn(move || {
-                churn(stop, ops, rate, |k| {
-                    let (m, c) = shard.connect(&ctxs[k], Instant::ZERO).unwrap();
-                    shard.remove_connection(m, c, Instant::ZERO).unwrap();
-                })
-            })
+        let case = ChurnCase {
+            label,
+            rate,
+            order: &order,
+            frame: &frame,
+            ids: &ids,
         };
-        g.bench_function(format!("userlane_shim/{label}"), |b| {
-            b.iter_custom(|iters| {
-                timed_rounds(
-                    iters,
-                    &order,
-                    &mut (),
-                    |_, k| {
-                        black_box(shard.send_to_user_id(
-                            black_box(&ids[k]),
-                            frame.clone(),
-                            Instant::ZERO,
-                        ))
-                        .ok();
-                    },
-                    |_| {
-                        for c in &conns {
-                            shard.drain_transmits(*c, usize::MAX, |t| {
-                                black_box(t);
-                            });
-                        }
-                    },
-                )
-            })
-        });
-        stop.store(true, Ordering::Relaxed);
-        churner.join().unwrap();
-        eprintln!(
-            "  (churn ops during userlane_shim/{label}: {})",
-            ops.load(Ordering::Relaxed)
-        );
-        drop(shard);
-
-        let bmap = Arc::new(BMap::build());
-        let stop = Arc::new(AtomicBool::new(false));
-        let ops = Arc::new(AtomicU64::new(0));
-        let churner = {
-            let (bmap, ids, stop, ops) = (bmap.clone(), ids.clone(), stop.clone(), ops.clone());
-            std::thread::spawn(move || {
-                churn(stop, ops, rate, |k| {
-                    let conn = bmap_connect(&bmap.map, &ids[k]);
-                    bmap_disconnect(&bmap.map, &ids[k], &conn);
-                })
-            })
-        };
-        g.bench_function(format!("b_map/{label}"), |b| {
-            b.iter_custom(|iters| {
-                timed_rounds(
-                    iters,
-                    &order,
-                    &mut (),
-                    |_, k| {
-                        black_box(bmap_send(&bmap.map, black_box(&ids[k]), &frame));
-                    },
-                    |_| bmap.drain(),
-                )
-            })
-        });
-        stop.store(true, Ordering::Relaxed);
-        churner.join().unwrap();
-        eprintln!(
-            "  (churn ops during b_map/{label}: {})",
-            ops.load(Ordering::Relaxed)
-        );
+        churn_userlane(&mut g, &case);
+        churn_bmap(&mut g, &case);
     }
     g.finish();
+}
+
+/// Runs `bench` while a second thread does `op` (a connect + disconnect of
+/// user `k`) at `case.rate`; reports how many churn operations ran.
+fn under_churn(
+    case: &ChurnCase<'_>,
+    design: &str,
+    op: impl FnMut(usize) + Send + 'static,
+    bench: impl FnOnce(),
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let churner = {
+        let (stop, ops, rate) = (stop.clone(), ops.clone(), case.rate);
+        std::thread::spawn(move || churn(stop, ops, rate, op))
+    };
+    bench();
+    stop.store(true, Ordering::Relaxed);
+    churner.join().unwrap();
+    eprintln!(
+        "  (churn ops during {design}/{}: {})",
+        case.label,
+        ops.load(Ordering::Relaxed)
+    );
+}
+
+/// One timed benchmark `design/label`: sends in `case.order`, then drains.
+fn churn_bench(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    case: &ChurnCase<'_>,
+    design: &str,
+    mut send: impl FnMut(usize),
+    mut drain: impl FnMut(),
+) {
+    g.bench_function(format!("{design}/{}", case.label), |b| {
+        b.iter_custom(|iters| timed_rounds(iters, case.order, &mut (), |_, k| send(k), |_| drain()))
+    });
+}
+
+/// userlane under churn: the async shim (lock, one core call, pump wakers,
+/// unlock).
+fn churn_userlane(g: &mut BenchmarkGroup<'_, WallTime>, case: &ChurnCase<'_>) {
+    let (shard, conns) = build_shard(case.ids);
+    let churned = shard.clone();
+    let ctxs: Vec<_> = case.ids.iter().map(|id| ctx(id)).collect();
+    let op = move |k: usize| {
+        let (m, c) = churned.connect(&ctxs[k], Instant::ZERO).unwrap();
+        churned.remove_connection(m, c, Instant::ZERO).unwrap();
+    };
+    under_churn(case, "userlane_shim", op, || {
+        let send = |k: usize| {
+            let sent =
+                shard.send_to_user_id(black_box(&case.ids[k]), case.frame.clone(), Instant::ZERO);
+            black_box(sent).ok();
+        };
+        let drain = || {
+            for c in &conns {
+                shard.drain_transmits(*c, usize::MAX, |t| {
+                    black_box(t);
+                });
+            }
+        };
+        churn_bench(g, case, "userlane_shim", send, drain);
+    });
+}
+
+/// B-map under the same churn.
+fn churn_bmap(g: &mut BenchmarkGroup<'_, WallTime>, case: &ChurnCase<'_>) {
+    let bmap = Arc::new(BMap::build());
+    let (churned, ids) = (bmap.clone(), case.ids.clone());
+    let op = move |k: usize| {
+        let conn = bmap_connect(&churned.map, &ids[k]);
+        bmap_disconnect(&churned.map, &ids[k], &conn);
+    };
+    under_churn(case, "b_map", op, || {
+        let send = |k: usize| {
+            black_box(bmap_send(&bmap.map, black_box(&case.ids[k]), case.frame));
+        };
+        churn_bench(g, case, "b_map", send, || bmap.drain());
+    });
 }
 
 fn lifecycle(c: &mut Criterion) {

@@ -15,10 +15,10 @@
 
 use core::panic::Location;
 
-use crate::log::log_warn;
+use crate::log::{log_refusal, log_warn};
 use crate::{
-    CloseCode, Config, ConfigError, ConnectionHandle, Error, Instant, ManagerFactory,
-    ManagerHandle, SendOutcome, SlotIndex, UserContext, Violation,
+    CloseCode, Config, ConfigError, ConnectionHandle, Creation, Error, Instant, ManagerFactory,
+    ManagerHandle, SendOutcome, SlotIndex, Stats, UserContext, Violation,
 };
 
 /// What the seed's `get_stats` recommended, and ours still does.
@@ -165,7 +165,7 @@ pub struct LegacyMetadata<'a> {
 }
 
 /// The migration section of [`LegacyStats`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MigrationStatus<const N: usize> {
     /// Always `true`: these numbers come from the legacy facade.
@@ -184,8 +184,11 @@ pub struct MigrationStatus<const N: usize> {
     pub recommended_action: &'static str,
 }
 
-/// The legacy `get_stats()` keys, with real values.
-#[derive(Debug, Clone)]
+/// The legacy `get_stats()` keys, with real values: the one legacy stats
+/// type, of this facade and of the runtime's async legacy handle
+/// (`userlane_smol::compat::LegacyStats` is this type), built by the one
+/// mapping [`LegacyStats::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LegacyStats<const N: usize> {
     /// Open connections now.
@@ -206,6 +209,33 @@ pub struct LegacyStats<const N: usize> {
     pub security_violations: u64,
     /// The migration section.
     pub migration_status: MigrationStatus<N>,
+}
+
+impl<const N: usize> LegacyStats<N> {
+    /// The legacy keys from the core's `stats`, the default contexts a
+    /// facade built (`contexts_created`) and its call-site table: the one
+    /// `Stats` → legacy mapping.
+    pub fn new(stats: &Stats, contexts_created: u64, sites: &CallSites<N>) -> Self {
+        LegacyStats {
+            active_connections: stats.connections_active,
+            total_connections: stats.total_connections_managed,
+            unique_users: stats.users_with_active_managers(),
+            isolated_managers: stats.managers_active,
+            contexts_created,
+            messages_sent: stats.sends_accepted,
+            messages_failed: stats.sends_refused,
+            security_violations: stats.security_violations_detected,
+            migration_status: MigrationStatus {
+                is_legacy_adapter: true,
+                legacy_calls_total: sites.total_calls(),
+                warnings_issued: sites.sites().len() as u64,
+                unique_warning_sites: sites.sites().len() as u64,
+                overflow_calls: sites.overflow_calls(),
+                sites: sites.sites.clone(),
+                recommended_action: RECOMMENDED_ACTION,
+            },
+        }
+    }
 }
 
 /// The legacy singleton API over a [`ManagerFactory`], keyed by plain user ids.
@@ -268,47 +298,21 @@ impl<
         &self.sites
     }
 
-    fn default_context(
+    /// The manager a legacy send goes through: the user's, or a new one
+    /// made with the default context along the offline path (the runtime's
+    /// legacy send does the same through `ServerHandle::send_to_user`).
+    fn offline_manager_or_create(
         &mut self,
         user_id: &str,
-        meta: &LegacyMetadata<'_>,
-    ) -> Result<UserContext, Error> {
-        use core::fmt::Write;
-        let n = self.contexts_created;
-        let mut thread: heapless::String<32> = heapless::String::new();
-        let mut run: heapless::String<32> = heapless::String::new();
-        let mut req: heapless::String<32> = heapless::String::new();
-        // 32 bytes hold the prefix and any u64.
-        let _ = write!(thread, "legacy-thread-{n}");
-        let _ = write!(run, "legacy-run-{n}");
-        let _ = write!(req, "legacy-req-{n}");
-        let ctx = UserContext::new(
-            user_id,
-            meta.thread_id.unwrap_or(&thread),
-            meta.run_id.unwrap_or(&run),
-            &req,
-        )?;
-        let ctx = match meta.connection_id {
-            Some(c) => ctx.with_connection_id(c)?,
-            None => ctx,
-        };
-        self.contexts_created += 1;
-        Ok(ctx)
-    }
-
-    fn manager_or_create(
-        &mut self,
-        user_id: &str,
-        meta: &LegacyMetadata<'_>,
         now: Instant,
     ) -> Result<ManagerHandle, Error> {
-        match self.factory.manager_for_user(user_id) {
-            Some(m) => Ok(m),
-            None => {
-                let ctx = self.default_context(user_id, meta)?;
-                self.factory.create_manager(ctx, now)
-            }
-        }
+        let created = &mut self.contexts_created;
+        self.factory.as_lanes().try_manager_or_create_with(
+            user_id,
+            || default_context(created, user_id, &LegacyMetadata::default()),
+            Creation::Offline,
+            now,
+        )
     }
 
     /// Opens a connection for `user_id` in the user's isolated manager
@@ -339,14 +343,17 @@ impl<
                 violation: Violation::ForeignUser,
             };
             self.factory.count_external_refusal(&e);
+            log_refusal(&e);
             return Err(e);
         }
-        let ctx = self.default_context(user_id, &metadata)?;
-        let manager = match self.factory.manager_for_user(user_id) {
-            Some(m) => m,
-            None => self.factory.create_manager(ctx.clone(), now)?,
-        };
-        self.factory.add_connection(manager, &ctx, now)
+        let ctx = default_context(&mut self.contexts_created, user_id, &metadata)?;
+        let manager =
+            self.factory
+                .as_lanes()
+                .manager_or_create_with(user_id, || ctx.clone(), now)?;
+        self.factory
+            .add_connection(manager, &ctx, now)
+            .inspect_err(log_refusal)
     }
 
     /// Closes one connection of `user_id` with `code`; it stops counting
@@ -371,12 +378,14 @@ impl<
             .ok_or(Error::UnknownConnection(connection))?;
         self.factory
             .close_connection(manager, connection, code, now)
+            .inspect_err(log_refusal)
     }
 
     /// Sends to every open connection of `user_id`; with none, the message
-    /// goes to the user's offline buffer (a manager is created if needed), or
-    /// fails with [`Error::NoConnections`] when buffering is off. Never a
-    /// silent drop.
+    /// goes to the user's offline buffer (a manager is created along the
+    /// offline path if needed, bounded by
+    /// [`Config::max_offline_managers`]), or fails with
+    /// [`Error::NoConnections`] when buffering is off. Never a silent drop.
     #[deprecated(
         note = "legacy singleton API: use ManagerFactory::send_to_user with the user's ManagerHandle"
     )]
@@ -389,8 +398,10 @@ impl<
     ) -> Result<SendOutcome, Error> {
         self.sites
             .record(LegacyMethod::SendToUser, Location::caller());
-        let manager = self.manager_or_create(user_id, &LegacyMetadata::default(), now)?;
-        self.factory.send_to_user(manager, message, now)
+        let manager = self.offline_manager_or_create(user_id, now)?;
+        self.factory
+            .send_to_user(manager, message, now)
+            .map_err(Error::from)
     }
 
     /// The open connections of `user_id` (none for an unknown user).
@@ -420,25 +431,36 @@ impl<
     pub fn get_stats(&mut self) -> LegacyStats<SITES> {
         self.sites
             .record(LegacyMethod::GetStats, Location::caller());
-        let s = self.factory.stats();
-        LegacyStats {
-            active_connections: s.connections_active,
-            total_connections: s.total_connections_managed,
-            unique_users: s.users_with_active_managers,
-            isolated_managers: s.managers_active,
-            contexts_created: self.contexts_created,
-            messages_sent: s.sends_accepted,
-            messages_failed: s.sends_refused,
-            security_violations: s.security_violations_detected,
-            migration_status: MigrationStatus {
-                is_legacy_adapter: true,
-                legacy_calls_total: self.sites.total_calls(),
-                warnings_issued: self.sites.sites().len() as u64,
-                unique_warning_sites: self.sites.sites().len() as u64,
-                overflow_calls: self.sites.overflow_calls(),
-                sites: self.sites.sites.clone(),
-                recommended_action: RECOMMENDED_ACTION,
-            },
-        }
+        LegacyStats::new(&self.factory.stats(), self.contexts_created, &self.sites)
     }
+}
+
+/// A context for a legacy call: `metadata`'s ids, or numbered defaults;
+/// counts it in `created`.
+fn default_context(
+    created: &mut u64,
+    user_id: &str,
+    meta: &LegacyMetadata<'_>,
+) -> Result<UserContext, Error> {
+    use core::fmt::Write;
+    let n = *created;
+    let mut thread: heapless::String<32> = heapless::String::new();
+    let mut run: heapless::String<32> = heapless::String::new();
+    let mut req: heapless::String<32> = heapless::String::new();
+    // 32 bytes hold the prefix and any u64.
+    let _ = write!(thread, "legacy-thread-{n}");
+    let _ = write!(run, "legacy-run-{n}");
+    let _ = write!(req, "legacy-req-{n}");
+    let ctx = UserContext::new(
+        user_id,
+        meta.thread_id.unwrap_or(&thread),
+        meta.run_id.unwrap_or(&run),
+        &req,
+    )?;
+    let ctx = match meta.connection_id {
+        Some(c) => ctx.with_connection_id(c)?,
+        None => ctx,
+    };
+    *created += 1;
+    Ok(ctx)
 }

@@ -122,13 +122,16 @@ impl Config {
         }
     }
 
-    /// Checks the limits against the capacities of a factory.
-    pub const fn validate(
-        &self,
-        users: usize,
-        connections: usize,
-        slots: usize,
-    ) -> Result<(), ConfigError> {
+    /// Checks the limits against the capacities of a factory, for example
+    /// `config.validate(GatewayFactory::CAPACITY)` (see
+    /// [`ManagerFactory::CAPACITY`](crate::ManagerFactory::CAPACITY)).
+    pub const fn validate(&self, capacity: Capacity) -> Result<(), ConfigError> {
+        let Capacity {
+            users,
+            connections,
+            slots,
+            ..
+        } = capacity;
         const fn check(
             field: ConfigField,
             value: u32,
@@ -192,6 +195,12 @@ impl Config {
             }
             i += 1;
         }
+        self.check_timers_and_rates()
+    }
+
+    /// The checks of [`Config::validate`] that do not depend on capacities:
+    /// no zero duration, no rate that refuses everything.
+    const fn check_timers_and_rates(&self) -> Result<(), ConfigError> {
         if let Some(0) = self.idle_timeout_ms {
             return Err(ConfigError::ZeroDuration {
                 field: ConfigField::IdleTimeout,
@@ -231,6 +240,24 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The compile-time capacities of a [`ManagerFactory`](crate::ManagerFactory),
+/// by name: what [`Config::validate`] checks the runtime limits against.
+/// Every factory type has its own as
+/// [`ManagerFactory::CAPACITY`](crate::ManagerFactory::CAPACITY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Capacity {
+    /// Manager slots (`USERS`): the most `max_users` can be.
+    pub users: usize,
+    /// Connection slots (`CONNS`): the most `max_connections` can be.
+    pub connections: usize,
+    /// Queued-message slots (`SLOTS`): the most `queue_depth` can be.
+    pub slots: usize,
+    /// Pending lifecycle events (`EVENTS`).
+    pub events: usize,
 }
 
 /// A field of [`Config`].
@@ -350,117 +377,103 @@ impl fmt::Display for ConfigError {
 mod tests {
     use super::*;
 
+    /// 8 users, 32 connections, 512 slots.
+    const CAP_8_32: Capacity = Capacity {
+        users: 8,
+        connections: 32,
+        slots: 512,
+        events: 16,
+    };
+
     #[test]
     fn defaults_fit_their_capacity() {
-        assert_eq!(Config::for_capacity(8, 32).validate(8, 32, 512), Ok(()));
+        assert_eq!(Config::for_capacity(8, 32).validate(CAP_8_32), Ok(()));
         assert_eq!(Config::for_capacity(8, 32).max_connections_per_user, 5);
+    }
+
+    fn out_of_range(field: ConfigField, value: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+        Err(ConfigError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
     }
 
     #[test]
     fn each_limit_is_checked() {
+        use ConfigField::*;
         let base = Config::for_capacity(8, 32);
-        let over = |c: Config| c.validate(8, 32, 512);
-        assert_eq!(
-            over(Config {
-                max_users: 9,
-                ..base
-            }),
-            Err(ConfigError::OutOfRange {
-                field: ConfigField::MaxUsers,
-                value: 9,
-                min: 1,
-                max: 8
-            })
-        );
-        assert_eq!(
-            over(Config {
-                max_connections: 0,
-                ..base
-            }),
-            Err(ConfigError::OutOfRange {
-                field: ConfigField::MaxConnections,
-                value: 0,
-                min: 1,
-                max: 32
-            })
-        );
-        assert_eq!(
-            over(Config {
-                max_connections_per_user: 33,
-                ..base
-            }),
-            Err(ConfigError::OutOfRange {
-                field: ConfigField::MaxConnectionsPerUser,
-                value: 33,
-                min: 1,
-                max: 32
-            })
-        );
-        assert_eq!(
-            over(Config {
-                queue_depth: 513,
-                ..base
-            }),
-            Err(ConfigError::OutOfRange {
-                field: ConfigField::QueueDepth,
-                value: 513,
-                min: 1,
-                max: 512
-            })
-        );
-        assert_eq!(
-            over(Config {
-                offline_buffer: 17,
-                ..base
-            }),
-            Err(ConfigError::OutOfRange {
-                field: ConfigField::OfflineBuffer,
-                value: 17,
-                min: 0,
-                max: 16
-            })
-        );
-        assert_eq!(
-            over(Config {
-                idle_timeout_ms: Some(0),
-                ..base
-            }),
-            Err(ConfigError::ZeroDuration {
-                field: ConfigField::IdleTimeout
-            })
-        );
-        assert_eq!(
-            over(Config {
-                offline_buffer: 0,
-                idle_timeout_ms: None,
-                ..base
-            }),
-            Ok(())
-        );
-        assert_eq!(
-            over(Config {
-                max_offline_managers: 9,
-                ..base
-            }),
-            Err(ConfigError::OutOfRange {
-                field: ConfigField::MaxOfflineManagers,
-                value: 9,
-                min: 0,
-                max: 8
-            })
-        );
-        for strikes in [0, 65_536] {
-            assert_eq!(
-                over(Config {
-                    inbound_strikes: strikes,
+        let cases = [
+            (
+                Config {
+                    max_users: 9,
                     ..base
-                }),
-                Err(ConfigError::OutOfRange {
-                    field: ConfigField::InboundStrikes,
-                    value: strikes,
-                    min: 1,
-                    max: 65_535
-                })
+                },
+                out_of_range(MaxUsers, 9, 1, 8),
+            ),
+            (
+                Config {
+                    max_connections: 0,
+                    ..base
+                },
+                out_of_range(MaxConnections, 0, 1, 32),
+            ),
+            (
+                Config {
+                    max_connections_per_user: 33,
+                    ..base
+                },
+                out_of_range(MaxConnectionsPerUser, 33, 1, 32),
+            ),
+            (
+                Config {
+                    queue_depth: 513,
+                    ..base
+                },
+                out_of_range(QueueDepth, 513, 1, 512),
+            ),
+            (
+                Config {
+                    offline_buffer: 17,
+                    ..base
+                },
+                out_of_range(OfflineBuffer, 17, 0, 16),
+            ),
+            (
+                Config {
+                    idle_timeout_ms: Some(0),
+                    ..base
+                },
+                Err(ConfigError::ZeroDuration { field: IdleTimeout }),
+            ),
+            (
+                Config {
+                    offline_buffer: 0,
+                    idle_timeout_ms: None,
+                    ..base
+                },
+                Ok(()),
+            ),
+            (
+                Config {
+                    max_offline_managers: 9,
+                    ..base
+                },
+                out_of_range(MaxOfflineManagers, 9, 0, 8),
+            ),
+        ];
+        for (config, expected) in cases {
+            assert_eq!(config.validate(CAP_8_32), expected, "{config:?}");
+        }
+        for strikes in [0, 65_536] {
+            let config = Config {
+                inbound_strikes: strikes,
+                ..base
+            };
+            assert_eq!(
+                config.validate(CAP_8_32),
+                out_of_range(InboundStrikes, strikes, 1, 65_535)
             );
         }
     }
@@ -514,7 +527,7 @@ mod tests {
         ];
         for (config, field) in cases {
             assert_eq!(
-                config.validate(8, 32, 512),
+                config.validate(CAP_8_32),
                 Err(ConfigError::ZeroRate { field })
             );
         }
@@ -523,7 +536,7 @@ mod tests {
             inbound_per_user: InboundLimits::UNLIMITED,
             ..base
         };
-        assert_eq!(unlimited.validate(8, 32, 512), Ok(()));
+        assert_eq!(unlimited.validate(CAP_8_32), Ok(()));
         assert_eq!(
             ConfigError::ZeroRate {
                 field: ConfigField::InboundPerUserBytes

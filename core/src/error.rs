@@ -120,6 +120,46 @@ impl fmt::Display for Error {
     }
 }
 
+/// A refused [`send_to_user`](crate::ManagerFactory::send_to_user) or
+/// [`send_to_connection`](crate::ManagerFactory::send_to_connection): why,
+/// and the payload, handed back untouched. Nothing was enqueued, so the caller
+/// still owns the payload (a gateway whose payload indexes its own frame
+/// buffers frees the frame; a server may retry or drop it outside any lock).
+///
+/// `?` turns it into the bare [`Error`], dropping the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[must_use = "a refused send hands the payload back; drop it deliberately"]
+pub struct SendError<P> {
+    /// Why the send was refused (counted in [`Stats`](crate::Stats)).
+    pub error: Error,
+    /// The payload that was not enqueued.
+    pub payload: P,
+}
+
+impl<P> SendError<P> {
+    /// The payload that was not enqueued.
+    pub fn into_payload(self) -> P {
+        self.payload
+    }
+
+    /// Why the send was refused.
+    pub const fn error(&self) -> Error {
+        self.error
+    }
+}
+
+impl<P> From<SendError<P>> for Error {
+    fn from(e: SendError<P>) -> Self {
+        e.error
+    }
+}
+
+impl<P> fmt::Display for SendError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
 impl From<ContextError> for Error {
     fn from(e: ContextError) -> Self {
         Error::InvalidContext(e)
@@ -130,6 +170,7 @@ impl From<ContextError> for Error {
 mod std_impls {
     extern crate std;
     impl std::error::Error for super::Error {}
+    impl<P: core::fmt::Debug> std::error::Error for super::SendError<P> {}
     impl std::error::Error for crate::ContextError {}
     impl std::error::Error for crate::ConfigError {}
     impl std::error::Error for crate::InvalidCloseCode {}

@@ -40,6 +40,20 @@
 //!   [`manager_stats`](ManagerFactory::manager_stats),
 //!   [`context`](ManagerFactory::context), [`stats`](ManagerFactory::stats).
 //!
+//! A refused send hands its payload back in a [`SendError`], so the caller
+//! can free or retry it, and drop it outside any lock.
+//!
+//! ## One seam for every capacity
+//!
+//! [`Lanes<P>`](Lanes) is the same surface as an object-safe trait, so code
+//! above the core (a harness, a dispatcher, the legacy facade) takes
+//! `&mut dyn Lanes<P>` whatever the factory's capacities
+//! ([`ManagerFactory::as_lanes`]); it also carries the one lookup-or-create,
+//! `manager_or_create_with(user_id, || context, now)`. The capacities are
+//! associated constants ([`ManagerFactory::CAPACITY`], checked by
+//! [`Config::validate`]), and [`GatewayFactory`] / [`ServerFactory`] name the
+//! two documented profiles.
+//!
 //! ## Polling contract (the drain rule)
 //!
 //! After every command or `handle_*` call:
@@ -50,9 +64,10 @@
 //!    [`Event::Transmit`] or [`Event::ConnectionClosed`], wake the writer of
 //!    that connection;
 //! 2. each writer drains [`poll_transmit`](ManagerFactory::poll_transmit) for
-//!    its connection until `None`, writing messages in order and, after a
-//!    [`Transmit::Close`], closing the socket and calling
-//!    [`handle_closed`](ManagerFactory::handle_closed);
+//!    its connection until `Ok(None)` (nothing more for now), writing
+//!    messages in order and, after a [`Transmit::Close`], closing the socket
+//!    and calling [`handle_closed`](ManagerFactory::handle_closed); an `Err`
+//!    means the connection is gone: its writer stops;
 //! 3. read [`poll_timeout`](ManagerFactory::poll_timeout) and arm **one**
 //!    timer for it; when it fires, call
 //!    [`handle_timeout`](ManagerFactory::handle_timeout) and start again at 1.
@@ -87,8 +102,8 @@
 //! );
 //! assert_eq!(lanes.poll_event(), Some(Event::ManagerCreated(manager)));
 //! assert_eq!(lanes.poll_event(), Some(Event::Transmit(tab)));
-//! assert_eq!(lanes.poll_transmit(tab), Some(Transmit::Message("hello")));
-//! assert_eq!(lanes.poll_transmit(tab), None);
+//! assert_eq!(lanes.poll_transmit(tab), Ok(Some(Transmit::Message("hello"))));
+//! assert_eq!(lanes.poll_transmit(tab), Ok(None));
 //! assert_eq!(lanes.stats().security_violations_detected, 1);
 //! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -108,21 +123,23 @@ mod index;
 mod list;
 mod log;
 mod pool;
+mod seam;
 #[cfg(feature = "shim")]
 pub mod shim;
 mod stats;
 mod time;
 
 pub use close::{CloseCode, CloseFrame, CloseReason, InvalidCloseCode};
-pub use config::{Config, ConfigError, ConfigField, SlowConsumerPolicy};
+pub use config::{Capacity, Config, ConfigError, ConfigField, SlowConsumerPolicy};
 pub use context::{
     ContextError, ContextField, Id, IdError, UserContext, MAX_ID_LEN, PLACEHOLDER_IDS,
 };
-pub use error::{Error, Limit, Violation};
+pub use error::{Error, Limit, SendError, Violation};
 pub use event::{Event, Released, SendOutcome, Transmit};
-pub use factory::ManagerFactory;
+pub use factory::{GatewayFactory, ManagerFactory, ServerFactory};
 pub use handle::{ConnectionHandle, ManagerHandle};
 pub use inbound::{Inbound, InboundLimit, InboundLimits, Rate};
 pub use index::SlotIndex;
+pub use seam::{Creation, Lanes};
 pub use stats::{ManagerStats, Stats};
 pub use time::Instant;

@@ -21,3 +21,17 @@ macro_rules! log_warn {
 }
 
 pub(crate) use log_warn;
+
+/// Logs a refusal worth a warning (an isolation violation). The factory
+/// itself never logs: a log call is application code (a logger may block or
+/// allocate), so the shim calls this after it released the shard lock, and
+/// the legacy facade after its call.
+pub(crate) fn log_refusal(e: &crate::Error) {
+    if let crate::Error::IsolationViolation { manager, violation } = e {
+        log_warn!(
+            "userlane: isolation violation refused on manager {}: {:?}",
+            manager.to_bits(),
+            violation
+        );
+    }
+}

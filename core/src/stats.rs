@@ -7,9 +7,12 @@ use crate::Instant;
 /// [`Stats::is_consistent`] checks every identity listed on it.
 ///
 /// The seed's factory metric names are kept where they map:
-/// `managers_created`, `managers_active`, `managers_cleaned_up`,
-/// `users_with_active_managers`, `resource_limit_hits`,
-/// `total_connections_managed`, `security_violations_detected`.
+/// `managers_created`, `managers_active`, `total_connections_managed`,
+/// `security_violations_detected` as counters, and
+/// [`managers_cleaned_up`](Self::managers_cleaned_up),
+/// [`users_with_active_managers`](Self::users_with_active_managers),
+/// [`resource_limit_hits`](Self::resource_limit_hits) computed from them
+/// (never stored, so they cannot drift).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -22,10 +25,6 @@ pub struct Stats {
     pub managers_deactivated: u64,
     /// Managers reclaimed after `empty_manager_ttl_ms` without connections.
     pub managers_reclaimed: u64,
-    /// `managers_deactivated + managers_reclaimed`.
-    pub managers_cleaned_up: u64,
-    /// Users with an active manager (one manager per user, so equal to `managers_active`).
-    pub users_with_active_managers: u64,
 
     /// Connections ever opened.
     pub total_connections_managed: u64,
@@ -77,9 +76,6 @@ pub struct Stats {
     pub rejected_events_pending: u64,
     /// Offline manager creations refused by [`Limit::OfflineManagers`](crate::Limit::OfflineManagers).
     pub rejected_offline_managers: u64,
-    /// Sum of every limit refusal (user, per-user, total, queue full, offline
-    /// full, queue slots, offline managers).
-    pub resource_limit_hits: u64,
 
     /// Inbound messages accepted by [`handle_inbound`](crate::ManagerFactory::handle_inbound).
     pub inbound_accepted: u64,
@@ -123,8 +119,6 @@ impl Stats {
         managers_active: 0,
         managers_deactivated: 0,
         managers_reclaimed: 0,
-        managers_cleaned_up: 0,
-        users_with_active_managers: 0,
         total_connections_managed: 0,
         connections_active: 0,
         connections_closing: 0,
@@ -149,7 +143,6 @@ impl Stats {
         rejected_no_connections: 0,
         rejected_events_pending: 0,
         rejected_offline_managers: 0,
-        resource_limit_hits: 0,
         inbound_accepted: 0,
         inbound_refused_connection_messages: 0,
         inbound_refused_connection_bytes: 0,
@@ -171,18 +164,14 @@ impl Stats {
     /// True when every identity between the counters holds:
     ///
     /// - `managers_created = managers_active + managers_deactivated + managers_reclaimed`
-    /// - `managers_cleaned_up = managers_deactivated + managers_reclaimed`
     /// - `total_connections_managed = connections_active + removed + lost + Σ closed_*`
     /// - `messages_queued = messages_transmitted + messages_dropped + messages_queued_now`
     /// - `offline_buffered = offline_replayed + offline_discarded + offline_now`
-    /// - `resource_limit_hits` = the sum of the seven limit refusals
     /// - `closed_inbound_flood ≤` [`inbound_refused`](Self::inbound_refused)
     ///   (every such close follows a refused message)
     pub fn is_consistent(&self) -> bool {
         self.managers_created
             == self.managers_active + self.managers_deactivated + self.managers_reclaimed
-            && self.managers_cleaned_up == self.managers_deactivated + self.managers_reclaimed
-            && self.users_with_active_managers == self.managers_active
             && self.total_connections_managed
                 == self.connections_active
                     + self.connections_removed
@@ -192,15 +181,30 @@ impl Stats {
                 == self.messages_transmitted + self.messages_dropped + self.messages_queued_now
             && self.offline_buffered
                 == self.offline_replayed + self.offline_discarded + self.offline_now
-            && self.resource_limit_hits
-                == self.rejected_user_limit
-                    + self.rejected_connections_per_user
-                    + self.rejected_total_connections
-                    + self.rejected_queue_full
-                    + self.rejected_offline_full
-                    + self.rejected_queue_slots
-                    + self.rejected_offline_managers
             && self.closed_inbound_flood <= self.inbound_refused()
+    }
+
+    /// Managers gone for good: `managers_deactivated + managers_reclaimed`.
+    pub const fn managers_cleaned_up(&self) -> u64 {
+        self.managers_deactivated + self.managers_reclaimed
+    }
+
+    /// Users with an active manager: one manager per user, so
+    /// `managers_active`.
+    pub const fn users_with_active_managers(&self) -> u64 {
+        self.managers_active
+    }
+
+    /// Every limit refusal (user, per-user, total, queue full, offline full,
+    /// queue slots, offline managers) together.
+    pub const fn resource_limit_hits(&self) -> u64 {
+        self.rejected_user_limit
+            + self.rejected_connections_per_user
+            + self.rejected_total_connections
+            + self.rejected_queue_full
+            + self.rejected_offline_full
+            + self.rejected_queue_slots
+            + self.rejected_offline_managers
     }
 
     /// Inbound messages refused, all budgets together.
@@ -280,8 +284,6 @@ impl core::ops::AddAssign for Stats {
         self.managers_active += other.managers_active;
         self.managers_deactivated += other.managers_deactivated;
         self.managers_reclaimed += other.managers_reclaimed;
-        self.managers_cleaned_up += other.managers_cleaned_up;
-        self.users_with_active_managers += other.users_with_active_managers;
         self.total_connections_managed += other.total_connections_managed;
         self.connections_active += other.connections_active;
         self.connections_closing += other.connections_closing;
@@ -306,7 +308,6 @@ impl core::ops::AddAssign for Stats {
         self.rejected_no_connections += other.rejected_no_connections;
         self.rejected_events_pending += other.rejected_events_pending;
         self.rejected_offline_managers += other.rejected_offline_managers;
-        self.resource_limit_hits += other.resource_limit_hits;
         self.inbound_accepted += other.inbound_accepted;
         self.inbound_refused_connection_messages += other.inbound_refused_connection_messages;
         self.inbound_refused_connection_bytes += other.inbound_refused_connection_bytes;

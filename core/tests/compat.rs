@@ -22,7 +22,7 @@ fn drain(l: &mut Legacy) -> Vec<(u32, Transmit<u32>)> {
             Event::Transmit(c) | Event::ConnectionClosed { connection: c, .. } => c,
             _ => continue,
         };
-        while let Some(t) = f.poll_transmit(c) {
+        while let Ok(Some(t)) = f.poll_transmit(c) {
             if let Transmit::Close(_) = t {
                 f.handle_closed(c, T).unwrap();
             }

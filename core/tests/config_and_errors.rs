@@ -63,11 +63,9 @@ fn for_capacity_gives_the_documented_defaults() {
     assert_eq!(f.now(), t(0));
 }
 
-#[test]
-fn every_limit_is_checked_against_its_capacity() {
-    let base = small_config(); // fits Lanes: 4 users, 8 conns, 16 slots
-    assert!(Lanes::new(base).is_ok());
-    let cases = [
+/// Configs over (or under) a count limit of `Lanes` (4 users, 8 conns).
+fn count_cases(base: Config) -> [(Config, ConfigError); 6] {
+    [
         (
             Config {
                 max_users: 5,
@@ -111,6 +109,13 @@ fn every_limit_is_checked_against_its_capacity() {
             },
             out_of_range(ConfigField::MaxConnectionsPerUser, 3, 1, 2),
         ),
+    ]
+}
+
+/// Configs over (or under) a queue limit of `Lanes` (16 slots), or with a
+/// zero duration.
+fn queue_and_timer_cases(base: Config) -> [(Config, ConfigError); 5] {
+    [
         (
             Config {
                 queue_depth: 17,
@@ -151,10 +156,19 @@ fn every_limit_is_checked_against_its_capacity() {
                 field: ConfigField::EmptyManagerTtl,
             },
         ),
-    ];
+    ]
+}
+
+#[test]
+fn every_limit_is_checked_against_its_capacity() {
+    let base = small_config(); // fits Lanes: 4 users, 8 conns, 16 slots
+    assert!(Lanes::new(base).is_ok());
+    let cases = count_cases(base)
+        .into_iter()
+        .chain(queue_and_timer_cases(base));
     for (config, error) in cases {
         assert_eq!(refused(config), error, "{config:?}");
-        assert_eq!(config.validate(4, 8, 16), Err(error));
+        assert_eq!(config.validate(Lanes::CAPACITY), Err(error));
     }
 }
 

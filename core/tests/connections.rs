@@ -31,7 +31,7 @@ fn add_connection_opens_a_connection_of_that_user() {
     assert!(s.is_consistent());
     // Nothing to transmit yet: only the manager's creation is reported.
     assert_eq!(events(&mut f), [Event::ManagerCreated(a)]);
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Ok(None));
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn a_connection_claiming_another_user_is_an_isolation_violation() {
 
     let s = f.stats();
     assert_eq!(s.security_violations_detected, 1);
-    assert_eq!(s.resource_limit_hits, 0);
+    assert_eq!(s.resource_limit_hits(), 0);
     assert_eq!(s.total_connections_managed, 1);
     assert_eq!(f.manager_stats(a).unwrap().security_violations, 1);
     assert_eq!(f.manager_stats(a).unwrap().connections, 1);
@@ -110,7 +110,7 @@ fn connections_per_user_limit_is_enforced_per_user() {
     assert_eq!(
         (
             s.rejected_connections_per_user,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.connections_active
         ),
         (1, 1, 3)
@@ -146,7 +146,7 @@ fn total_connections_limit_is_enforced_across_users() {
         (
             s.rejected_total_connections,
             s.rejected_connections_per_user,
-            s.resource_limit_hits
+            s.resource_limit_hits()
         ),
         (1, 0, 1)
     );
@@ -296,7 +296,7 @@ fn remove_connection_counts_undelivered_messages_as_dropped() {
     for p in 1..=3 {
         f.send_to_user(a, p, t(0)).unwrap();
     }
-    assert_eq!(f.poll_transmit(c), Some(Transmit::Message(1)));
+    assert_eq!(f.poll_transmit(c), Ok(Some(Transmit::Message(1))));
     assert_eq!(f.free_queue_slots(), 14);
 
     assert_eq!(
@@ -316,7 +316,7 @@ fn remove_connection_counts_undelivered_messages_as_dropped() {
     assert_eq!(f.free_queue_slots(), 16);
     // The pending Transmit of the removed connection is gone with it.
     assert_eq!(events(&mut f), [Event::ManagerCreated(a)]);
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Err(Error::UnknownConnection(c)));
     assert!(s.is_consistent());
 }
 
@@ -390,7 +390,7 @@ fn remove_connection_releases_a_closing_connection() {
         ),
         (0, 1, 0, 1)
     );
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Err(Error::UnknownConnection(c)));
     assert!(s.is_consistent());
 }
 
@@ -439,8 +439,8 @@ fn close_connection_drains_the_queue_then_sends_the_close_exactly_once() {
             Transmit::Close(app_close(code))
         ]
     );
-    assert_eq!(f.poll_transmit(c), None);
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Ok(None));
+    assert_eq!(f.poll_transmit(c), Ok(None));
     assert_eq!(messages(&mut f, other), [1, 2, 3]);
 
     // A second close is refused.
@@ -642,7 +642,7 @@ fn a_stale_connection_handle_never_reaches_the_connection_that_reuses_its_slot()
     assert_ne!(reused, old);
     f.send_to_user(b, 42, t(1)).unwrap();
 
-    assert_eq!(f.poll_transmit(old), None);
+    assert_eq!(f.poll_transmit(old), Err(Error::UnknownConnection(old)));
     assert_eq!(f.queued(old), Err(Error::UnknownConnection(old)));
     assert_eq!(f.owner_of(old), Err(Error::UnknownConnection(old)));
     assert!(!f.is_open(old));
@@ -718,7 +718,7 @@ fn one_hundred_thousand_connect_disconnect_cycles_always_succeed() {
     assert_eq!(s.connections_removed, 33_334);
     assert_eq!(s.connections_lost, 33_333);
     assert_eq!(s.closed_application, 33_333);
-    assert_eq!(s.resource_limit_hits, 0);
+    assert_eq!(s.resource_limit_hits(), 0);
     assert_eq!(f.manager_stats(a).unwrap().connections_opened, 100_004);
     assert_eq!(events(&mut f), [Event::ManagerCreated(a)]);
     assert!(s.is_consistent());

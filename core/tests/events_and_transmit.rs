@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 
-use userlane_core::{CloseCode, ConnectionHandle, Event, ManagerFactory, Transmit};
+use userlane_core::{CloseCode, ConnectionHandle, Error, Event, ManagerFactory, Transmit};
 
 #[test]
 fn lifecycle_events_come_before_connection_events() {
@@ -71,7 +71,7 @@ fn drain_events_reports_what_poll_event_would_in_the_same_order() {
     assert_eq!(drained.poll_event(), None);
 
     // The pending list starts afresh: the next events are raised again.
-    while drained.poll_transmit(a1).is_some() {}
+    while drained.poll_transmit(a1).is_ok_and(|t| t.is_some()) {}
     drained.send_to_user(a, 3, t(2)).unwrap();
     let mut again = Vec::new();
     drained.drain_events(|e| again.push(e));
@@ -124,7 +124,7 @@ fn a_transmit_event_is_raised_only_when_a_queue_becomes_non_empty() {
     assert_eq!(events(&mut f), [Event::Transmit(c)]);
     // Partly drained: still non-empty, no new event.
     f.send_to_user(a, 5, t(0)).unwrap();
-    assert_eq!(f.poll_transmit(c), Some(Transmit::Message(4)));
+    assert_eq!(f.poll_transmit(c), Ok(Some(Transmit::Message(4))));
     f.send_to_user(a, 6, t(0)).unwrap();
     assert_eq!(events(&mut f), []);
     assert_eq!(messages(&mut f, c), [5, 6]);
@@ -148,18 +148,21 @@ fn poll_transmit_gives_messages_in_order_then_one_close_then_nothing() {
     let alice = ctx("alice");
     let a = f.create_manager(alice.clone(), t(0)).unwrap();
     let c = f.add_connection(a, &alice, t(0)).unwrap();
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Ok(None));
     for p in [10, 20, 30] {
         f.send_to_user(a, p, t(0)).unwrap();
     }
-    assert_eq!(f.poll_transmit(c), Some(Transmit::Message(10)));
+    assert_eq!(f.poll_transmit(c), Ok(Some(Transmit::Message(10))));
     let code = CloseCode::POLICY_VIOLATION;
     f.close_connection(a, c, code, t(1)).unwrap();
-    assert_eq!(f.poll_transmit(c), Some(Transmit::Message(20)));
-    assert_eq!(f.poll_transmit(c), Some(Transmit::Message(30)));
-    assert_eq!(f.poll_transmit(c), Some(Transmit::Close(app_close(code))));
+    assert_eq!(f.poll_transmit(c), Ok(Some(Transmit::Message(20))));
+    assert_eq!(f.poll_transmit(c), Ok(Some(Transmit::Message(30))));
+    assert_eq!(
+        f.poll_transmit(c),
+        Ok(Some(Transmit::Close(app_close(code))))
+    );
     for _ in 0..3 {
-        assert_eq!(f.poll_transmit(c), None);
+        assert_eq!(f.poll_transmit(c), Ok(None));
     }
     let s = f.stats();
     assert_eq!(
@@ -174,7 +177,7 @@ fn poll_transmit_gives_messages_in_order_then_one_close_then_nothing() {
 }
 
 #[test]
-fn poll_transmit_on_a_released_handle_gives_nothing_and_changes_nothing() {
+fn poll_transmit_on_a_released_handle_says_gone_and_changes_nothing() {
     let mut f = lanes();
     let alice = ctx("alice");
     let a = f.create_manager(alice.clone(), t(0)).unwrap();
@@ -182,7 +185,7 @@ fn poll_transmit_on_a_released_handle_gives_nothing_and_changes_nothing() {
     f.send_to_user(a, 1, t(0)).unwrap();
     f.handle_closed(c, t(1)).unwrap();
     let before = f.stats();
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Err(Error::UnknownConnection(c)));
     assert_eq!(f.stats(), before);
 }
 
@@ -230,7 +233,7 @@ fn drain_like_a_runtime(
             Event::ConnectionClosed { connection, .. } => connection,
             _ => continue,
         };
-        while let Some(tx) = f.poll_transmit(conn) {
+        while let Ok(Some(tx)) = f.poll_transmit(conn) {
             match tx {
                 Transmit::Message(p) => {
                     written[user_of[&conn]].push((p as usize / 1000, p % 1000));

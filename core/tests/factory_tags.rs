@@ -38,10 +38,18 @@ fn a_handle_of_another_factory_is_refused_by_every_command_and_query() {
 
     let m = Error::UnknownManager(alice);
     let c = Error::UnknownConnection(alice_tab);
-    assert_eq!(b.send_to_user(alice, 7, t(1)), Err(m));
-    assert_eq!(b.send_to_connection(alice, alice_tab, 7, t(1)), Err(m));
+    assert_eq!(b.send_to_user(alice, 7, t(1)).map_err(Error::from), Err(m));
+    assert_eq!(
+        b.send_to_connection(alice, alice_tab, 7, t(1))
+            .map_err(Error::from),
+        Err(m)
+    );
     // Through bob's own manager, alice's connection handle is still unknown.
-    assert_eq!(b.send_to_connection(bob, alice_tab, 7, t(1)), Err(c));
+    assert_eq!(
+        b.send_to_connection(bob, alice_tab, 7, t(1))
+            .map_err(Error::from),
+        Err(c)
+    );
     assert_eq!(b.add_connection(alice, &ctx("bob"), t(1)), Err(m));
     assert_eq!(b.context(alice), Err(m));
     assert_eq!(b.connections(alice).err(), Some(m));
@@ -64,7 +72,10 @@ fn a_handle_of_another_factory_is_refused_by_every_command_and_query() {
     assert_eq!(b.owner_of(alice_tab), Err(c));
     assert_eq!(b.queued(alice_tab), Err(c));
     assert!(!b.is_open(alice_tab));
-    assert_eq!(b.poll_transmit(alice_tab), None);
+    assert_eq!(
+        b.poll_transmit(alice_tab),
+        Err(Error::UnknownConnection(alice_tab))
+    );
     assert_eq!(b.handle_closed(alice_tab, t(1)), Err(c));
 
     // Bob got nothing, lost nothing, and is still there.

@@ -2,15 +2,15 @@
 //! Prints the size of the two documented profiles and fails over budget.
 
 use std::sync::Arc;
-use userlane_core::ManagerFactory;
+use userlane_core::{GatewayFactory, ServerFactory};
 
 /// A server: 10,000 users, 16,384 connections, 262,144 queued-message slots,
 /// payloads shared by reference count.
-type ServerProfile = ManagerFactory<Arc<[u8]>, 10_000, 16_384, 262_144, 64>;
+type ServerProfile = ServerFactory<Arc<[u8]>>;
 /// A gateway: 32 users × 4 connections, 16 queued messages per connection
 /// (2,048 slots), 8 pending lifecycle events, `u16` links; payloads are
 /// indexes into the gateway's own frame buffers.
-type GatewayProfile = ManagerFactory<u16, 32, 128, 2_048, 8, u16>;
+type GatewayProfile = GatewayFactory;
 
 /// "Tens of MiB" for the server profile; documented in ARCHITECTURE.md.
 const SERVER_BUDGET: usize = 32 * 1024 * 1024;

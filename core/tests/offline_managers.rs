@@ -29,7 +29,7 @@ fn offline_creations_stop_at_the_cap_and_live_ones_still_succeed() {
     f.add_connection(live, &ctx("live"), t(0)).unwrap();
     let s = f.stats();
     assert_eq!(s.rejected_offline_managers, 1);
-    assert_eq!(s.resource_limit_hits, 1);
+    assert_eq!(s.resource_limit_hits(), 1);
     assert!(s.is_consistent());
 
     // A user who connects no longer counts as offline: room for one more.

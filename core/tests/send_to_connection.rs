@@ -35,8 +35,8 @@ fn only_the_named_connection_receives() {
             closed_slow: 0
         })
     );
-    assert_eq!(l.poll_transmit(c1), None);
-    assert_eq!(l.poll_transmit(c2), Some(Transmit::Message(9)));
+    assert_eq!(l.poll_transmit(c1), Ok(None));
+    assert_eq!(l.poll_transmit(c2), Ok(Some(Transmit::Message(9))));
     let s = l.stats();
     assert_eq!(
         (s.sends_accepted, s.messages_queued, s.messages_transmitted),
@@ -52,13 +52,13 @@ fn another_users_connection_is_an_isolation_violation() {
     let b = l.create_manager(ctx("b"), T).unwrap();
     let bc = l.add_connection(b, &ctx("b"), T).unwrap();
     assert_eq!(
-        l.send_to_connection(a, bc, 1, T),
+        l.send_to_connection(a, bc, 1, T).map_err(Error::from),
         Err(Error::IsolationViolation {
             manager: a,
             violation: Violation::ForeignConnection { owner: b }
         })
     );
-    assert_eq!(l.poll_transmit(bc), None);
+    assert_eq!(l.poll_transmit(bc), Ok(None));
     let s = l.stats();
     assert_eq!(
         (
@@ -78,7 +78,10 @@ fn full_queue_rejects_or_closes_per_policy() {
     let c = l.add_connection(m, &ctx("a"), T).unwrap();
     l.send_to_connection(m, c, 1, T).unwrap();
     l.send_to_connection(m, c, 2, T).unwrap();
-    assert_eq!(l.send_to_connection(m, c, 3, T), Err(Error::QueueFull(c)));
+    assert_eq!(
+        l.send_to_connection(m, c, 3, T).map_err(Error::from),
+        Err(Error::QueueFull(c))
+    );
     assert_eq!(l.stats().rejected_queue_full, 1);
 
     let mut l = lanes(SlowConsumerPolicy::CloseSlowConnection);
@@ -93,17 +96,17 @@ fn full_queue_rejects_or_closes_per_policy() {
             closed_slow: 1
         })
     );
-    assert_eq!(l.poll_transmit(c), Some(Transmit::Message(1)));
-    assert_eq!(l.poll_transmit(c), Some(Transmit::Message(2)));
+    assert_eq!(l.poll_transmit(c), Ok(Some(Transmit::Message(1))));
+    assert_eq!(l.poll_transmit(c), Ok(Some(Transmit::Message(2))));
     assert_eq!(
         l.poll_transmit(c),
-        Some(Transmit::Close(CloseFrame::new(
+        Ok(Some(Transmit::Close(CloseFrame::new(
             CloseCode::TRY_AGAIN_LATER,
             CloseReason::SlowConsumer
-        )))
+        ))))
     );
     assert_eq!(
-        l.send_to_connection(m, c, 4, T),
+        l.send_to_connection(m, c, 4, T).map_err(Error::from),
         Err(Error::ConnectionClosing(c))
     );
     let s = l.stats();

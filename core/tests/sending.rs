@@ -41,7 +41,7 @@ fn a_message_fans_out_to_every_open_connection_of_the_user_only() {
         assert_eq!(messages(&mut f, c), [7]);
     }
     assert_eq!(f.queued(b1), Ok(0));
-    assert_eq!(f.poll_transmit(b1), None);
+    assert_eq!(f.poll_transmit(b1), Ok(None));
 
     let s = f.stats();
     assert_eq!(
@@ -89,7 +89,10 @@ fn reject_send_refuses_the_whole_send_when_one_queue_is_full() {
     let free = f.free_queue_slots();
     let before = f.stats();
 
-    let err = f.send_to_user(a, 3, t(1)).unwrap_err();
+    let refused = f.send_to_user(a, 3, t(1)).unwrap_err();
+    // The payload is handed back, not dropped.
+    assert_eq!(refused.payload, 3);
+    let err = Error::from(refused);
     assert_eq!(err, Error::QueueFull(slow));
     assert_eq!(
         err.to_string(),
@@ -107,7 +110,7 @@ fn reject_send_refuses_the_whole_send_when_one_queue_is_full() {
     assert_eq!(
         (
             s.rejected_queue_full,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.sends_refused,
             s.sends_accepted
         ),
@@ -186,7 +189,7 @@ fn close_slow_connection_closes_the_full_queue_with_1013_and_delivers_to_the_res
             s.closed_slow_consumer,
             s.messages_closed_slow,
             s.sends_accepted,
-            s.resource_limit_hits
+            s.resource_limit_hits()
         ),
         (1, 1, 3, 0)
     );
@@ -249,7 +252,7 @@ fn an_exhausted_pool_refuses_the_whole_send() {
     assert_eq!(f.free_queue_slots(), 0);
 
     // Bob's queue is not full (2 < 4), the shared pool is.
-    let err = f.send_to_user(b, 102, t(0)).unwrap_err();
+    let err = Error::from(f.send_to_user(b, 102, t(0)).unwrap_err());
     assert_eq!(err, Error::LimitReached(Limit::QueueSlots));
     assert_eq!(
         err.to_string(),
@@ -262,7 +265,7 @@ fn an_exhausted_pool_refuses_the_whole_send() {
     f.send_to_user(b, 103, t(0)).unwrap();
     assert_eq!(f.free_queue_slots(), 1);
     assert_eq!(
-        f.send_to_user(a, 2, t(0)),
+        f.send_to_user(a, 2, t(0)).map_err(Error::from),
         Err(Error::LimitReached(Limit::QueueSlots))
     );
     assert_eq!((f.queued(a1), f.queued(a2)), (Ok(1), Ok(1)));
@@ -272,7 +275,7 @@ fn an_exhausted_pool_refuses_the_whole_send() {
     assert_eq!(
         (
             s.rejected_queue_slots,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.sends_refused
         ),
         (2, 2, 2)
@@ -314,7 +317,7 @@ fn an_exhausted_pool_closes_no_slow_connection_either() {
 
     // Two connections would get the message, one slot is free.
     assert_eq!(
-        f.send_to_user(a, 2, t(1)),
+        f.send_to_user(a, 2, t(1)).map_err(Error::from),
         Err(Error::LimitReached(Limit::QueueSlots))
     );
     assert!(f.is_open(full));
@@ -346,7 +349,7 @@ fn a_user_without_connections_gets_a_bounded_offline_buffer() {
         Ok(SendOutcome::Buffered { buffered: 2 })
     );
     assert_eq!(SendOutcome::Buffered { buffered: 2 }.queued_for(), 0);
-    let err = f.send_to_user(a, 3, t(0)).unwrap_err();
+    let err = Error::from(f.send_to_user(a, 3, t(0)).unwrap_err());
     assert_eq!(err, Error::LimitReached(Limit::OfflineBuffer));
     assert_eq!(
         err.to_string(),
@@ -364,7 +367,7 @@ fn a_user_without_connections_gets_a_bounded_offline_buffer() {
             s.offline_buffered,
             s.offline_now,
             s.rejected_offline_full,
-            s.resource_limit_hits
+            s.resource_limit_hits()
         ),
         (3, 3, 1, 1)
     );
@@ -404,7 +407,7 @@ fn offline_buffering_is_refused_when_the_pool_is_exhausted() {
     f.send_to_user(a, 1, t(0)).unwrap();
     f.send_to_user(a, 2, t(0)).unwrap();
     assert_eq!(
-        f.send_to_user(b, 3, t(0)),
+        f.send_to_user(b, 3, t(0)).map_err(Error::from),
         Err(Error::LimitReached(Limit::QueueSlots))
     );
     let s = f.stats();
@@ -422,7 +425,7 @@ fn with_buffering_off_a_user_without_connections_gets_no_connections() {
     let alice = ctx("alice");
     let a = f.create_manager(alice.clone(), t(0)).unwrap();
 
-    let err = f.send_to_user(a, 1, t(0)).unwrap_err();
+    let err = Error::from(f.send_to_user(a, 1, t(0)).unwrap_err());
     assert_eq!(err, Error::NoConnections(a));
     assert_eq!(
         err.to_string(),
@@ -432,7 +435,7 @@ fn with_buffering_off_a_user_without_connections_gets_no_connections() {
     assert_eq!(
         (
             s.rejected_no_connections,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.sends_refused,
             s.offline_buffered
         ),
@@ -486,7 +489,10 @@ fn a_send_through_a_dead_or_unknown_handle_is_refused_and_counted() {
     let mut f = lanes();
     let a = f.create_manager(ctx("alice"), t(0)).unwrap();
     f.deactivate(a, t(0)).unwrap();
-    assert_eq!(f.send_to_user(a, 1, t(1)), Err(Error::ManagerInactive(a)));
+    assert_eq!(
+        f.send_to_user(a, 1, t(1)).map_err(Error::from),
+        Err(Error::ManagerInactive(a))
+    );
     let s = f.stats();
     assert_eq!(
         (

@@ -176,7 +176,7 @@ fn an_empty_manager_is_reclaimed_after_its_ttl() {
         }]
     );
     assert_eq!(
-        f.send_to_user(a, 1, t(30_001)),
+        f.send_to_user(a, 1, t(30_001)).map_err(Error::from),
         Err(Error::ManagerInactive(a))
     );
     assert_eq!(
@@ -191,7 +191,7 @@ fn an_empty_manager_is_reclaimed_after_its_ttl() {
     assert_eq!(
         (
             s.managers_reclaimed,
-            s.managers_cleaned_up,
+            s.managers_cleaned_up(),
             s.managers_active
         ),
         (1, 1, 0)

@@ -96,39 +96,12 @@ pub fn get_websocket_manager() -> Result<LegacyHandle, CompatError> {
         .ok_or(CompatError::ServerNotRunning)
 }
 
-/// The legacy `get_stats()` keys with real values.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LegacyStats {
-    /// Open connections now.
-    pub active_connections: u64,
-    /// Connections ever opened.
-    pub total_connections: u64,
-    /// Users with an active manager.
-    pub unique_users: u64,
-    /// Active isolated managers.
-    pub isolated_managers: u64,
-    /// Sends accepted.
-    pub messages_sent: u64,
-    /// Sends refused.
-    pub messages_failed: u64,
-    /// The migration section.
-    pub migration_status: LegacyMigrationStatus,
-}
+/// The legacy `get_stats()` keys with real values: the core's one legacy
+/// stats type, with this process's call-site table.
+pub type LegacyStats = userlane_core::compat::LegacyStats<CALL_SITE_CAPACITY>;
 
 /// The migration section of [`LegacyStats`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LegacyMigrationStatus {
-    /// Always `true`.
-    pub is_legacy_adapter: bool,
-    /// Every legacy call in this process.
-    pub legacy_calls_total: u64,
-    /// Distinct call sites (each warned once).
-    pub unique_warning_sites: u64,
-    /// The sites with `file:line` and counts.
-    pub sites: Vec<CallSite>,
-    /// What to do next.
-    pub recommended_action: &'static str,
-}
+pub type LegacyMigrationStatus = userlane_core::compat::MigrationStatus<CALL_SITE_CAPACITY>;
 
 /// The legacy singleton API over the running server's isolated lanes.
 /// Methods return futures so that legacy `.await`s keep compiling; they do
@@ -186,23 +159,11 @@ impl LegacyHandle {
     #[track_caller]
     pub fn get_stats(&self) -> Ready<LegacyStats> {
         record(LegacyMethod::GetStats, Location::caller());
-        let s = self.server.stats().core;
-        let usage = legacy_usage();
-        ready(LegacyStats {
-            active_connections: s.connections_active,
-            total_connections: s.total_connections_managed,
-            unique_users: s.users_with_active_managers,
-            isolated_managers: s.managers_active,
-            messages_sent: s.sends_accepted,
-            messages_failed: s.sends_refused,
-            migration_status: LegacyMigrationStatus {
-                is_legacy_adapter: true,
-                legacy_calls_total: usage.total_calls,
-                unique_warning_sites: usage.sites.len() as u64,
-                sites: usage.sites,
-                recommended_action: userlane_core::compat::RECOMMENDED_ACTION,
-            },
-        })
+        let core = self.server.stats().core;
+        let sites = SITES.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        // The runtime's legacy calls build no default context: a send to a
+        // user without a manager uses the server's service context.
+        ready(LegacyStats::new(&core, 0, &sites))
     }
 }
 
@@ -253,7 +214,8 @@ impl UserLane {
         let slot = self.server.shared.shards.of(&self.user_id);
         Ok(slot
             .core
-            .send_to_user(self.manager, message.into(), self.server.shared.clock.now())?)
+            .send_to_user(self.manager, message.into(), self.server.shared.clock.now())
+            .map_err(userlane_core::Error::from)?)
     }
 
     /// The user's open connections.

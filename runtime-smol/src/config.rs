@@ -324,7 +324,7 @@ impl ServerConfig {
             });
         }
         self.core_config(0)
-            .validate_for_shard()
+            .validate(crate::shards::ShardFactory::CAPACITY)
             .map_err(ConfigError::Core)
     }
 
@@ -355,16 +355,6 @@ impl ServerConfig {
             inbound_per_user: self.inbound_per_user,
             inbound_strikes: self.inbound_strikes,
         }
-    }
-}
-
-trait ValidateForShard {
-    fn validate_for_shard(&self) -> Result<(), userlane_core::ConfigError>;
-}
-
-impl ValidateForShard for userlane_core::Config {
-    fn validate_for_shard(&self) -> Result<(), userlane_core::ConfigError> {
-        self.validate(SHARD_USERS, SHARD_CONNS, crate::shards::SHARD_SLOTS)
     }
 }
 

@@ -211,7 +211,8 @@ impl ServerHandle {
                 }
                 None => return Err(UserError::UnknownUser),
             };
-            Ok(f.send_to_user(manager, message, now)?)
+            Ok(f.send_to_user(manager, message, now)
+                .map_err(CoreError::from)?)
         })
     }
 
@@ -225,12 +226,15 @@ impl ServerHandle {
         message: Message,
     ) -> Result<SendOutcome, UserError> {
         let slot = self.shared.shards.slot_of(conn)?;
-        Ok(slot.core.send_to_connection(
-            conn.manager,
-            conn.connection,
-            message,
-            self.shared.clock.now(),
-        )?)
+        Ok(slot
+            .core
+            .send_to_connection(
+                conn.manager,
+                conn.connection,
+                message,
+                self.shared.clock.now(),
+            )
+            .map_err(CoreError::from)?)
     }
 
     /// Sends to every connection of `user_id` on every node. On a single node
@@ -315,7 +319,7 @@ impl ServerHandle {
             let m = f
                 .manager_for_user(user_id)
                 .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
-            Some(f.send_to_user(m, message, now))
+            Some(f.send_to_user(m, message, now).map_err(CoreError::from))
         })
     }
 

@@ -80,7 +80,7 @@ fn ten_thousand_connect_disconnect_cycles_of_one_user_never_hit_the_limit() {
     assert_eq!(stats.rejected_user_limit, 0);
     assert_eq!(stats.rejected_server_full, 0);
     assert_eq!(stats.core.rejected_connections_per_user, 0);
-    assert_eq!(stats.core.resource_limit_hits, 0);
+    assert_eq!(stats.core.resource_limit_hits(), 0);
     assert_eq!(stats.core.total_connections_managed, CYCLES as u64);
     // Every one was closed by its peer, none by the core.
     assert_eq!(stats.core.connections_closed(), 0);

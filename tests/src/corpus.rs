@@ -99,11 +99,22 @@ fn foreign_ops(own: u8) -> Vec<Op> {
 
 /// Every seed: a file name and its operations.
 pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
-    let mut two_factories = vec![create(0), add(0), send(0, 1), Op::Select { factory: 1 }];
-    two_factories.extend([create(1), add(1), send(1, 2)]);
-    two_factories.extend(foreign_ops(1));
-    two_factories.push(Op::Select { factory: 0 });
-    two_factories.extend(foreign_ops(0));
+    [
+        seeds_1(),
+        seeds_2(),
+        seeds_3(),
+        seeds_4(),
+        seeds_5(),
+        seeds_6(),
+        seeds_7(),
+        seeds_8(),
+        seeds_9(),
+    ]
+    .concat()
+}
+
+/// Seeds, part 1 (in file order of [`seeds`]).
+fn seeds_1() -> Vec<(&'static str, Vec<Op>)> {
     vec![
         (
             "create-connect-send-drain",
@@ -168,6 +179,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 add(1),
             ],
         ),
+    ]
+}
+
+/// Seeds, part 2 (in file order of [`seeds`]).
+fn seeds_2() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
         (
             "queue-full-reject-send",
             vec![
@@ -222,6 +239,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 send(0, 5),
             ],
         ),
+    ]
+}
+
+/// Seeds, part 3 (in file order of [`seeds`]).
+fn seeds_3() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
         (
             "shared-pool-exhausted",
             vec![
@@ -282,6 +305,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::PollTransmit { conn: c(1) },
             ],
         ),
+    ]
+}
+
+/// Seeds, part 4 (in file order of [`seeds`]).
+fn seeds_4() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
         (
             "idle-timeout-and-activity",
             vec![
@@ -334,6 +363,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::FireTimer,
             ],
         ),
+    ]
+}
+
+/// Seeds, part 5 (in file order of [`seeds`]).
+fn seeds_5() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
         (
             "close-all-shutdown-then-replay",
             vec![
@@ -398,64 +433,74 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::FireTimer,
             ],
         ),
-        (
-            "forged-handles",
-            vec![
-                create(0),
-                add(0),
-                Op::Send {
-                    manager: MgrRef::Forged {
-                        index: 0,
-                        generation: 1,
-                    },
-                    tag: 1,
+    ]
+}
+
+/// Seeds, part 6 (in file order of [`seeds`]).
+fn seeds_6() -> Vec<(&'static str, Vec<Op>)> {
+    vec![(
+        "forged-handles",
+        vec![
+            create(0),
+            add(0),
+            Op::Send {
+                manager: MgrRef::Forged {
+                    index: 0,
+                    generation: 1,
                 },
-                Op::Send {
-                    manager: MgrRef::Forged {
-                        index: 0,
-                        generation: 0,
-                    },
-                    tag: 2,
+                tag: 1,
+            },
+            Op::Send {
+                manager: MgrRef::Forged {
+                    index: 0,
+                    generation: 0,
                 },
-                Op::Deactivate {
-                    manager: MgrRef::Forged {
-                        index: 200,
-                        generation: 1,
-                    },
+                tag: 2,
+            },
+            Op::Deactivate {
+                manager: MgrRef::Forged {
+                    index: 200,
+                    generation: 1,
                 },
-                Op::AddConnection {
-                    manager: MgrRef::Forged {
-                        index: 1,
-                        generation: 1,
-                    },
-                    claim: Some(0),
+            },
+            Op::AddConnection {
+                manager: MgrRef::Forged {
+                    index: 1,
+                    generation: 1,
                 },
-                Op::Activity {
-                    conn: ConnRef::Forged {
-                        index: 0,
-                        generation: 1,
-                    },
+                claim: Some(0),
+            },
+            Op::Activity {
+                conn: ConnRef::Forged {
+                    index: 0,
+                    generation: 1,
                 },
-                Op::HandleClosed {
-                    conn: ConnRef::Forged {
-                        index: 3,
-                        generation: 9,
-                    },
+            },
+            Op::HandleClosed {
+                conn: ConnRef::Forged {
+                    index: 3,
+                    generation: 9,
                 },
-                Op::PollTransmit {
-                    conn: ConnRef::Forged {
-                        index: 0,
-                        generation: 1,
-                    },
+            },
+            Op::PollTransmit {
+                conn: ConnRef::Forged {
+                    index: 0,
+                    generation: 1,
                 },
-                Op::Query {
-                    manager: MgrRef::Forged {
-                        index: 2,
-                        generation: 1,
-                    },
+            },
+            Op::Query {
+                manager: MgrRef::Forged {
+                    index: 2,
+                    generation: 1,
                 },
-            ],
-        ),
+            },
+        ],
+    )]
+}
+
+/// Seeds, part 7 (in file order of [`seeds`]).
+fn seeds_7() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
         (
             "reclaimed-after-1-ms",
             vec![
@@ -512,6 +557,17 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 DRAIN,
             ],
         ),
+    ]
+}
+
+/// Seeds, part 8 (in file order of [`seeds`]).
+fn seeds_8() -> Vec<(&'static str, Vec<Op>)> {
+    let mut two_factories = vec![create(0), add(0), send(0, 1), Op::Select { factory: 1 }];
+    two_factories.extend([create(1), add(1), send(1, 2)]);
+    two_factories.extend(foreign_ops(1));
+    two_factories.push(Op::Select { factory: 0 });
+    two_factories.extend(foreign_ops(0));
+    vec![
         (
             "handle-closed-while-open-and-empty-again",
             vec![
@@ -577,6 +633,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::Query { manager: m(0) },
             ],
         ),
+    ]
+}
+
+/// Seeds, part 9 (in file order of [`seeds`]).
+fn seeds_9() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
         (
             "offline-managers-cap",
             vec![
@@ -610,6 +672,56 @@ pub fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::Query { manager: m(1) },
             ],
         ),
+        (
+            "send-to-connection-and-drain-events",
+            send_to_connection_seed(),
+        ),
+    ]
+}
+
+fn to_conn(user: u8, back: u8, tag: u8) -> Op {
+    Op::SendToConnection {
+        manager: m(user),
+        conn: c(back),
+        tag,
+    }
+}
+
+/// `send_to_connection` through every outcome (queued, foreign, full under
+/// both policies, closing, dead manager) and `drain_events` between.
+fn send_to_connection_seed() -> Vec<Op> {
+    vec![
+        Op::Reset { profile: 0 },
+        create(0),
+        add(0),
+        create(1),
+        add(1),
+        Op::DrainEvents,
+        to_conn(0, 1, 1),
+        to_conn(0, 0, 2),
+        to_conn(0, 1, 3),
+        to_conn(0, 1, 4),
+        Op::DrainEvents,
+        Op::PollTransmit { conn: c(1) },
+        Op::CloseConnection {
+            manager: m(0),
+            conn: c(1),
+            code: 0,
+        },
+        to_conn(0, 1, 5),
+        Op::DrainEvents,
+        Op::Reset { profile: 1 },
+        create(0),
+        add(0),
+        to_conn(0, 0, 6),
+        to_conn(0, 0, 7),
+        to_conn(0, 0, 8),
+        to_conn(0, 0, 9),
+        Op::DrainEvents,
+        DRAIN,
+        Op::Deactivate { manager: old(0, 0) },
+        to_conn(0, 0, 10),
+        Op::DrainEvents,
     ]
 }
 

@@ -107,7 +107,7 @@ fn check_context(ctx: &UserContext) {
 type Probe = ManagerFactory<u32, 3, 4, 32, 4, u16>;
 
 fn check_config(cfg: Config) {
-    let valid = cfg.validate(3, 4, 32);
+    let valid = cfg.validate(Probe::CAPACITY);
     let built = Probe::new(cfg);
     assert_eq!(built.as_ref().err(), valid.err().as_ref());
     round_trips(&cfg);
@@ -132,7 +132,7 @@ fn check_config(cfg: Config) {
         let _ = f.create_offline_manager(UserContext::new("bob", "t", "r", "q").unwrap(), now);
         while let Some(e) = f.poll_event() {
             if let Event::Transmit(c) | Event::ConnectionClosed { connection: c, .. } = e {
-                while let Some(t) = f.poll_transmit(c) {
+                while let Ok(Some(t)) = f.poll_transmit(c) {
                     if matches!(t, Transmit::Close(_)) {
                         f.handle_closed(c, now).unwrap();
                     }
@@ -163,7 +163,7 @@ fn check_handles(managers: &[ManagerHandle], conns: &[ConnectionHandle]) {
         if m.factory_tag() != a.factory_tag() {
             assert!(!active, "{m:?} of another factory is active");
         }
-        let r = f.send_to_user(m, 7, now);
+        let r = f.send_to_user(m, 7, now).map_err(Error::from);
         if !active {
             assert!(
                 matches!(r, Err(Error::ManagerInactive(_) | Error::UnknownManager(_))),
@@ -184,7 +184,7 @@ fn check_handles(managers: &[ManagerHandle], conns: &[ConnectionHandle]) {
         let _ = f.handle_inbound(c, 1, now);
         let _ = f.owner_of(c);
         let _ = f.queued(c);
-        while f.poll_transmit(c).is_some() {}
+        while f.poll_transmit(c).is_ok_and(|t| t.is_some()) {}
         let _ = f.handle_closed(c, now);
     }
     while f.poll_event().is_some() {}

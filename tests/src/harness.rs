@@ -44,226 +44,18 @@ use std::fmt;
 
 use userlane_core::{
     CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, Inbound,
-    InboundLimits, Instant, ManagerFactory, ManagerHandle, ManagerStats, Rate, Released,
-    SendOutcome, SlotIndex, SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
+    InboundLimits, Instant, Lanes, ManagerFactory, ManagerHandle, ManagerStats, Rate, Released,
+    SendError, SendOutcome, SlowConsumerPolicy, Stats, Transmit, UserContext, Violation,
 };
 
 use crate::model::{Caps, Key, MErr, MEvent, MTransmit, MViolation, Model, Msg};
 use crate::ops::{ConnRef, MgrRef, Op, CLOSE_CODES, RECENT_CONNS, USER_IDS};
 
-/// The factory under test, behind a trait so that profiles can use
-/// different capacities and link types.
-pub trait Sut {
-    /// `create_manager`
-    fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error>;
-    /// `add_connection`
-    fn add_connection(
-        &mut self,
-        m: ManagerHandle,
-        claim: &UserContext,
-        now: Instant,
-    ) -> Result<ConnectionHandle, Error>;
-    /// `remove_connection`
-    fn remove_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        now: Instant,
-    ) -> Result<Released, Error>;
-    /// `close_connection`
-    fn close_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        code: CloseCode,
-        now: Instant,
-    ) -> Result<(), Error>;
-    /// `send_to_user`
-    fn send_to_user(
-        &mut self,
-        m: ManagerHandle,
-        p: Msg,
-        now: Instant,
-    ) -> Result<SendOutcome, Error>;
-    /// `deactivate`
-    fn deactivate(&mut self, m: ManagerHandle, now: Instant) -> Result<u32, Error>;
-    /// `close_all`
-    fn close_all(&mut self, close: CloseFrame, now: Instant) -> u32;
-    /// `handle_activity`
-    fn handle_activity(&mut self, c: ConnectionHandle, now: Instant) -> Result<(), Error>;
-    /// `handle_closed`
-    fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error>;
-    /// `handle_inbound`
-    fn handle_inbound(
-        &mut self,
-        c: ConnectionHandle,
-        bytes: usize,
-        now: Instant,
-    ) -> Result<Inbound, Error>;
-    /// `create_offline_manager`
-    fn create_offline_manager(
-        &mut self,
-        ctx: UserContext,
-        now: Instant,
-    ) -> Result<ManagerHandle, Error>;
-    /// `handle_timeout`
-    fn handle_timeout(&mut self, now: Instant);
-    /// `poll_timeout`
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// `poll_transmit`
-    fn poll_transmit(&mut self, c: ConnectionHandle) -> Option<Transmit<Msg>>;
-    /// `poll_event`
-    fn poll_event(&mut self) -> Option<Event>;
-    /// `stats`
-    fn stats(&self) -> Stats;
-    /// `now`
-    fn now(&self) -> Instant;
-    /// `free_queue_slots`
-    fn free_queue_slots(&self) -> u32;
-    /// `manager_for_user`
-    fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle>;
-    /// `is_active`
-    fn is_active(&self, m: ManagerHandle) -> bool;
-    /// `context`, cloned
-    fn context(&self, m: ManagerHandle) -> Result<UserContext, Error>;
-    /// `manager_stats`
-    fn manager_stats(&self, m: ManagerHandle) -> Result<ManagerStats, Error>;
-    /// `empty_since`
-    fn empty_since(&self, m: ManagerHandle) -> Result<Option<Instant>, Error>;
-    /// `connections`, collected
-    fn connections(&self, m: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error>;
-    /// `connection_count`
-    fn connection_count(&self, m: ManagerHandle) -> Result<u32, Error>;
-    /// `owner_of`
-    fn owner_of(&self, c: ConnectionHandle) -> Result<ManagerHandle, Error>;
-    /// `is_open`
-    fn is_open(&self, c: ConnectionHandle) -> bool;
-    /// `queued`
-    fn queued(&self, c: ConnectionHandle) -> Result<u32, Error>;
-}
-
-impl<
-        const USERS: usize,
-        const CONNS: usize,
-        const SLOTS: usize,
-        const EVENTS: usize,
-        I: SlotIndex,
-    > Sut for ManagerFactory<Msg, USERS, CONNS, SLOTS, EVENTS, I>
-{
-    fn create_manager(&mut self, ctx: UserContext, now: Instant) -> Result<ManagerHandle, Error> {
-        ManagerFactory::create_manager(self, ctx, now)
-    }
-    fn add_connection(
-        &mut self,
-        m: ManagerHandle,
-        claim: &UserContext,
-        now: Instant,
-    ) -> Result<ConnectionHandle, Error> {
-        ManagerFactory::add_connection(self, m, claim, now)
-    }
-    fn remove_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        now: Instant,
-    ) -> Result<Released, Error> {
-        ManagerFactory::remove_connection(self, m, c, now)
-    }
-    fn close_connection(
-        &mut self,
-        m: ManagerHandle,
-        c: ConnectionHandle,
-        code: CloseCode,
-        now: Instant,
-    ) -> Result<(), Error> {
-        ManagerFactory::close_connection(self, m, c, code, now)
-    }
-    fn send_to_user(
-        &mut self,
-        m: ManagerHandle,
-        p: Msg,
-        now: Instant,
-    ) -> Result<SendOutcome, Error> {
-        ManagerFactory::send_to_user(self, m, p, now)
-    }
-    fn deactivate(&mut self, m: ManagerHandle, now: Instant) -> Result<u32, Error> {
-        ManagerFactory::deactivate(self, m, now)
-    }
-    fn close_all(&mut self, close: CloseFrame, now: Instant) -> u32 {
-        ManagerFactory::close_all(self, close, now)
-    }
-    fn handle_activity(&mut self, c: ConnectionHandle, now: Instant) -> Result<(), Error> {
-        ManagerFactory::handle_activity(self, c, now)
-    }
-    fn handle_closed(&mut self, c: ConnectionHandle, now: Instant) -> Result<Released, Error> {
-        ManagerFactory::handle_closed(self, c, now)
-    }
-    fn handle_inbound(
-        &mut self,
-        c: ConnectionHandle,
-        bytes: usize,
-        now: Instant,
-    ) -> Result<Inbound, Error> {
-        ManagerFactory::handle_inbound(self, c, bytes, now)
-    }
-    fn create_offline_manager(
-        &mut self,
-        ctx: UserContext,
-        now: Instant,
-    ) -> Result<ManagerHandle, Error> {
-        ManagerFactory::create_offline_manager(self, ctx, now)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        ManagerFactory::handle_timeout(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        ManagerFactory::poll_timeout(self)
-    }
-    fn poll_transmit(&mut self, c: ConnectionHandle) -> Option<Transmit<Msg>> {
-        ManagerFactory::poll_transmit(self, c)
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        ManagerFactory::poll_event(self)
-    }
-    fn stats(&self) -> Stats {
-        ManagerFactory::stats(self)
-    }
-    fn now(&self) -> Instant {
-        ManagerFactory::now(self)
-    }
-    fn free_queue_slots(&self) -> u32 {
-        ManagerFactory::free_queue_slots(self)
-    }
-    fn manager_for_user(&self, user_id: &str) -> Option<ManagerHandle> {
-        ManagerFactory::manager_for_user(self, user_id)
-    }
-    fn is_active(&self, m: ManagerHandle) -> bool {
-        ManagerFactory::is_active(self, m)
-    }
-    fn context(&self, m: ManagerHandle) -> Result<UserContext, Error> {
-        ManagerFactory::context(self, m).cloned()
-    }
-    fn manager_stats(&self, m: ManagerHandle) -> Result<ManagerStats, Error> {
-        ManagerFactory::manager_stats(self, m)
-    }
-    fn empty_since(&self, m: ManagerHandle) -> Result<Option<Instant>, Error> {
-        ManagerFactory::empty_since(self, m)
-    }
-    fn connections(&self, m: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error> {
-        ManagerFactory::connections(self, m).map(Iterator::collect)
-    }
-    fn connection_count(&self, m: ManagerHandle) -> Result<u32, Error> {
-        ManagerFactory::connection_count(self, m)
-    }
-    fn owner_of(&self, c: ConnectionHandle) -> Result<ManagerHandle, Error> {
-        ManagerFactory::owner_of(self, c)
-    }
-    fn is_open(&self, c: ConnectionHandle) -> bool {
-        ManagerFactory::is_open(self, c)
-    }
-    fn queued(&self, c: ConnectionHandle) -> Result<u32, Error> {
-        ManagerFactory::queued(self, c)
-    }
+/// The open connections of `h`, oldest first, through the erased view.
+fn connections(core: &dyn Lanes<Msg>, h: ManagerHandle) -> Result<Vec<ConnectionHandle>, Error> {
+    let mut out = Vec::new();
+    core.for_each_connection(h, &mut |c| out.push(c))?;
+    Ok(out)
 }
 
 /// 3 users, 4 connections, 6 queued messages, 2 lifecycle events, `u16` links.
@@ -403,7 +195,7 @@ pub const PROFILES: [Profile; 4] = [
 ];
 
 impl Profile {
-    fn build(&self) -> Box<dyn Sut> {
+    fn build(&self) -> Box<dyn Lanes<Msg>> {
         let fits = "every profile fits its capacities";
         if self.small {
             Box::new(SmallFactory::new(self.config).expect(fits))
@@ -432,8 +224,8 @@ pub enum Obs {
     Closed(u32),
     /// `poll_event`.
     Event(Option<MEvent>),
-    /// `poll_transmit`.
-    Transmit(Option<MTransmit>),
+    /// `poll_transmit` (an error: the connection is gone).
+    Transmit(Result<Option<MTransmit>, MErr>),
     /// `poll_timeout` / `now` (milliseconds).
     Time(Option<u64>),
     /// `context`.
@@ -452,6 +244,8 @@ pub enum Obs {
     Stats(Box<Stats>),
     /// `handle_inbound`.
     Inbound(Result<Inbound, MErr>),
+    /// `drain_events`.
+    Events(Vec<MEvent>),
     /// Nothing returned (`handle_timeout`, clock moves, skipped operations).
     Nothing,
 }
@@ -505,7 +299,10 @@ impl Obs {
             Obs::Count(r) => res_name(r),
             Obs::Closed(0) => "0",
             Obs::Closed(_) => "some",
-            Obs::Event(None) | Obs::Transmit(None) | Obs::Time(None) | Obs::Lookup(None) => "None",
+            Obs::Event(None) | Obs::Transmit(Ok(None)) | Obs::Time(None) | Obs::Lookup(None) => {
+                "None"
+            }
+            Obs::Transmit(r @ Err(_)) => res_name(r),
             Obs::Event(Some(e)) => match e {
                 MEvent::Transmit(_) => "Transmit",
                 MEvent::ConnectionClosed { close, .. } => match close.reason {
@@ -521,8 +318,8 @@ impl Obs {
                 MEvent::ManagerDeactivated { .. } => "ManagerDeactivated",
                 MEvent::ManagerReclaimed { .. } => "ManagerReclaimed",
             },
-            Obs::Transmit(Some(MTransmit::Message(_))) => "Message",
-            Obs::Transmit(Some(MTransmit::Close(_))) => "Close",
+            Obs::Transmit(Ok(Some(MTransmit::Message(_)))) => "Message",
+            Obs::Transmit(Ok(Some(MTransmit::Close(_)))) => "Close",
             Obs::Time(Some(_)) | Obs::Lookup(Some(_)) => "Some",
             Obs::Context(r) => res_name(r),
             Obs::ManagerStats(r) => res_name(r),
@@ -539,6 +336,8 @@ impl Obs {
             Obs::Inbound(Ok(Inbound::Refused(_))) => "Refused",
             Obs::Inbound(Ok(Inbound::Closed(_))) => "Closed",
             Obs::Inbound(r) => res_name(r),
+            Obs::Events(events) if events.is_empty() => "None",
+            Obs::Events(_) => "Some",
             Obs::Stats(_) | Obs::Nothing => "-",
         }
     }
@@ -606,7 +405,7 @@ struct Side {
     profile: Profile,
     /// The factory's tag (distinct per side).
     tag: u32,
-    core: Box<dyn Sut>,
+    core: Box<dyn Lanes<Msg>>,
     model: Model,
     mgr_key: HashMap<ManagerHandle, u64>,
     mgr_handle: HashMap<u64, ManagerHandle>,
@@ -1017,8 +816,10 @@ impl Harness {
 
     fn poll_transmit(&mut self, c: ConnectionHandle, k: Key) -> Result<Option<MTransmit>, String> {
         let core = self.cur.core.poll_transmit(c);
-        self.wire_check(c, &core)?;
-        let core = self.transmit(core);
+        if let Ok(t) = &core {
+            self.wire_check(c, t)?;
+        }
+        let core = self.res(core, |t| self.transmit(t))?;
         let model = self.cur.model.poll_transmit(k);
         self.compare(
             "poll_transmit",
@@ -1026,7 +827,7 @@ impl Harness {
             Obs::Transmit(core),
             Obs::Transmit(model),
         )?;
-        Ok(core)
+        Ok(core.ok().flatten())
     }
 
     fn handle_closed(&mut self, c: ConnectionHandle, k: Key) -> Check {
@@ -1071,7 +872,7 @@ impl Harness {
         let a = Obs::Flag(self.cur.core.is_active(h));
         let b = Obs::Flag(self.cur.model.is_active(k));
         self.compare("is_active", format_args!("{k:?}"), a, b)?;
-        let a = Obs::Context(self.res(self.cur.core.context(h), Box::new)?);
+        let a = Obs::Context(self.res(self.cur.core.context(h).cloned(), Box::new)?);
         let b = Obs::Context(self.cur.model.context(k).cloned().map(Box::new));
         self.compare("context", format_args!("{k:?}"), a, b)?;
         let a = Obs::ManagerStats(self.res(self.cur.core.manager_stats(h), |s| s)?);
@@ -1081,7 +882,7 @@ impl Harness {
             Obs::EmptySince(self.res(self.cur.core.empty_since(h), |e| e.map(Instant::as_millis))?);
         let b = Obs::EmptySince(self.cur.model.empty_since(k));
         self.compare("empty_since", format_args!("{k:?}"), a, b)?;
-        let conns = self.cur.core.connections(h);
+        let conns = connections(&*self.cur.core, h);
         let a = Obs::Connections(self.res(conns.clone(), |v| {
             v.into_iter().map(|c| self.ckey(c)).collect()
         })?);
@@ -1209,7 +1010,7 @@ impl Harness {
         for h in managers {
             let k = self.mkey(h);
             self.query_manager(h, k)?;
-            if let Ok(conns) = self.cur.core.connections(h) {
+            if let Ok(conns) = connections(&*self.cur.core, h) {
                 for c in conns {
                     if !listed.insert(c) {
                         return Err(format!("isolation: {c:?} is listed by two managers"));
@@ -1239,18 +1040,42 @@ impl Harness {
     /// Applies one operation to both and compares every result.
     pub fn apply(&mut self, op: &Op) -> Check {
         self.coverage.ops += 1;
-        let skipped = |h: &mut Self| {
-            h.coverage.skipped += 1;
-            Ok(())
-        };
         match *op {
-            Op::Reset { profile } => {
-                self.reset(profile);
-                if let Some(t) = &mut self.trace {
-                    t.push(format!("reset to profile {}", self.cur.profile.name));
-                }
-                Ok(())
+            Op::CreateManager { .. }
+            | Op::CreateOfflineManager { .. }
+            | Op::AddConnection { .. }
+            | Op::Deactivate { .. } => self.apply_manager_op(op),
+            Op::RemoveConnection { .. } | Op::CloseConnection { .. } | Op::CloseAll { .. } => {
+                self.apply_connection_op(op)
             }
+            Op::Send { .. } | Op::SendToConnection { .. } => self.apply_send_op(op),
+            Op::Activity { .. }
+            | Op::Inbound { .. }
+            | Op::HandleClosed { .. }
+            | Op::Advance { .. }
+            | Op::ClockBack { .. }
+            | Op::FarFuture
+            | Op::HandleTimeout
+            | Op::FireTimer => self.apply_fact_op(op),
+            Op::PollEvent
+            | Op::PollTransmit { .. }
+            | Op::Drain { .. }
+            | Op::DrainEvents
+            | Op::Query { .. }
+            | Op::Select { .. }
+            | Op::Reset { .. } => self.apply_output_op(op),
+        }
+    }
+
+    /// An operation naming a handle that was never issued: counted, not run.
+    fn skipped(&mut self) -> Check {
+        self.coverage.skipped += 1;
+        Ok(())
+    }
+
+    /// Manager commands: create (live or offline), add a connection, deactivate.
+    fn apply_manager_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::CreateManager { user, variant } => {
                 let u = usize::from(user) % USER_IDS.len();
                 let ctx = user_context(u, variant);
@@ -1265,9 +1090,26 @@ impl Harness {
                     Obs::Manager(model),
                 )
             }
+            Op::CreateOfflineManager { user, variant } => {
+                let u = usize::from(user) % USER_IDS.len();
+                let ctx = user_context(u, variant);
+                let core = self
+                    .cur
+                    .core
+                    .create_offline_manager(ctx.clone(), self.now());
+                let model = self.cur.model.create_offline_manager(ctx, self.clock);
+                self.bind_manager(&core, &model, u);
+                let core = self.res(core, |h| self.mkey(h))?;
+                self.compare(
+                    "create_offline_manager",
+                    format_args!("u{u}, variant {}", variant % 2),
+                    Obs::Manager(core),
+                    Obs::Manager(model),
+                )
+            }
             Op::AddConnection { manager, claim } => {
                 let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let own = self.cur.mgr_user.get(&h).copied().unwrap_or(0);
                 let claimed = claim.map_or(own, |c| usize::from(c) % USER_IDS.len());
@@ -1283,11 +1125,32 @@ impl Harness {
                     Obs::Conn(model),
                 )
             }
+            Op::Deactivate { manager } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return self.skipped();
+                };
+                let core = self.cur.core.deactivate(h, self.now());
+                let core = self.res(core, |n| n)?;
+                let model = self.cur.model.deactivate(k, self.clock);
+                self.compare(
+                    "deactivate",
+                    format_args!("{k:?}"),
+                    Obs::Count(core),
+                    Obs::Count(model),
+                )
+            }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Connection commands: remove, close, close all.
+    fn apply_connection_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::RemoveConnection { manager, conn } => {
                 let (Some((h, k)), Some((c, ck))) =
                     (self.manager_ref(manager), self.conn_ref(conn))
                 else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let core = self.cur.core.remove_connection(h, c, self.now());
                 let core = self.res(core, |r| r)?;
@@ -1307,7 +1170,7 @@ impl Harness {
                 let (Some((h, k)), Some((c, ck))) =
                     (self.manager_ref(manager), self.conn_ref(conn))
                 else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let code = CloseCode::new(CLOSE_CODES[usize::from(code) % CLOSE_CODES.len()])
                     .expect("the harness's close codes are valid");
@@ -1319,43 +1182,6 @@ impl Harness {
                     format_args!("{k:?}, {ck:?}, {code}"),
                     Obs::Done(core),
                     Obs::Done(model),
-                )
-            }
-            Op::Send { manager, tag } => {
-                let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
-                };
-                self.seq += 1;
-                let msg = Msg {
-                    to: match k {
-                        Key::Id(id) => id,
-                        Key::Raw { .. } => u64::MAX,
-                    },
-                    seq: self.seq,
-                    tag,
-                };
-                let core = self.cur.core.send_to_user(h, msg, self.now());
-                let core = self.res(core, |r| r)?;
-                let model = self.cur.model.send_to_user(k, msg, self.clock);
-                self.compare(
-                    "send_to_user",
-                    format_args!("{k:?}, seq {} tag {tag}", msg.seq),
-                    Obs::Sent(core),
-                    Obs::Sent(model),
-                )
-            }
-            Op::Deactivate { manager } => {
-                let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
-                };
-                let core = self.cur.core.deactivate(h, self.now());
-                let core = self.res(core, |n| n)?;
-                let model = self.cur.model.deactivate(k, self.clock);
-                self.compare(
-                    "deactivate",
-                    format_args!("{k:?}"),
-                    Obs::Count(core),
-                    Obs::Count(model),
                 )
             }
             Op::CloseAll { shutdown } => {
@@ -1373,9 +1199,55 @@ impl Harness {
                     Obs::Closed(model),
                 )
             }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Sends: to a user, to one connection.
+    fn apply_send_op(&mut self, op: &Op) -> Check {
+        match *op {
+            Op::Send { manager, tag } => {
+                let Some((h, k)) = self.manager_ref(manager) else {
+                    return self.skipped();
+                };
+                let msg = self.next_msg(k, tag);
+                let core = self.cur.core.send_to_user(h, msg, self.now());
+                let core = self.sent(core, msg)?;
+                let model = self.cur.model.send_to_user(k, msg, self.clock);
+                self.compare(
+                    "send_to_user",
+                    format_args!("{k:?}, seq {} tag {tag}", msg.seq),
+                    Obs::Sent(core),
+                    Obs::Sent(model),
+                )
+            }
+            Op::SendToConnection { manager, conn, tag } => {
+                let (Some((h, k)), Some((c, ck))) =
+                    (self.manager_ref(manager), self.conn_ref(conn))
+                else {
+                    return self.skipped();
+                };
+                let msg = self.next_msg(k, tag);
+                let core = self.cur.core.send_to_connection(h, c, msg, self.now());
+                let core = self.sent(core, msg)?;
+                let model = self.cur.model.send_to_connection(k, ck, msg, self.clock);
+                self.compare(
+                    "send_to_connection",
+                    format_args!("{k:?}, {ck:?}, seq {} tag {tag}", msg.seq),
+                    Obs::Sent(core),
+                    Obs::Sent(model),
+                )
+            }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Facts and the clock: activity, inbound, closed sockets, time, timers.
+    fn apply_fact_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::Activity { conn } => {
                 let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 let core = self.cur.core.handle_activity(c, self.now());
                 let core = self.res(core, |r| r)?;
@@ -1387,9 +1259,29 @@ impl Harness {
                     Obs::Done(model),
                 )
             }
+            Op::Inbound { conn, bytes } => {
+                let Some((c, ck)) = self.conn_ref(conn) else {
+                    return self.skipped();
+                };
+                let core = self
+                    .cur
+                    .core
+                    .handle_inbound(c, usize::from(bytes), self.now());
+                let core = self.res(core, |r| r)?;
+                let model = self
+                    .cur
+                    .model
+                    .handle_inbound(ck, u64::from(bytes), self.clock);
+                self.compare(
+                    "handle_inbound",
+                    format_args!("{ck:?}, {bytes} bytes"),
+                    Obs::Inbound(core),
+                    Obs::Inbound(model),
+                )
+            }
             Op::HandleClosed { conn } => {
                 let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 self.handle_closed(c, ck)
             }
@@ -1413,17 +1305,25 @@ impl Harness {
                 }
                 Ok(())
             }
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// Outputs, queries and the harness itself: polls, drains, queries, select, reset.
+    fn apply_output_op(&mut self, op: &Op) -> Check {
+        match *op {
             Op::PollEvent => self.poll_event().map(drop),
             Op::PollTransmit { conn } => {
                 let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 self.poll_transmit(c, ck).map(drop)
             }
             Op::Drain { close_sockets } => self.drain(close_sockets),
+            Op::DrainEvents => self.drain_events(),
             Op::Query { manager } => {
                 let Some((h, k)) = self.manager_ref(manager) else {
-                    return skipped(self);
+                    return self.skipped();
                 };
                 self.query_manager(h, k)
             }
@@ -1434,44 +1334,59 @@ impl Harness {
                 }
                 Ok(())
             }
-            Op::Inbound { conn, bytes } => {
-                let Some((c, ck)) = self.conn_ref(conn) else {
-                    return skipped(self);
-                };
-                let core = self
-                    .cur
-                    .core
-                    .handle_inbound(c, usize::from(bytes), self.now());
-                let core = self.res(core, |r| r)?;
-                let model = self
-                    .cur
-                    .model
-                    .handle_inbound(ck, u64::from(bytes), self.clock);
-                self.compare(
-                    "handle_inbound",
-                    format_args!("{ck:?}, {bytes} bytes"),
-                    Obs::Inbound(core),
-                    Obs::Inbound(model),
-                )
+            Op::Reset { profile } => {
+                self.reset(profile);
+                if let Some(t) = &mut self.trace {
+                    t.push(format!("reset to profile {}", self.cur.profile.name));
+                }
+                Ok(())
             }
-            Op::CreateOfflineManager { user, variant } => {
-                let u = usize::from(user) % USER_IDS.len();
-                let ctx = user_context(u, variant);
-                let core = self
-                    .cur
-                    .core
-                    .create_offline_manager(ctx.clone(), self.now());
-                let model = self.cur.model.create_offline_manager(ctx, self.clock);
-                self.bind_manager(&core, &model, u);
-                let core = self.res(core, |h| self.mkey(h))?;
-                self.compare(
-                    "create_offline_manager",
-                    format_args!("u{u}, variant {}", variant % 2),
-                    Obs::Manager(core),
-                    Obs::Manager(model),
-                )
+            _ => unreachable!("apply dispatches {op:?} elsewhere"),
+        }
+    }
+
+    /// A fresh message for manager `k`.
+    fn next_msg(&mut self, k: Key, tag: u8) -> Msg {
+        self.seq += 1;
+        Msg {
+            to: match k {
+                Key::Id(id) => id,
+                Key::Raw { .. } => u64::MAX,
+            },
+            seq: self.seq,
+            tag,
+        }
+    }
+
+    /// A send's result in model terms; a refusal must hand `msg` back.
+    fn sent(
+        &self,
+        core: Result<SendOutcome, SendError<Msg>>,
+        msg: Msg,
+    ) -> Result<Result<SendOutcome, MErr>, String> {
+        if let Err(refused) = &core {
+            if refused.payload != msg {
+                return Err(format!("a refused send handed back {refused:?}"));
             }
         }
+        self.res(core.map_err(Error::from), |r| r)
+    }
+
+    /// `drain_events` on both, compared with each other as one list.
+    fn drain_events(&mut self) -> Check {
+        let mut events = Vec::new();
+        self.cur.core.drain_events(&mut |e| events.push(e));
+        let core = events
+            .into_iter()
+            .map(|e| self.event(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let model = self.cur.model.drain_events();
+        self.compare(
+            "drain_events",
+            format_args!(""),
+            Obs::Events(core),
+            Obs::Events(model),
+        )
     }
 
     /// The drain rule of the crate documentation.
@@ -1506,6 +1421,42 @@ impl Harness {
             if closed && close_sockets {
                 self.handle_closed(c, k)?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Harness {
+    /// The end of a run, on both factories: every pending event is drained,
+    /// every connection ever issued has its transmits drained and, once its
+    /// close is written, its socket reported closed (each call compared with
+    /// the model). Then nothing may be left queued or closing, and every
+    /// message ever queued was either transmitted or counted as dropped.
+    pub fn drain_all(&mut self) -> Check {
+        for _ in 0..2 {
+            self.drain(true)?;
+            for c in self.cur.conn_history.clone() {
+                let k = self.ckey(c);
+                while let Some(t) = self.poll_transmit(c, k)? {
+                    if let MTransmit::Close(_) = t {
+                        break;
+                    }
+                }
+                let written = self.cur.wire.get(&c).is_some_and(|w| w.closed);
+                if written && self.cur.core.owner_of(c).is_ok() {
+                    self.handle_closed(c, k)?;
+                }
+            }
+            self.drain(true)?;
+            self.check()?;
+            let s = self.cur.core.stats();
+            if s.messages_queued_now != 0
+                || s.connections_closing != 0
+                || s.messages_queued != s.messages_transmitted + s.messages_dropped
+            {
+                return Err(format!("left after a full drain: {s:#?}"));
+            }
+            self.select(1 - self.selected as u8);
         }
         Ok(())
     }

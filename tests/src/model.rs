@@ -323,21 +323,15 @@ impl Model {
             MErr::UnknownManager(_) | MErr::UnknownConnection(_) => s.rejected_unknown_handle += 1,
             MErr::ConnectionClosing(_) => s.rejected_closing_connection += 1,
             MErr::IsolationViolation { .. } => s.security_violations_detected += 1,
-            MErr::LimitReached(l) => {
-                s.resource_limit_hits += 1;
-                match l {
-                    Limit::Users => s.rejected_user_limit += 1,
-                    Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
-                    Limit::Connections => s.rejected_total_connections += 1,
-                    Limit::OfflineBuffer => s.rejected_offline_full += 1,
-                    Limit::QueueSlots => s.rejected_queue_slots += 1,
-                    Limit::OfflineManagers => s.rejected_offline_managers += 1,
-                }
-            }
-            MErr::QueueFull(_) => {
-                s.resource_limit_hits += 1;
-                s.rejected_queue_full += 1;
-            }
+            MErr::LimitReached(l) => match l {
+                Limit::Users => s.rejected_user_limit += 1,
+                Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
+                Limit::Connections => s.rejected_total_connections += 1,
+                Limit::OfflineBuffer => s.rejected_offline_full += 1,
+                Limit::QueueSlots => s.rejected_queue_slots += 1,
+                Limit::OfflineManagers => s.rejected_offline_managers += 1,
+            },
+            MErr::QueueFull(_) => s.rejected_queue_full += 1,
             MErr::NoConnections(_) => s.rejected_no_connections += 1,
             MErr::EventsPending => s.rejected_events_pending += 1,
         }
@@ -479,8 +473,6 @@ impl Model {
         self.stats.offline_discarded += n;
         self.stats.offline_now -= n;
         self.stats.managers_active -= 1;
-        self.stats.users_with_active_managers -= 1;
-        self.stats.managers_cleaned_up += 1;
         n as u32
     }
 
@@ -534,7 +526,6 @@ impl Model {
         );
         self.stats.managers_created += 1;
         self.stats.managers_active += 1;
-        self.stats.users_with_active_managers += 1;
         self.lifecycle
             .push_back(MEvent::ManagerCreated(Key::Id(id)));
         Ok(Key::Id(id))
@@ -652,34 +643,107 @@ impl Model {
     /// `send_to_user`: every open connection of the user, or the offline buffer.
     pub fn send_to_user(&mut self, manager: Key, msg: Msg, now: u64) -> Result<SendOutcome, MErr> {
         let now = self.tick(now);
-        let m = match self.checked_manager(manager) {
-            Ok(m) => m,
-            Err(e) => {
-                self.stats.sends_refused += 1;
-                return Err(e);
-            }
-        };
+        let m = self.sending_manager(manager)?;
         let result = if self.managers[&m].open.is_empty() {
             self.buffer_offline(m, msg)
         } else {
             self.fan_out(m, msg, now)
-        };
-        match &result {
+        }
+        .inspect_err(|e| self.count(e));
+        self.account_send(m, &result);
+        result
+    }
+
+    /// The manager a send goes through; a refused handle is a refused send.
+    fn sending_manager(&mut self, manager: Key) -> Result<u64, MErr> {
+        self.checked_manager(manager)
+            .inspect_err(|_| self.stats.sends_refused += 1)
+    }
+
+    /// A send's result in the factory's and manager `m`'s counters (the
+    /// refusal itself is already counted).
+    fn account_send(&mut self, m: u64, result: &Result<SendOutcome, MErr>) {
+        let st = &mut self.managers.get_mut(&m).unwrap().stats;
+        match result {
             Ok(_) => {
                 self.stats.sends_accepted += 1;
-                self.managers.get_mut(&m).unwrap().stats.sends_accepted += 1;
+                st.sends_accepted += 1;
             }
             Err(e) => {
-                self.count(e);
                 self.stats.sends_refused += 1;
-                let st = &mut self.managers.get_mut(&m).unwrap().stats;
                 st.sends_refused += 1;
                 if matches!(e, MErr::LimitReached(_) | MErr::QueueFull(_)) {
                     st.limit_hits += 1;
                 }
             }
         }
+    }
+
+    /// `send_to_connection`: one open connection of the manager's user, under
+    /// the same queue rules as `send_to_user`.
+    pub fn send_to_connection(
+        &mut self,
+        manager: Key,
+        conn: Key,
+        msg: Msg,
+        now: u64,
+    ) -> Result<SendOutcome, MErr> {
+        let now = self.tick(now);
+        let m = self.sending_manager(manager)?;
+        // A foreign or unknown connection is counted by `checked_conn`.
+        let result = match self.checked_conn(m, conn) {
+            Ok(c) => self
+                .queue_one(m, c, conn, msg, now)
+                .inspect_err(|e| self.count(e)),
+            Err(e) => Err(e),
+        };
+        self.account_send(m, &result);
         result
+    }
+
+    fn queue_one(
+        &mut self,
+        m: u64,
+        c: u64,
+        conn: Key,
+        msg: Msg,
+        now: u64,
+    ) -> Result<SendOutcome, MErr> {
+        if self.conns[&c].state != State::Open {
+            return Err(MErr::ConnectionClosing(conn));
+        }
+        if self.conns[&c].queue.len() >= self.cfg.queue_depth as usize {
+            if self.cfg.slow_consumer == SlowConsumerPolicy::RejectSend {
+                return Err(MErr::QueueFull(conn));
+            }
+            let slow = CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
+            self.begin_close(c, slow, now);
+            self.stats.messages_closed_slow += 1;
+            self.managers
+                .get_mut(&m)
+                .unwrap()
+                .stats
+                .messages_closed_slow += 1;
+            return Ok(SendOutcome::Queued {
+                queued_for: 0,
+                closed_slow: 1,
+            });
+        }
+        if self.free_queue_slots() == 0 {
+            return Err(MErr::LimitReached(Limit::QueueSlots));
+        }
+        let entry = self.conns.get_mut(&c).unwrap();
+        entry.queue.push_back(msg);
+        if entry.queue.len() == 1 {
+            self.flag(c, false);
+        }
+        self.stats.messages_queued += 1;
+        self.stats.messages_queued_now += 1;
+        self.managers.get_mut(&m).unwrap().stats.messages_queued += 1;
+        Ok(SendOutcome::Queued {
+            queued_for: 1,
+            closed_slow: 0,
+        })
     }
 
     fn buffer_offline(&mut self, m: u64, msg: Msg) -> Result<SendOutcome, MErr> {
@@ -928,22 +992,23 @@ impl Model {
         }
     }
 
-    /// `poll_transmit`: queued messages in order, then the close once.
-    pub fn poll_transmit(&mut self, conn: Key) -> Option<MTransmit> {
-        let c = self.conn_id(conn).ok()?;
+    /// `poll_transmit`: queued messages in order, then the close once;
+    /// an error once the connection is gone (not counted).
+    pub fn poll_transmit(&mut self, conn: Key) -> Result<Option<MTransmit>, MErr> {
+        let c = self.conn_id(conn)?;
         let conn = self.conns.get_mut(&c).unwrap();
         if let Some(msg) = conn.queue.pop_front() {
             self.stats.messages_transmitted += 1;
             self.stats.messages_queued_now -= 1;
-            return Some(MTransmit::Message(msg));
+            return Ok(Some(MTransmit::Message(msg)));
         }
-        match conn.state {
+        Ok(match conn.state {
             State::Closing { close, sent: false } => {
                 conn.state = State::Closing { close, sent: true };
                 Some(MTransmit::Close(close))
             }
             _ => None,
-        }
+        })
     }
 
     /// `poll_event`: lifecycle events, then connection events oldest first.
@@ -964,6 +1029,11 @@ impl Model {
         conn.ready = false;
         conn.closed_flag = false;
         Some(event)
+    }
+
+    /// `drain_events`: every pending event, in `poll_event`'s order.
+    pub fn drain_events(&mut self) -> Vec<MEvent> {
+        core::iter::from_fn(|| self.poll_event()).collect()
     }
 
     // ----- queries -----

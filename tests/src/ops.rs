@@ -212,10 +212,23 @@ pub enum Op {
         /// Context variant.
         variant: u8,
     },
+    /// `send_to_connection` of a fresh message carrying `tag`, through
+    /// `manager` to `conn`.
+    SendToConnection {
+        /// Manager.
+        manager: MgrRef,
+        /// Connection.
+        conn: ConnRef,
+        /// Payload tag.
+        tag: u8,
+    },
+    /// `drain_events`: every pending event in one call, in `poll_event`'s
+    /// order.
+    DrainEvents,
 }
 
 /// The name of every operation kind, in declaration order.
-pub const OP_KINDS: [&str; 22] = [
+pub const OP_KINDS: [&str; 24] = [
     "Reset",
     "CreateManager",
     "AddConnection",
@@ -238,6 +251,8 @@ pub const OP_KINDS: [&str; 22] = [
     "Select",
     "Inbound",
     "CreateOfflineManager",
+    "SendToConnection",
+    "DrainEvents",
 ];
 
 impl Op {
@@ -266,6 +281,8 @@ impl Op {
             Op::Select { .. } => "Select",
             Op::Inbound { .. } => "Inbound",
             Op::CreateOfflineManager { .. } => "CreateOfflineManager",
+            Op::SendToConnection { .. } => "SendToConnection",
+            Op::DrainEvents => "DrainEvents",
         }
     }
 }
@@ -376,7 +393,7 @@ impl Rng {
 
     /// A random operation, weighted toward the interesting ones.
     pub fn op(&mut self) -> Op {
-        match self.below(115) {
+        match self.below(125) {
             0 => Op::Reset {
                 profile: self.byte(),
             },
@@ -442,10 +459,16 @@ impl Rng {
                     self.below(60) as u16
                 },
             },
-            _ => Op::CreateOfflineManager {
+            112..=114 => Op::CreateOfflineManager {
                 user: self.small(4),
                 variant: self.small(2),
             },
+            115..=121 => Op::SendToConnection {
+                manager: self.mgr(),
+                conn: self.conn(),
+                tag: self.byte(),
+            },
+            _ => Op::DrainEvents,
         }
     }
 

@@ -76,7 +76,7 @@ impl<P: Clone> Wire<P> {
         }
         for c in woken {
             let mut closed = false;
-            while let Some(t) = f.poll_transmit(c) {
+            while let Ok(Some(t)) = f.poll_transmit(c) {
                 assert!(!closed, "{c:?} transmitted after its close");
                 match t {
                     Transmit::Message(p) => self.messages.entry(c).or_default().push(p),

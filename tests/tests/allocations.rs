@@ -93,7 +93,7 @@ fn hot_path_allocates_nothing_after_warm_up() {
         f.handle_activity(steady, now).unwrap();
         while let Some(e) = f.poll_event() {
             if let Event::Transmit(conn) = e {
-                while let Some(Transmit::Message(_)) = f.poll_transmit(conn) {
+                while let Ok(Some(Transmit::Message(_))) = f.poll_transmit(conn) {
                     transmitted += 1;
                 }
             }
@@ -102,12 +102,12 @@ fn hot_path_allocates_nothing_after_warm_up() {
             f.remove_connection(m, c, now).unwrap();
         } else {
             f.close_connection(m, c, CloseCode::NORMAL, now).unwrap();
-            while f.poll_transmit(c).is_some() {}
+            while f.poll_transmit(c).is_ok_and(|t| t.is_some()) {}
             while f.poll_event().is_some() {}
             f.handle_closed(c, now).unwrap();
         }
         let cb = f.add_connection(mb, &bob, now).unwrap(); // replays the offline message
-        while f.poll_transmit(cb).is_some() {}
+        while f.poll_transmit(cb).is_ok_and(|t| t.is_some()) {}
         f.remove_connection(mb, cb, now).unwrap();
         while f.poll_event().is_some() {}
         let _ = f.poll_timeout();

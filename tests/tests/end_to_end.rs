@@ -7,6 +7,27 @@ use userlane_core::{Config, Event, ManagerFactory};
 use userlane_tests::ops::Rng;
 use userlane_tests::support::{at, ctx, Wire};
 
+/// `msg`, the `n`-th received by user `u`, carries that user's `n`-th
+/// secret and names no other user.
+fn assert_only_own_secret(msg: &str, u: usize, n: usize, uids: &[String]) {
+    assert!(
+        msg.contains(&format!("\"secret_data_for_{}_{n}\"", uids[u])),
+        "{msg}"
+    );
+    for (other, uid) in uids.iter().enumerate() {
+        if other != u {
+            assert!(
+                !msg.contains(&format!("{uid}\"")),
+                "{uid} leaked into {msg}"
+            );
+            assert!(
+                !msg.contains(&format!("for_{uid}_")),
+                "{uid} leaked into {msg}"
+            );
+        }
+    }
+}
+
 /// Scenario 15 — end to end: 5 users × 10 messages carrying per-user
 /// secrets → each gets exactly its 10, no foreign secret anywhere; after
 /// reclaiming all, 0 active and 0 violations.
@@ -22,7 +43,7 @@ fn scenario_15_per_user_secrets_end_to_end() {
         lanes.push((m, f.add_connection(m, &c, at(0)).unwrap()));
     }
     let s = f.stats();
-    assert_eq!((s.managers_active, s.users_with_active_managers), (5, 5));
+    assert_eq!((s.managers_active, s.users_with_active_managers()), (5, 5));
     // No manager lists another user's connection.
     let mut all = HashSet::new();
     for (m, conn) in &lanes {
@@ -56,22 +77,7 @@ fn scenario_15_per_user_secrets_end_to_end() {
         let got = wire.received(*conn);
         assert_eq!(got.len(), 10, "user {u}");
         for (n, msg) in got.iter().enumerate() {
-            assert!(
-                msg.contains(&format!("\"secret_data_for_{}_{n}\"", uids[u])),
-                "{msg}"
-            );
-            for (other, uid) in uids.iter().enumerate() {
-                if other != u {
-                    assert!(
-                        !msg.contains(&format!("{uid}\"")),
-                        "{uid} leaked into {msg}"
-                    );
-                    assert!(
-                        !msg.contains(&format!("for_{uid}_")),
-                        "{uid} leaked into {msg}"
-                    );
-                }
-            }
+            assert_only_own_secret(msg, u, n, &uids);
         }
     }
     assert_eq!(wire.total_messages(), 50);
@@ -91,7 +97,7 @@ fn scenario_15_per_user_secrets_end_to_end() {
     assert_eq!(
         (
             s.managers_active,
-            s.users_with_active_managers,
+            s.users_with_active_managers(),
             s.connections_active,
             s.connections_closing
         ),

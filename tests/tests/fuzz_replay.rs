@@ -26,6 +26,62 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// The `(call, outcome)` pairs the seed corpus must reach: every refusal,
+/// close reason and send outcome.
+const SEEDS_REACH: [(&str, &str); 42] = [
+    ("add_connection", "Err(IsolationViolation(ForeignUser))"),
+    (
+        "remove_connection",
+        "Err(IsolationViolation(ForeignConnection))",
+    ),
+    ("add_connection", "Err(LimitReached(ConnectionsPerUser))"),
+    ("add_connection", "Err(LimitReached(Connections))"),
+    ("create_manager", "Err(LimitReached(Users))"),
+    ("create_manager", "Err(EventsPending)"),
+    ("deactivate", "Err(EventsPending)"),
+    ("send_to_user", "Err(QueueFull)"),
+    ("send_to_user", "Err(LimitReached(QueueSlots))"),
+    ("send_to_user", "Err(LimitReached(OfflineBuffer))"),
+    ("send_to_user", "Err(NoConnections)"),
+    ("send_to_user", "Err(ManagerInactive)"),
+    ("send_to_user", "Err(UnknownManager)"),
+    ("send_to_user", "Ok(Buffered)"),
+    ("send_to_user", "Ok(Queued, closed slow)"),
+    ("close_connection", "Err(ConnectionClosing)"),
+    ("handle_closed", "Err(UnknownConnection)"),
+    ("poll_event", "ConnectionClosed(IdleTimeout)"),
+    ("poll_event", "ConnectionClosed(SlowConsumer)"),
+    ("poll_event", "ConnectionClosed(ManagerDeactivated)"),
+    ("poll_event", "ConnectionClosed(Application)"),
+    ("poll_event", "ConnectionClosed(ServerShutdown)"),
+    ("poll_event", "ManagerReclaimed"),
+    ("poll_event", "ManagerDeactivated"),
+    ("poll_transmit", "Close"),
+    ("handle_inbound", "Accepted"),
+    ("handle_inbound", "Refused"),
+    ("handle_inbound", "Closed"),
+    ("handle_inbound", "Err(ConnectionClosing)"),
+    ("handle_inbound", "Err(UnknownConnection)"),
+    ("poll_event", "ConnectionClosed(InboundFlood)"),
+    ("create_offline_manager", "Ok"),
+    (
+        "create_offline_manager",
+        "Err(LimitReached(OfflineManagers))",
+    ),
+    ("deactivate", "Err(UnknownManager)"),
+    ("handle_activity", "Err(UnknownConnection)"),
+    ("send_to_connection", "Ok(Queued)"),
+    ("send_to_connection", "Ok(Queued, closed slow)"),
+    (
+        "send_to_connection",
+        "Err(IsolationViolation(ForeignConnection))",
+    ),
+    ("send_to_connection", "Err(QueueFull)"),
+    ("send_to_connection", "Err(ConnectionClosing)"),
+    ("send_to_connection", "Err(ManagerInactive)"),
+    ("drain_events", "Some"),
+];
+
 #[test]
 fn every_corpus_entry_replays_clean_and_every_op_is_covered() {
     let files = corpus();
@@ -55,49 +111,7 @@ fn every_corpus_entry_replays_clean_and_every_op_is_covered() {
     let all: BTreeSet<&str> = OP_KINDS.into_iter().collect();
     assert_eq!(kinds, all, "the corpus must use every operation");
     // The seeds reach every refusal and every close reason.
-    for (call, outcome) in [
-        ("add_connection", "Err(IsolationViolation(ForeignUser))"),
-        (
-            "remove_connection",
-            "Err(IsolationViolation(ForeignConnection))",
-        ),
-        ("add_connection", "Err(LimitReached(ConnectionsPerUser))"),
-        ("add_connection", "Err(LimitReached(Connections))"),
-        ("create_manager", "Err(LimitReached(Users))"),
-        ("create_manager", "Err(EventsPending)"),
-        ("deactivate", "Err(EventsPending)"),
-        ("send_to_user", "Err(QueueFull)"),
-        ("send_to_user", "Err(LimitReached(QueueSlots))"),
-        ("send_to_user", "Err(LimitReached(OfflineBuffer))"),
-        ("send_to_user", "Err(NoConnections)"),
-        ("send_to_user", "Err(ManagerInactive)"),
-        ("send_to_user", "Err(UnknownManager)"),
-        ("send_to_user", "Ok(Buffered)"),
-        ("send_to_user", "Ok(Queued, closed slow)"),
-        ("close_connection", "Err(ConnectionClosing)"),
-        ("handle_closed", "Err(UnknownConnection)"),
-        ("poll_event", "ConnectionClosed(IdleTimeout)"),
-        ("poll_event", "ConnectionClosed(SlowConsumer)"),
-        ("poll_event", "ConnectionClosed(ManagerDeactivated)"),
-        ("poll_event", "ConnectionClosed(Application)"),
-        ("poll_event", "ConnectionClosed(ServerShutdown)"),
-        ("poll_event", "ManagerReclaimed"),
-        ("poll_event", "ManagerDeactivated"),
-        ("poll_transmit", "Close"),
-        ("handle_inbound", "Accepted"),
-        ("handle_inbound", "Refused"),
-        ("handle_inbound", "Closed"),
-        ("handle_inbound", "Err(ConnectionClosing)"),
-        ("handle_inbound", "Err(UnknownConnection)"),
-        ("poll_event", "ConnectionClosed(InboundFlood)"),
-        ("create_offline_manager", "Ok"),
-        (
-            "create_offline_manager",
-            "Err(LimitReached(OfflineManagers))",
-        ),
-        ("deactivate", "Err(UnknownManager)"),
-        ("handle_activity", "Err(UnknownConnection)"),
-    ] {
+    for (call, outcome) in SEEDS_REACH {
         assert!(
             total.count(call, outcome) > 0,
             "no seed reaches {call} -> {outcome}"
@@ -280,7 +294,14 @@ fn external_decoders_accept_only_valid_values() {
         "inbound_per_user":{"messages":{"per_second":0,"burst":1},"bytes":null},
         "inbound_strikes":1}"#;
     let cfg: Config = serde_json::from_str(over).unwrap();
-    assert!(cfg.validate(3, 4, 6).is_err());
+    assert!(cfg
+        .validate(userlane_core::Capacity {
+            users: 3,
+            connections: 4,
+            slots: 6,
+            events: 4,
+        })
+        .is_err());
     userlane_tests::external::check(over.as_bytes());
     // Random bytes, and mutations of the valid inputs.
     let mut rng = Rng::new(99);

@@ -2,7 +2,8 @@
 //! managers leave nothing behind, and a dead handle stays dead.
 
 use userlane_core::{
-    CloseCode, CloseFrame, CloseReason, Config, Error, Event, ManagerFactory, SendOutcome,
+    CloseCode, CloseFrame, CloseReason, Config, ConnectionHandle, Error, Event, ManagerFactory,
+    ManagerHandle, SendOutcome, UserContext,
 };
 use userlane_tests::support::{at, ctx, Wire};
 
@@ -142,19 +143,46 @@ fn scenario_09_fifty_managers_through_ten_slots_leave_nothing() {
     assert_eq!(f.stats().connections_active, 10);
 }
 
+/// One manager slot and one connection slot, so reuse is certain.
+type OneSlot = ManagerFactory<&'static str, 1, 1, 8>;
+
+/// Every command and query through manager `m` (and its connection `c`),
+/// each with its result.
+fn refusals_through(
+    f: &mut OneSlot,
+    m: ManagerHandle,
+    c: ConnectionHandle,
+    alice: &UserContext,
+) -> [(&'static str, Result<(), Error>); 9] {
+    [
+        ("add", f.add_connection(m, alice, at(2)).map(drop)),
+        ("remove", f.remove_connection(m, c, at(2)).map(drop)),
+        (
+            "send",
+            f.send_to_user(m, "late", at(2))
+                .map(drop)
+                .map_err(Error::from),
+        ),
+        ("get context", f.context(m).map(drop)),
+        ("get stats", f.manager_stats(m).map(drop)),
+        ("list", f.connections(m).map(drop)),
+        ("count", f.connection_count(m).map(drop)),
+        ("close", f.close_connection(m, c, CloseCode::NORMAL, at(2))),
+        ("deactivate", f.deactivate(m, at(2)).map(drop)),
+    ]
+}
+
 /// Scenario 14 — deactivated manager: add, remove, send, get, list — each
 /// fails with "is no longer active", and so does a stale handle after its
 /// slot is reused. (The seed's only failing test.)
 #[test]
 fn scenario_14_deactivated_manager_refuses_everything() {
-    // One manager slot and one connection slot, so reuse is certain.
-    type Factory = ManagerFactory<&'static str, 1, 1, 8>;
     let config = Config {
         queue_depth: 4,
         offline_buffer: 4,
         ..Config::for_capacity(1, 1)
     };
-    let mut f = Factory::new(config).unwrap();
+    let mut f = OneSlot::new(config).unwrap();
     let alice = ctx("alice");
     let m = f.create_manager(alice.clone(), at(0)).unwrap();
     let c = f.add_connection(m, &alice, at(0)).unwrap();
@@ -163,17 +191,7 @@ fn scenario_14_deactivated_manager_refuses_everything() {
     assert!(!f.is_active(m));
 
     let dead = Error::ManagerInactive(m);
-    let refusals: [(&str, Result<(), Error>); 9] = [
-        ("add", f.add_connection(m, &alice, at(2)).map(drop)),
-        ("remove", f.remove_connection(m, c, at(2)).map(drop)),
-        ("send", f.send_to_user(m, "late", at(2)).map(drop)),
-        ("get context", f.context(m).map(drop)),
-        ("get stats", f.manager_stats(m).map(drop)),
-        ("list", f.connections(m).map(drop)),
-        ("count", f.connection_count(m).map(drop)),
-        ("close", f.close_connection(m, c, CloseCode::NORMAL, at(2))),
-        ("deactivate", f.deactivate(m, at(2)).map(drop)),
-    ];
+    let refusals = refusals_through(&mut f, m, c, &alice);
     for (what, r) in &refusals {
         assert_eq!(r, &Err(dead), "{what}");
         assert_eq!(
@@ -199,7 +217,10 @@ fn scenario_14_deactivated_manager_refuses_everything() {
     assert_eq!((mb.index(), cb.index()), (m.index(), c.index()));
     assert_ne!((mb, cb), (m, c));
     // The stale handles reach nothing of bob's.
-    assert_eq!(f.send_to_user(m, "to alice", at(5)), Err(dead));
+    assert_eq!(
+        f.send_to_user(m, "to alice", at(5)).map_err(Error::from),
+        Err(dead)
+    );
     assert_eq!(f.context(m), Err(dead));
     assert_eq!(f.add_connection(m, &bob, at(5)), Err(dead));
     assert_eq!(
@@ -211,7 +232,7 @@ fn scenario_14_deactivated_manager_refuses_everything() {
         Err(Error::UnknownConnection(c))
     );
     assert_eq!(f.handle_closed(c, at(5)), Err(Error::UnknownConnection(c)));
-    assert_eq!(f.poll_transmit(c), None);
+    assert_eq!(f.poll_transmit(c), Err(Error::UnknownConnection(c)));
     assert_eq!(f.connection_count(mb), Ok(1));
     assert!(f.is_open(cb));
     assert_eq!(f.queued(cb), Ok(0));
@@ -224,6 +245,9 @@ fn scenario_14_deactivated_manager_refuses_everything() {
         f.send_to_user(m2, "fresh", at(7)),
         Ok(SendOutcome::Buffered { buffered: 1 })
     );
-    assert_eq!(f.send_to_user(m, "stale", at(7)), Err(dead));
+    assert_eq!(
+        f.send_to_user(m, "stale", at(7)).map_err(Error::from),
+        Err(dead)
+    );
     assert!(f.stats().is_consistent());
 }

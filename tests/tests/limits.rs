@@ -32,7 +32,7 @@ fn scenario_08_per_user_limit_is_typed_counted_and_released() {
     );
     let s = f.stats();
     assert_eq!(
-        (s.resource_limit_hits, s.rejected_connections_per_user),
+        (s.resource_limit_hits(), s.rejected_connections_per_user),
         (1, 1)
     );
     assert_eq!(f.manager_stats(m).unwrap().limit_hits, 1);
@@ -47,7 +47,7 @@ fn scenario_08_per_user_limit_is_typed_counted_and_released() {
     let again = f.add_connection(m, &alice, at(3)).unwrap();
     assert_eq!(f.connection_count(m), Ok(3));
     assert_eq!(f.owner_of(again), Ok(m));
-    assert_eq!(f.stats().resource_limit_hits, 1);
+    assert_eq!(f.stats().resource_limit_hits(), 1);
     assert!(f.stats().is_consistent());
 }
 
@@ -93,7 +93,7 @@ fn scenario_10_same_work_at_5_10_and_15_users() {
     assert_eq!(
         (
             s.sends_refused,
-            s.resource_limit_hits,
+            s.resource_limit_hits(),
             s.security_violations_detected,
             s.rejected_unknown_handle,
             s.rejected_inactive_manager,
@@ -127,7 +127,7 @@ fn scenario_17_hundred_thousand_reconnects_never_leak_a_place() {
             .unwrap_or_else(|e| panic!("connect {i} refused: {e}"));
         assert_eq!(f.send_to_user(m, i, at(0)).unwrap().queued_for(), 5);
         for s in &steady {
-            assert_eq!(f.poll_transmit(*s), Some(Transmit::Message(i)));
+            assert_eq!(f.poll_transmit(*s), Ok(Some(Transmit::Message(i))));
         }
         // Three ways to go away, in turn.
         match i % 3 {
@@ -135,8 +135,8 @@ fn scenario_17_hundred_thousand_reconnects_never_leak_a_place() {
             1 => assert_eq!(f.handle_closed(c, at(0)).unwrap().undelivered, 1),
             _ => {
                 f.close_connection(m, c, CloseCode::NORMAL, at(0)).unwrap();
-                assert_eq!(f.poll_transmit(c), Some(Transmit::Message(i)));
-                assert_eq!(f.poll_transmit(c), Some(Transmit::Close(app_close)));
+                assert_eq!(f.poll_transmit(c), Ok(Some(Transmit::Message(i))));
+                assert_eq!(f.poll_transmit(c), Ok(Some(Transmit::Close(app_close))));
                 assert_eq!(f.handle_closed(c, at(0)).unwrap().undelivered, 0);
             }
         }
@@ -156,7 +156,7 @@ fn scenario_17_hundred_thousand_reconnects_never_leak_a_place() {
         (s.messages_dropped, s.messages_transmitted),
         (66_667, 433_333)
     );
-    assert_eq!((s.resource_limit_hits, s.messages_queued_now), (0, 0));
+    assert_eq!((s.resource_limit_hits(), s.messages_queued_now), (0, 0));
     assert!(s.is_consistent());
     // The fifth place is still free, and only the fifth.
     f.add_connection(m, &alice, at(1)).unwrap();

@@ -69,12 +69,13 @@ fn scenario_16_thousand_messages_in_send_order_on_three_connections() {
     let mut rng = Rng::new(16);
     let pop = |f: &mut Factory, k: usize, seen: &mut Vec<Vec<u32>>| match f.poll_transmit(conns[k])
     {
-        Some(Transmit::Message(n)) => {
+        Ok(Some(Transmit::Message(n))) => {
             seen[k].push(n);
             true
         }
-        Some(Transmit::Close(c)) => panic!("connection {k} closed: {c:?}"),
-        None => false,
+        Ok(Some(Transmit::Close(c))) => panic!("connection {k} closed: {c:?}"),
+        Ok(None) => false,
+        Err(e) => panic!("connection {k} gone: {e}"),
     };
     for n in 0..1_000u32 {
         // Make room where a queue is full, so every send is accepted.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Arc, Mutex, RwLock};
 
-use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use userlane_core::shim::SharedFactory;
 
 use userlane_core::{Config, ConnectionHandle, Instant, ManagerFactory, ManagerHandle};
@@ -149,7 +149,7 @@ pub fn drain_factory<const U: usize, const C: usize, const S: usize, const E: us
 ) {
     while f.poll_event().is_some() {}
     for c in conns {
-        while let Some(Transmit::Message(m)) = f.poll_transmit(*c) {
+        while let Ok(Some(Transmit::Message(m))) = f.poll_transmit(*c) {
             std::hint::black_box(m);
         }
     }
@@ -280,25 +280,12 @@ pub fn drain_receivers(receivers: &[async_channel::Receiver<Frame>]) {
     }
 }
 
-/// `userlane_smol::StdRawMutex`, re-implemented here (the core's benches
-/// cannot depend on the runtime): an embassy raw mutex over `std::sync::Mutex`.
-pub struct BenchMutex(std::sync::Mutex<()>);
-
-// SAFETY: `lock` holds the guard of this instance's `std::sync::Mutex` while
-// `f` runs, which excludes every other caller of the same instance.
-unsafe impl RawMutex for BenchMutex {
-    const INIT: Self = BenchMutex(std::sync::Mutex::new(()));
-    fn lock<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _g = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f()
-    }
-}
-
-/// One shim shard holding the send workload (the churn case).
-pub type Shard = SharedFactory<BenchMutex, Frame, 16_384, 16_384, 32_768>;
+/// One shim shard holding the send workload (the churn case), behind
+/// embassy's `CriticalSectionRawMutex`: on a std host its critical section
+/// is one process-wide `std::sync::Mutex`, which for the one shard of this
+/// case is exactly a per-shard lock (a server with several shards uses
+/// `userlane_smol::StdRawMutex`, one lock per shard).
+pub type Shard = SharedFactory<CriticalSectionRawMutex, Frame, 16_384, 16_384, 32_768>;
 
 /// Builds a [`Shard`] with the send workload connected through the shim;
 /// returns it with every connection handle.
@@ -362,7 +349,7 @@ pub fn userlane_fanout(
         }
     });
     for c in ready.drain(..) {
-        while let Some(Transmit::Message(p)) = f.poll_transmit(c) {
+        while let Ok(Some(Transmit::Message(p))) = f.poll_transmit(c) {
             black_box(p);
         }
     }

@@ -8,7 +8,7 @@ use crate::index::SlotIndex;
 use crate::list::NIL;
 use crate::{
     CloseCode, CloseFrame, CloseReason, ConnectionHandle, Error, Instant, Limit, ManagerHandle,
-    Released, SendOutcome, SlowConsumerPolicy, UserContext, Violation,
+    Released, SendError, SendOutcome, SlowConsumerPolicy, UserContext, Violation,
 };
 
 impl<
@@ -54,6 +54,13 @@ impl<
         self.create(ctx, now, true)
     }
 
+    /// This factory as the erased view [`Lanes`](crate::Lanes), which also
+    /// carries the lookup-or-create:
+    /// `factory.as_lanes().manager_or_create_with(user_id, || context, now)`.
+    pub fn as_lanes(&mut self) -> &mut dyn crate::Lanes<P> {
+        self
+    }
+
     fn create(
         &mut self,
         ctx: UserContext,
@@ -97,7 +104,6 @@ impl<
         self.empty.push_back(&mut self.users, u as u32, empty_link);
         self.stats.managers_created += 1;
         self.stats.managers_active += 1;
-        self.stats.users_with_active_managers += 1;
         // Capacity was checked above.
         let _ = self.events.push_back(LifeEvent::Created {
             index: I::pack(u as u32),
@@ -150,11 +156,7 @@ impl<
             self.count_refusal(&e);
             return Err(e);
         }
-        let Some(c) = self.alloc_conn(manager, now) else {
-            let e = Error::LimitReached(Limit::Connections);
-            self.count_refusal(&e);
-            return Err(e);
-        };
+        let c = self.alloc_conn(manager, now);
         if self.users[u].conns.len() == 0 {
             self.empty.unlink(&mut self.users, u as u32, empty_link);
         }
@@ -230,8 +232,9 @@ impl<
     /// Queues `payload` for every open connection of the manager's user,
     /// keeping each connection's FIFO order. With no open connection the
     /// message goes to the offline buffer. Nothing is dropped silently: the
-    /// outcome says how many connections got it, and every refusal is an error
-    /// returned before anything was enqueued.
+    /// outcome says how many connections got it, and every refusal is decided
+    /// before anything was enqueued and hands the payload back in
+    /// [`SendError`].
     ///
     /// Errors: inactive/unknown manager; [`Error::QueueFull`] (policy
     /// `RejectSend`); [`Limit::QueueSlots`]; [`Limit::OfflineBuffer`];
@@ -241,27 +244,36 @@ impl<
         manager: ManagerHandle,
         payload: P,
         now: Instant,
-    ) -> Result<SendOutcome, Error> {
+    ) -> Result<SendOutcome, SendError<P>> {
         let now = self.tick(now);
         let u = match self.checked_user(manager) {
             Ok(u) => u,
-            Err(e) => {
-                self.stats.sends_refused += 1;
-                return Err(e);
-            }
+            Err(error) => return Err(self.refused_send(error, payload)),
         };
         let result = if self.users[u].conns.len() == 0 {
             self.buffer_offline(u, manager, payload)
         } else {
             self.fan_out(u, payload, now)
         };
-        self.account_send(u, &result, true);
+        self.account_send(u, result.as_ref().map_err(|e| &e.error), true);
         result
+    }
+
+    /// A send refused before its manager was resolved (counted by
+    /// `checked_user`; a refused send all the same).
+    fn refused_send(&mut self, error: Error, payload: P) -> SendError<P> {
+        self.stats.sends_refused += 1;
+        SendError { error, payload }
     }
 
     /// Counts a send's result in the factory's and the manager's stats;
     /// `count_refusal` is false when the refusal was already counted.
-    fn account_send(&mut self, u: usize, result: &Result<SendOutcome, Error>, count_refusal: bool) {
+    fn account_send(
+        &mut self,
+        u: usize,
+        result: Result<&SendOutcome, &Error>,
+        count_refusal: bool,
+    ) {
         match result {
             Ok(_) => {
                 self.stats.sends_accepted += 1;
@@ -287,31 +299,44 @@ impl<
         u: usize,
         manager: ManagerHandle,
         payload: P,
-    ) -> Result<SendOutcome, Error> {
+    ) -> Result<SendOutcome, SendError<P>> {
         let cap = self.config.offline_buffer;
-        if cap == 0 {
-            return Err(Error::NoConnections(manager));
-        }
-        if self.users[u].offline.len() >= cap {
-            return Err(Error::LimitReached(Limit::OfflineBuffer));
-        }
-        if self.pool.push(&mut self.users[u].offline, payload).is_err() {
-            return Err(Error::LimitReached(Limit::QueueSlots));
-        }
+        let error = if cap == 0 {
+            Error::NoConnections(manager)
+        } else if self.users[u].offline.len() >= cap {
+            Error::LimitReached(Limit::OfflineBuffer)
+        } else {
+            match self.pool.push(&mut self.users[u].offline, payload) {
+                Ok(()) => return Ok(self.count_buffered(u)),
+                Err(payload) => {
+                    return Err(SendError {
+                        error: Error::LimitReached(Limit::QueueSlots),
+                        payload,
+                    })
+                }
+            }
+        };
+        Err(SendError { error, payload })
+    }
+
+    /// Counts a message just put in manager slot `u`'s offline buffer.
+    fn count_buffered(&mut self, u: usize) -> SendOutcome {
         let st = &mut self.users[u].stats;
         st.offline_now += 1;
         st.offline_buffered = st.offline_buffered.saturating_add(1);
         self.stats.offline_buffered += 1;
         self.stats.offline_now += 1;
-        Ok(SendOutcome::Buffered {
+        SendOutcome::Buffered {
             buffered: self.users[u].offline.len(),
-        })
+        }
     }
 
-    fn fan_out(&mut self, u: usize, payload: P, now: Instant) -> Result<SendOutcome, Error> {
+    /// How many of manager slot `u`'s connections a send would reach, or why
+    /// it is refused. Every refusal is decided here, before anything is
+    /// enqueued: the count of full queues is kept up to date, so one walk of
+    /// the list suffices.
+    fn fan_out_room(&self, u: usize) -> Result<u32, Error> {
         let depth = self.config.queue_depth;
-        // Every refusal is decided before anything is enqueued: the count of
-        // full queues is kept up to date, so one walk of the list suffices.
         let full = self.users[u].full();
         if full > 0 && self.config.slow_consumer == SlowConsumerPolicy::RejectSend {
             let mut i = self.users[u].conns.head();
@@ -326,7 +351,15 @@ impl<
         if self.pool.free() < wanted {
             return Err(Error::LimitReached(Limit::QueueSlots));
         }
-        let slow = CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
+        Ok(wanted)
+    }
+
+    fn fan_out(&mut self, u: usize, payload: P, now: Instant) -> Result<SendOutcome, SendError<P>> {
+        let wanted = match self.fan_out_room(u) {
+            Ok(wanted) => wanted,
+            Err(error) => return Err(SendError { error, payload }),
+        };
+        let full = self.users[u].full();
         // The last connection gets the payload itself: one clone fewer per
         // send (for a user with one connection, no clone at all).
         let mut payload = Some(payload);
@@ -336,10 +369,9 @@ impl<
         while i != NIL {
             let c = i as usize;
             i = self.conns[c].user_link.next();
-            let len = self.conns[c].queue.len();
-            if len >= depth {
+            if self.conns[c].queue.len() >= self.config.queue_depth {
                 seen_full += 1;
-                self.begin_close(c, slow, now);
+                self.close_slow(c, now);
                 continue;
             }
             left = left.saturating_sub(1);
@@ -348,28 +380,49 @@ impl<
             } else {
                 payload.clone()
             };
-            let Some(item) = item else { continue };
-            // The pool was checked for `wanted` free slots above.
-            let _ = self.pool.push(&mut self.conns[c].queue, item);
-            if len + 1 >= depth {
-                self.users[u].count_full(true);
-            }
-            if len == 0 {
-                self.flag_event(c, EV_READY);
+            if let Some(item) = item {
+                self.enqueue(u, c, item);
             }
         }
         debug_assert_eq!(seen_full, full, "the count of full queues is off");
-        let w = u64::from(wanted);
-        self.stats.messages_queued += w;
-        self.stats.messages_queued_now += w;
-        self.stats.messages_closed_slow += u64::from(full);
+        Ok(self.count_queued(u, wanted, full))
+    }
+
+    /// Queues `item` on open connection `c` of manager slot `u`; the caller
+    /// checked that the queue has room and the pool a free slot.
+    fn enqueue(&mut self, u: usize, c: usize, item: P) {
+        let len = self.conns[c].queue.len();
+        let pushed = self.pool.push(&mut self.conns[c].queue, item);
+        debug_assert!(pushed.is_ok(), "the pool was checked for a free slot");
+        if len + 1 >= self.config.queue_depth {
+            self.users[u].count_full(true);
+        }
+        if len == 0 {
+            self.flag_event(c, EV_READY);
+        }
+    }
+
+    /// Closes open connection `c`, whose queue is full, as a slow consumer
+    /// (1013).
+    fn close_slow(&mut self, c: usize, now: Instant) {
+        let slow = CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
+        self.begin_close(c, slow, now);
+    }
+
+    /// Counts a send of manager slot `u` that queued the message for
+    /// `queued` connections and closed `closed_slow` slow ones instead.
+    fn count_queued(&mut self, u: usize, queued: u32, closed_slow: u32) -> SendOutcome {
+        let q = u64::from(queued);
+        self.stats.messages_queued += q;
+        self.stats.messages_queued_now += q;
+        self.stats.messages_closed_slow += u64::from(closed_slow);
         let st = &mut self.users[u].stats;
-        st.messages_queued = st.messages_queued.saturating_add(wanted);
-        st.messages_closed_slow = st.messages_closed_slow.saturating_add(full);
-        Ok(SendOutcome::Queued {
-            queued_for: wanted,
-            closed_slow: full,
-        })
+        st.messages_queued = st.messages_queued.saturating_add(queued);
+        st.messages_closed_slow = st.messages_closed_slow.saturating_add(closed_slow);
+        SendOutcome::Queued {
+            queued_for: queued,
+            closed_slow,
+        }
     }
 
     /// Queues `payload` for one open connection of the manager's user (a
@@ -377,7 +430,7 @@ impl<
     /// [`send_to_user`](Self::send_to_user) apply: a full queue fails with
     /// [`Error::QueueFull`] under `RejectSend`, or closes the connection with
     /// 1013 under `CloseSlowConnection` (the outcome then says `queued_for: 0,
-    /// closed_slow: 1`).
+    /// closed_slow: 1`). A refusal hands the payload back in [`SendError`].
     ///
     /// Errors: inactive/unknown manager, unknown connection,
     /// [`Error::IsolationViolation`] for another user's connection,
@@ -388,62 +441,53 @@ impl<
         connection: ConnectionHandle,
         payload: P,
         now: Instant,
-    ) -> Result<SendOutcome, Error> {
+    ) -> Result<SendOutcome, SendError<P>> {
         let now = self.tick(now);
         let u = match self.checked_user(manager) {
             Ok(u) => u,
-            Err(e) => {
-                self.stats.sends_refused += 1;
-                return Err(e);
-            }
+            Err(error) => return Err(self.refused_send(error, payload)),
         };
-        let result = self.checked_conn(manager, u, connection).and_then(|c| {
-            if !self.conns[c].is_open() {
-                return Err(Error::ConnectionClosing(connection));
-            }
-            if self.conns[c].queue.len() >= self.config.queue_depth {
-                return match self.config.slow_consumer {
-                    SlowConsumerPolicy::RejectSend => Err(Error::QueueFull(connection)),
-                    SlowConsumerPolicy::CloseSlowConnection => {
-                        let slow =
-                            CloseFrame::new(CloseCode::TRY_AGAIN_LATER, CloseReason::SlowConsumer);
-                        self.begin_close(c, slow, now);
-                        self.stats.messages_closed_slow += 1;
-                        self.users[u].stats.messages_closed_slow =
-                            self.users[u].stats.messages_closed_slow.saturating_add(1);
-                        Ok(SendOutcome::Queued {
-                            queued_for: 0,
-                            closed_slow: 1,
-                        })
-                    }
-                };
-            }
-            let len = self.conns[c].queue.len();
-            if self.pool.push(&mut self.conns[c].queue, payload).is_err() {
-                return Err(Error::LimitReached(Limit::QueueSlots));
-            }
-            if len + 1 >= self.config.queue_depth {
-                self.users[u].count_full(true);
-            }
-            if len == 0 {
-                self.flag_event(c, EV_READY);
-            }
-            self.stats.messages_queued += 1;
-            self.stats.messages_queued_now += 1;
-            self.users[u].stats.messages_queued =
-                self.users[u].stats.messages_queued.saturating_add(1);
-            Ok(SendOutcome::Queued {
-                queued_for: 1,
-                closed_slow: 0,
-            })
-        });
+        let result = match self.checked_conn(manager, u, connection) {
+            Ok(c) => self.send_one(u, c, connection, payload, now),
+            Err(error) => Err(SendError { error, payload }),
+        };
         // Isolation and unknown-handle refusals were counted by `checked_conn`.
         let counted = matches!(
             result,
-            Err(Error::IsolationViolation { .. } | Error::UnknownConnection(_))
+            Err(SendError {
+                error: Error::IsolationViolation { .. } | Error::UnknownConnection(_),
+                ..
+            })
         );
-        self.account_send(u, &result, !counted);
+        self.account_send(u, result.as_ref().map_err(|e| &e.error), !counted);
         result
+    }
+
+    /// [`send_to_connection`](Self::send_to_connection) to connection slot
+    /// `c` of manager slot `u`, both checked.
+    fn send_one(
+        &mut self,
+        u: usize,
+        c: usize,
+        connection: ConnectionHandle,
+        payload: P,
+        now: Instant,
+    ) -> Result<SendOutcome, SendError<P>> {
+        let error = if !self.conns[c].is_open() {
+            Error::ConnectionClosing(connection)
+        } else if self.conns[c].queue.len() >= self.config.queue_depth {
+            if self.config.slow_consumer == SlowConsumerPolicy::CloseSlowConnection {
+                self.close_slow(c, now);
+                return Ok(self.count_queued(u, 0, 1));
+            }
+            Error::QueueFull(connection)
+        } else if self.pool.free() == 0 {
+            Error::LimitReached(Limit::QueueSlots)
+        } else {
+            self.enqueue(u, c, payload);
+            return Ok(self.count_queued(u, 1, 0));
+        };
+        Err(SendError { error, payload })
     }
 
     /// Deactivates the manager for good: every open connection is closed

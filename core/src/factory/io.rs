@@ -204,6 +204,7 @@ impl<
 
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)
     /// has work, or `None` if no timer is armed. O(1).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.config.idle_timeout_ms.and_then(|t| {
             self.idle.front().map(|c| {
@@ -224,10 +225,20 @@ impl<
     }
 
     /// The next item to write on `connection`: queued messages in FIFO order,
-    /// then, if the connection is closing, its close frame (once). `None` when
-    /// there is nothing to send or the handle is stale.
-    pub fn poll_transmit(&mut self, connection: ConnectionHandle) -> Option<Transmit<P>> {
-        let c = self.conn_index(connection).ok()?;
+    /// then, if the connection is closing, its close frame (once).
+    ///
+    /// - `Ok(Some(_))`: write it;
+    /// - `Ok(None)`: nothing to write now (the connection is still live: wait
+    ///   for its next [`Event::Transmit`] or [`Event::ConnectionClosed`]);
+    /// - `Err(`[`Error::UnknownConnection`]`)`: the connection is gone (or the
+    ///   handle is stale, or of another factory): stop its writer. Not counted
+    ///   as a refusal.
+    #[must_use = "a transmit taken from the queue is gone from the core"]
+    pub fn poll_transmit(
+        &mut self,
+        connection: ConnectionHandle,
+    ) -> Result<Option<Transmit<P>>, Error> {
+        let c = self.conn_index(connection)?;
         let was_full = self.conns[c].queue.len() >= self.config.queue_depth;
         if let Some(p) = self.pool.pop(&mut self.conns[c].queue) {
             if was_full && self.conns[c].is_open() {
@@ -235,21 +246,22 @@ impl<
             }
             self.stats.messages_transmitted += 1;
             self.stats.messages_queued_now -= 1;
-            return Some(Transmit::Message(p));
+            return Ok(Some(Transmit::Message(p)));
         }
         match &mut self.conns[c].state {
             ConnState::Closing {
                 close, close_sent, ..
             } if !*close_sent => {
                 *close_sent = true;
-                Some(Transmit::Close(*close))
+                Ok(Some(Transmit::Close(*close)))
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 
     /// The next event for the caller: manager lifecycle events first, then
     /// connection events (closed, or queue became non-empty) oldest first.
+    #[must_use = "an event taken from the core is not reported again"]
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(e) = self.events.pop_front() {
             return Some(e.event(self.config.factory_tag));

@@ -8,7 +8,6 @@ use super::ManagerFactory;
 use crate::inbound::Levels;
 use crate::index::SlotIndex;
 use crate::list::NIL;
-use crate::log::log_warn;
 use crate::{
     CloseFrame, CloseReason, ConnectionHandle, Error, Instant, Limit, ManagerHandle, Released,
     UserContext, Violation,
@@ -84,29 +83,18 @@ impl<
                 s.rejected_unknown_handle += 1
             }
             Error::ConnectionClosing(_) => s.rejected_closing_connection += 1,
-            Error::IsolationViolation { manager, violation } => {
-                s.security_violations_detected += 1;
-                log_warn!(
-                    "userlane: isolation violation refused on manager {}: {:?}",
-                    manager.to_bits(),
-                    violation
-                );
-            }
-            Error::LimitReached(limit) => {
-                s.resource_limit_hits += 1;
-                match limit {
-                    Limit::Users => s.rejected_user_limit += 1,
-                    Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
-                    Limit::Connections => s.rejected_total_connections += 1,
-                    Limit::OfflineBuffer => s.rejected_offline_full += 1,
-                    Limit::QueueSlots => s.rejected_queue_slots += 1,
-                    Limit::OfflineManagers => s.rejected_offline_managers += 1,
-                }
-            }
-            Error::QueueFull(_) => {
-                s.resource_limit_hits += 1;
-                s.rejected_queue_full += 1;
-            }
+            // Counted only: the caller logs it, outside any lock (the shim
+            // does, after releasing the shard lock).
+            Error::IsolationViolation { .. } => s.security_violations_detected += 1,
+            Error::LimitReached(limit) => match limit {
+                Limit::Users => s.rejected_user_limit += 1,
+                Limit::ConnectionsPerUser => s.rejected_connections_per_user += 1,
+                Limit::Connections => s.rejected_total_connections += 1,
+                Limit::OfflineBuffer => s.rejected_offline_full += 1,
+                Limit::QueueSlots => s.rejected_queue_slots += 1,
+                Limit::OfflineManagers => s.rejected_offline_managers += 1,
+            },
+            Error::QueueFull(_) => s.rejected_queue_full += 1,
             Error::NoConnections(_) => s.rejected_no_connections += 1,
             Error::EventsPending => s.rejected_events_pending += 1,
             Error::InvalidContext(_) => {}
@@ -207,17 +195,16 @@ impl<
     }
 
     /// Takes a free connection slot for `owner`: a released one first, else
-    /// one never used.
-    pub(super) fn alloc_conn(&mut self, owner: ManagerHandle, now: Instant) -> Option<usize> {
+    /// one never used. The caller checked [`Self::conn_available`].
+    pub(super) fn alloc_conn(&mut self, owner: ManagerHandle, now: Instant) -> usize {
+        debug_assert!(self.conn_available(), "no free connection slot");
         let c = if self.conn_free != NIL {
             let c = self.conn_free as usize;
             self.conn_free = self.conns[c].user_link.next();
             c
-        } else if (self.conn_fresh as usize) < CONNS {
+        } else {
             self.conn_fresh += 1;
             self.conn_fresh as usize - 1
-        } else {
-            return None;
         };
         let inbound = Levels::full(&self.config.inbound_per_connection);
         let slot = &mut self.conns[c];
@@ -229,7 +216,7 @@ impl<
         slot.owner_index = I::pack(owner.index);
         slot.owner_generation = owner.generation;
         slot.last_activity = now;
-        Some(c)
+        c
     }
 
     /// Whether a connection slot is free.
@@ -288,8 +275,6 @@ impl<
         slot.next = I::pack(self.user_free);
         self.user_free = u as u32;
         self.stats.managers_active -= 1;
-        self.stats.users_with_active_managers -= 1;
-        self.stats.managers_cleaned_up += 1;
         discarded
     }
 }

@@ -14,8 +14,8 @@ use crate::index::SlotIndex;
 use crate::list::{List, NIL};
 use crate::pool::Pool;
 use crate::{
-    Config, ConfigError, ConnectionHandle, Error, Event, Instant, ManagerHandle, ManagerStats,
-    Stats, UserContext,
+    Capacity, Config, ConfigError, ConnectionHandle, Error, Event, Instant, ManagerHandle,
+    ManagerStats, Stats, UserContext,
 };
 use slots::{id_hash, ConnSlot, UserSlot};
 
@@ -74,6 +74,17 @@ impl<I: SlotIndex> LifeEvent<I> {
         }
     }
 }
+
+/// The documented **gateway** profile: 32 users, 128 connections (4 per
+/// user), 2,048 queued messages (16 per connection), 8 pending lifecycle
+/// events, `u16` links; about 32 KiB with the default `u16` payload (an index
+/// into the gateway's own frame buffers). Checked by `tests/memory_budget.rs`.
+pub type GatewayFactory<P = u16> = ManagerFactory<P, 32, 128, 2_048, 8, u16>;
+
+/// The documented **server** profile: 10,000 users, 16,384 connections,
+/// 262,144 queued messages, 64 pending lifecycle events, `u32` links; about
+/// 10 MiB with ref-counted payloads. Checked by `tests/memory_budget.rs`.
+pub type ServerFactory<P> = ManagerFactory<P, 10_000, 16_384, 262_144, 64>;
 
 /// Creates and owns one isolated manager per user, in preallocated tables.
 ///
@@ -141,13 +152,29 @@ impl<
         "capacities must be at least 1 and below the limit of the index type"
     );
 
+    /// Manager slots (and hash buckets).
+    pub const USERS: usize = USERS;
+    /// Connection slots, shared by all users.
+    pub const CONNS: usize = CONNS;
+    /// Queued-message slots, shared by every queue and offline buffer.
+    pub const SLOTS: usize = SLOTS;
+    /// Pending manager lifecycle events.
+    pub const EVENTS: usize = EVENTS;
+    /// The capacities by name, for [`Config::validate`].
+    pub const CAPACITY: Capacity = Capacity {
+        users: USERS,
+        connections: CONNS,
+        slots: SLOTS,
+        events: EVENTS,
+    };
+
     /// A factory with empty tables, or the reason `config` does not fit the
     /// capacities.
     ///
     /// The value is as large as its tables: put big factories in a `static`,
     /// or build them where the stack is large enough before boxing them.
     pub const fn new(config: Config) -> Result<Self, ConfigError> {
-        if let Err(e) = config.validate(USERS, CONNS, SLOTS) {
+        if let Err(e) = config.validate(Self::CAPACITY) {
             return Err(e);
         }
         Ok(Self::with_valid_config(config))

@@ -43,7 +43,8 @@ use heapless::Deque;
 
 use crate::{
     CloseFrame, Config, ConfigError, ConnectionHandle, Error, Event, Inbound, Instant,
-    ManagerFactory, ManagerHandle, Released, SendOutcome, SlotIndex, Stats, Transmit, UserContext,
+    ManagerFactory, ManagerHandle, Released, SendError, SendOutcome, SlotIndex, Stats, Transmit,
+    UserContext,
 };
 
 /// The shard a user lives in, out of `shards` (FNV-1a 64 of the user id).
@@ -57,6 +58,32 @@ pub fn shard_for(user_id: &str, shards: usize) -> usize {
     }
     (h % shards.max(1) as u64) as usize
 }
+
+/// Logs `e` if it is worth a warning (an isolation violation), through
+/// `log` or `defmt` when one of those features is on. The core never logs
+/// (a logger is application code, which must not run inside the shard
+/// lock): the shim's named methods call this after releasing the lock;
+/// callers of [`SharedFactory::with`], which hands the core's results back
+/// untouched, call it once `with` has returned.
+pub fn log_refusal(e: &Error) {
+    crate::log::log_refusal(e);
+}
+
+/// `r`, logged with [`log_refusal`] (the lock is already released).
+fn logged<T>(r: Result<T, Error>) -> Result<T, Error> {
+    if let Err(e) = &r {
+        log_refusal(e);
+    }
+    r
+}
+
+/// A shard of the documented gateway profile
+/// ([`GatewayFactory`](crate::GatewayFactory)) behind the raw mutex `M`.
+pub type GatewayShard<M, P = u16> = SharedFactory<M, P, 32, 128, 2_048, 8, u16>;
+
+/// A shard of the documented server profile
+/// ([`ServerFactory`](crate::ServerFactory)) behind the raw mutex `M`.
+pub type ServerShard<M, P> = SharedFactory<M, P, 10_000, 16_384, 262_144, 64>;
 
 /// The state behind the lock.
 struct Inner<
@@ -110,14 +137,17 @@ impl<
 {
     /// A shard with empty tables, or why `config` does not fit.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        config.validate(USERS, CONNS, SLOTS)?;
+        config.validate(ManagerFactory::<P, USERS, CONNS, SLOTS, EVENTS, I>::CAPACITY)?;
         Ok(Self::new_static(config))
     }
 
     /// A shard for a `static`: a config that does not fit the capacities is
     /// a compile-time error there (and a panic if called at run time).
     pub const fn new_static(config: Config) -> Self {
-        if config.validate(USERS, CONNS, SLOTS).is_err() {
+        if config
+            .validate(ManagerFactory::<P, USERS, CONNS, SLOTS, EVENTS, I>::CAPACITY)
+            .is_err()
+        {
             panic!("userlane: Config does not fit the shard's capacities");
         }
         SharedFactory {
@@ -182,15 +212,14 @@ impl<
         ctx: &UserContext,
         now: Instant,
     ) -> Result<(ManagerHandle, ConnectionHandle), Error> {
-        self.with(|f| {
+        logged(self.with(|f| {
             // Clone the context only when a manager has to be created.
-            let m = match f.manager_for_user(ctx.user_id()) {
-                Some(m) => m,
-                None => f.create_manager(ctx.clone(), now)?,
-            };
+            let m = f
+                .as_lanes()
+                .manager_or_create_with(ctx.user_id(), || ctx.clone(), now)?;
             let c = f.add_connection(m, ctx, now)?;
             Ok((m, c))
-        })
+        }))
     }
 
     /// [`ManagerFactory::add_connection`].
@@ -200,7 +229,7 @@ impl<
         claim: &UserContext,
         now: Instant,
     ) -> Result<ConnectionHandle, Error> {
-        self.with(|f| f.add_connection(manager, claim, now))
+        logged(self.with(|f| f.add_connection(manager, claim, now)))
     }
 
     /// [`ManagerFactory::remove_connection`].
@@ -211,7 +240,7 @@ impl<
         conn: ConnectionHandle,
         now: Instant,
     ) -> Result<Released, Error> {
-        self.with_release(conn, |f| f.remove_connection(manager, conn, now))
+        logged(self.with_release(conn, |f| f.remove_connection(manager, conn, now)))
     }
 
     /// [`ManagerFactory::send_to_user`].
@@ -220,7 +249,7 @@ impl<
         manager: ManagerHandle,
         payload: P,
         now: Instant,
-    ) -> Result<SendOutcome, Error> {
+    ) -> Result<SendOutcome, SendError<P>> {
         self.with(|f| f.send_to_user(manager, payload, now))
     }
 
@@ -231,22 +260,31 @@ impl<
         conn: ConnectionHandle,
         payload: P,
         now: Instant,
-    ) -> Result<SendOutcome, Error> {
+    ) -> Result<SendOutcome, SendError<P>> {
         self.with(|f| f.send_to_connection(manager, conn, payload, now))
+            .inspect_err(|refused| log_refusal(&refused.error))
     }
 
     /// Sends to the active manager of `user_id`; `Ok(None)` if the user has
-    /// no manager on this shard.
+    /// no manager on this shard (the payload is then dropped after the lock
+    /// is released).
     pub fn send_to_user_id(
         &self,
         user_id: &str,
         payload: P,
         now: Instant,
-    ) -> Result<Option<SendOutcome>, Error> {
-        self.with(|f| match f.manager_for_user(user_id) {
-            Some(m) => f.send_to_user(m, payload, now).map(Some),
-            None => Ok(None),
-        })
+    ) -> Result<Option<SendOutcome>, SendError<P>> {
+        let sent = self.with(|f| match f.manager_for_user(user_id) {
+            Some(m) => Ok(f.send_to_user(m, payload, now)),
+            None => Err(payload),
+        });
+        match sent {
+            Ok(result) => result.map(Some),
+            Err(unsent) => {
+                drop(unsent);
+                Ok(None)
+            }
+        }
     }
 
     /// [`ManagerFactory::deactivate`].
@@ -330,15 +368,16 @@ impl<
     ) -> Option<usize> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            inner.factory.owner_of(conn).ok()?;
             let mut n = 0;
             while n < max {
                 match inner.factory.poll_transmit(conn) {
-                    Some(t) => {
+                    Ok(Some(t)) => {
                         out(t);
                         n += 1;
                     }
-                    None => break,
+                    Ok(None) => break,
+                    Err(_) if n == 0 => return None,
+                    Err(_) => break,
                 }
             }
             Some(n)
@@ -354,12 +393,10 @@ impl<
     ) -> Poll<Option<Transmit<P>>> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            if inner.factory.owner_of(conn).is_err() {
-                return Poll::Ready(None);
-            }
             match inner.factory.poll_transmit(conn) {
-                Some(t) => Poll::Ready(Some(t)),
-                None => {
+                Err(_) => Poll::Ready(None),
+                Ok(Some(t)) => Poll::Ready(Some(t)),
+                Ok(None) => {
                     if let Some(w) = inner.writers.get_mut(conn.index() as usize) {
                         w.register(cx.waker());
                     }
@@ -389,10 +426,9 @@ impl<
     ) -> Poll<Option<(Transmit<P>, bool)>> {
         self.inner.lock(|cell| {
             let mut inner = cell.borrow_mut();
-            if inner.factory.owner_of(conn).is_err() {
+            let Ok(item) = inner.factory.poll_transmit(conn) else {
                 return Poll::Ready(None);
-            }
-            let item = inner.factory.poll_transmit(conn);
+            };
             let more = match &item {
                 // A closing connection still owes its close frame after the
                 // last message (nothing is queued to it once it closes).

@@ -94,7 +94,7 @@ pub fn transmits<
     f: &mut ManagerFactory<P, U, C, S, E, I>,
     conn: ConnectionHandle,
 ) -> Vec<Transmit<P>> {
-    let all: Vec<Transmit<P>> = core::iter::from_fn(|| f.poll_transmit(conn))
+    let all: Vec<Transmit<P>> = core::iter::from_fn(|| f.poll_transmit(conn).ok().flatten())
         .take(MAX_OUTPUTS + 1)
         .collect();
     assert!(all.len() <= MAX_OUTPUTS, "poll_transmit never returns None");

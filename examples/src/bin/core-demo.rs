@@ -14,7 +14,7 @@ fn drain(lanes: &mut Lanes) {
             Event::ConnectionClosed { connection, .. } => connection,
             _ => continue,
         };
-        while let Some(t) = lanes.poll_transmit(conn) {
+        while let Ok(Some(t)) = lanes.poll_transmit(conn) {
             match t {
                 Transmit::Message(m) => println!("    write to conn {}: {m}", conn.index()),
                 Transmit::Close(c) => {

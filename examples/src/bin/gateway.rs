@@ -13,14 +13,14 @@ use std::rc::Rc;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use futures::executor::LocalPool;
 use futures::task::LocalSpawnExt;
-use userlane_core::shim::SharedFactory;
+use userlane_core::shim::{GatewayShard, SharedFactory};
 use userlane_core::{Config, ConnectionHandle, Instant, Transmit, UserContext};
 
 /// The frames a gateway would keep in its own static buffers.
 const FRAMES: [&str; 4] = ["temp=21.5", "temp=21.7", "door=open", "door=closed"];
 
-/// 32 users, 128 connections, 2,048 queued frames, 8 events, u16 links.
-static SHARD: SharedFactory<CriticalSectionRawMutex, u16, 32, 128, 2048, 8, u16> =
+/// The gateway profile: 32 users, 128 connections, 2,048 queued frames.
+static SHARD: GatewayShard<CriticalSectionRawMutex> =
     SharedFactory::new_static(Config::for_capacity(32, 128));
 
 async fn link(name: &'static str, conn: ConnectionHandle, log: Rc<RefCell<Vec<String>>>) {

@@ -150,7 +150,7 @@ pub fn render(
         &mut r,
         "users",
         "Users with an active manager",
-        c.users_with_active_managers,
+        c.users_with_active_managers(),
     );
     gauge(
         &mut r,
@@ -180,7 +180,7 @@ pub fn render(
         &mut r,
         "managers_cleaned_up",
         "Managers deactivated or reclaimed",
-        c.managers_cleaned_up,
+        c.managers_cleaned_up(),
     );
     counter(
         &mut r,
