@@ -4,7 +4,7 @@
 use core::fmt;
 use core::panic::Location;
 
-use userlane_core::{ConfigError, ContextError, Error};
+use userlane_core::{ConfigError, ContextError, Error, SendError};
 
 /// What went wrong in a scenario.
 #[derive(Debug)]
@@ -56,6 +56,16 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         Failure {
             what: What::Core(e),
+            at: Location::caller(),
+        }
+    }
+}
+
+impl<P> From<SendError<P>> for Failure {
+    #[track_caller]
+    fn from(refusal: SendError<P>) -> Self {
+        Failure {
+            what: What::Core(refusal.error),
             at: Location::caller(),
         }
     }

@@ -4,16 +4,16 @@
 
 use heapless::Vec;
 use userlane_core::{
-    Config, ConnectionHandle, Error, Event, Instant, ManagerFactory, ManagerHandle, SendOutcome,
-    Transmit, UserContext,
+    Config, ConnectionHandle, Error, Event, GatewayFactory, Instant, ManagerHandle, SendError,
+    SendOutcome, Transmit, UserContext,
 };
 
 use crate::check::{ensure, ensure_eq, Failure};
 
-/// The gateway profile of `core/tests/memory_budget.rs`: 32 users, 128
+/// The core's documented gateway profile ([`GatewayFactory`]): 32 users, 128
 /// connections, 2,048 queued messages, 8 lifecycle events, `u16` links;
 /// payloads are `u16` indexes into the gateway's own frame buffers.
-pub type Gateway = ManagerFactory<u16, 32, 128, 2_048, 8, u16>;
+pub type Gateway = GatewayFactory<u16>;
 
 /// Users of [`Gateway`].
 pub const USERS: u32 = 32;
@@ -68,7 +68,7 @@ pub fn transmits(
     conn: ConnectionHandle,
 ) -> Result<Vec<Transmit<u16>, MAX_OUTPUTS>, Failure> {
     let mut all = Vec::new();
-    while let Some(item) = f.poll_transmit(conn) {
+    while let Some(item) = f.poll_transmit(conn)? {
         ensure!(all.push(item).is_ok());
     }
     Ok(all)
@@ -86,17 +86,19 @@ pub fn messages(f: &mut Gateway, conn: ConnectionHandle) -> Result<Vec<u16, MAX_
     Ok(all)
 }
 
-/// [`ManagerFactory::send_to_user`]: the outcome, or the refusal.
+/// [`GatewayFactory::send_to_user`]: the outcome, or the refusal; a refused
+/// payload must come back unchanged (a gateway frees its frame buffer with it).
 pub fn send_to_user(
     f: &mut Gateway,
     manager: ManagerHandle,
     payload: u16,
     now: Instant,
 ) -> Result<SendOutcome, Error> {
-    f.send_to_user(manager, payload, now)
+    refused(f.send_to_user(manager, payload, now), payload)
 }
 
-/// [`ManagerFactory::send_to_connection`]: the outcome, or the refusal.
+/// [`GatewayFactory::send_to_connection`]: the outcome, or the refusal; a
+/// refused payload must come back unchanged.
 pub fn send_to_connection(
     f: &mut Gateway,
     manager: ManagerHandle,
@@ -104,7 +106,18 @@ pub fn send_to_connection(
     payload: u16,
     now: Instant,
 ) -> Result<SendOutcome, Error> {
-    f.send_to_connection(manager, conn, payload, now)
+    refused(f.send_to_connection(manager, conn, payload, now), payload)
+}
+
+/// The refusal's error, after checking that it handed back `sent`.
+fn refused(result: Result<SendOutcome, SendError<u16>>, sent: u16) -> Result<SendOutcome, Error> {
+    result.map_err(|refusal| {
+        assert_eq!(
+            refusal.payload, sent,
+            "a refused send must hand its payload back"
+        );
+        refusal.error
+    })
 }
 
 /// Alice's and bob's managers with their open connections.
