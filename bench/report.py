@@ -325,7 +325,7 @@ for test, title in (("echo20r", "100 conns × 20 B"), ("echo1kr", "10 conns × 1
     best = max(valid, default=(None, None))
     r = ratio(u, best[0])
     measured = f"{fmt(r, 2)}× (best peer: {best[1]})" if r is not None else "– (" + ("userlane's run not valid: " + str(rate_check(test, "userlane")) if u is None else "no valid peer") + ")"
-    w("- " + target(f"echo {title} vs peers", "≥ 1.05× the best peer's msgs per server CPU-second", measured, None if r is None else r >= 1.05))
+    w(f"- {title}: " + target(f"echo {title} vs peers", "≥ 1.05× the best peer's msgs per server CPU-second", measured, None if r is None else r >= 1.05))
 u = med("idle", "userlane", "bytes_per_conn")
 peer_idle = [(med("idle", d, "bytes_per_conn"), t) for d, t in PEERS if d not in skipped and vals("idle", d, "bytes_per_conn")]
 best = min(peer_idle, default=(None, None))

@@ -77,7 +77,7 @@ fi
   echo "rustc:        $(rustc --version)"
   echo "ulimit -n:    $(ulimit -n)"
   echo "pinning:      server ${SRV:-none}, client ${CLI:-none}"
-  echo "peers:        tokio-tungstenite $(sed -n '/^name = "tokio-tungstenite"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock), fastwebsockets $(sed -n '/^name = "fastwebsockets"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock), hyper $(sed -n '/^name = "hyper"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock), tokio $(sed -n '/^name = "tokio"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock); node $(node --version 2>/dev/null || echo none), ws $(sed -n 's/.*"ws": "\(.*\)".*/\1/p' bench/peers/node/package.json)"
+  echo "peers:        tokio-tungstenite $(sed -n '/^name = "tokio-tungstenite"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock) (tungstenite $(sed -n '/^name = "tungstenite"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock)), fastwebsockets $(sed -n '/^name = "fastwebsockets"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock), hyper $(sed -n '/^name = "hyper"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock), tokio $(sed -n '/^name = "tokio"$/{n;s/version = "\(.*\)"/\1/p}' bench/peers/Cargo.lock); node $(node --version 2>/dev/null || echo none), ws $(sed -n 's/.*"ws": "\(.*\)".*/\1/p' bench/peers/node/package.json)"
   echo "offered rate: $ECHO_RATE msgs/s in all (peer comparison)"
   echo "crates:       $(for c in tungstenite async-tungstenite smol criterion async-broadcast async-channel embassy-sync; do
     printf '%s %s, ' "$c" "$(awk -v n="$c" '$0 == "name = \"" n "\"" {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)"; done | sed 's/, $//')"
