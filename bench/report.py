@@ -291,12 +291,13 @@ def rate_check(test, design):
     return "; ".join(why) or None
 
 
+def not_run(design):
+    return f"not run: {skipped.get(design, 'no result')}"
+
+
 def rate_cell(test, design):
-    if design in skipped:
-        return f"not run: {skipped[design]}", "–"
-    v = vals(test, design, "msgs_per_cpu_s")
-    if not v:
-        return "not run: no result", "–"
+    if not vals(test, design, "msgs_per_cpu_s"):
+        return not_run(design), "–"
     cell = spread(test, design, "msgs_per_cpu_s")
     bad = rate_check(test, design)
     if bad:
@@ -316,18 +317,18 @@ w("|---|---:|---|---:|---|---:|")
 for design, title in (("userlane", "**userlane-smol** (4 KiB buffers, echo through `send_to_user`)"), ("b-echo", "B-echo (baseline: smol + async-tungstenite, no manager)")) + PEERS:
     a, actx = rate_cell("echo20r", design)
     b, bctx = rate_cell("echo1kr", design)
-    idle_cell = f"not run: {skipped[design]}" if design in skipped else spread("idle", design, "bytes_per_conn")
+    idle_cell = spread("idle", design, "bytes_per_conn") if vals("idle", design, "bytes_per_conn") else not_run(design)
     w(f"| {title} | {a} | {actx} | {b} | {bctx} | {idle_cell} |")
 w("")
 for test, title in (("echo20r", "100 conns × 20 B"), ("echo1kr", "10 conns × 1 KiB")):
     u = med(test, "userlane", "msgs_per_cpu_s") if rate_check(test, "userlane") is None else None
-    valid = [(med(test, d, "msgs_per_cpu_s"), t) for d, t in PEERS if d not in skipped and vals(test, d, "msgs_per_cpu_s") and rate_check(test, d) is None]
+    valid = [(med(test, d, "msgs_per_cpu_s"), t) for d, t in PEERS if vals(test, d, "msgs_per_cpu_s") and rate_check(test, d) is None]
     best = max(valid, default=(None, None))
     r = ratio(u, best[0])
     measured = f"{fmt(r, 2)}× (best peer: {best[1]})" if r is not None else "– (" + ("userlane's run not valid: " + str(rate_check(test, "userlane")) if u is None else "no valid peer") + ")"
     w(f"- {title}: " + target(f"echo {title} vs peers", "≥ 1.05× the best peer's msgs per server CPU-second", measured, None if r is None else r >= 1.05))
 u = med("idle", "userlane", "bytes_per_conn")
-peer_idle = [(med("idle", d, "bytes_per_conn"), t) for d, t in PEERS if d not in skipped and vals("idle", d, "bytes_per_conn")]
+peer_idle = [(med("idle", d, "bytes_per_conn"), t) for d, t in PEERS if vals("idle", d, "bytes_per_conn")]
 best = min(peer_idle, default=(None, None))
 r = ratio(u, best[0])
 w("- " + target("idle memory vs peers", "≤ 0.5× the leanest peer per connection",
@@ -340,10 +341,10 @@ w("| design | deliveries per server CPU-s | deliveries/s | p99 latency | incompl
 w("|---|---:|---:|---:|---:|")
 fan = {}
 for design, title in (("userlane", "userlane (send_to_user per user)"), ("peer-fanout", "peer: tokio + per-connection mpsc channels")):
-    if design in skipped:
-        w(f"| {title} | not run: {skipped[design]} | – | – | – |")
-        continue
     v = per_run("fanout", design, "deliveries", "server_cpu_s")
+    if not v:
+        w(f"| {title} | {not_run(design)} | – | – | – |")
+        continue
     fan[design] = statistics.median(v) if v else None
     cell = "–" if not v else (fmt(fan[design]) if len(v) == 1 else f"{fmt(fan[design])} ({fmt(min(v))}–{fmt(max(v))})")
     w(f"| {title} | {cell} | {spread('fanout', design, 'deliveries_per_s')} | {spread('fanout', design, 'p99_us', 1, 1e-3)} ms "

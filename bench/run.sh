@@ -118,11 +118,13 @@ start() { # start NAME CMD...: the server on a free port; its pid in SPID, its p
   for _ in $(seq 200); do
     PORT=$(sed -n 's/^READY [0-9.]*:\([0-9]*\) pid .*/\1/p' "$OUT/server-$name.log" 2>/dev/null)
     [ -n "$PORT" ] && return 0
+    kill -0 "$SPID" 2>/dev/null || break
     sleep 0.05
   done
   echo "server $name did not start:" >&2
   cat "$OUT/server-$name.log" >&2
-  exit 1
+  stop
+  return 1
 }
 trap 'stop; kill $(jobs -p) 2>/dev/null || true' EXIT
 load() { # load TEST DESIGN RUN ARGS...: one client run, its RESULT line recorded
@@ -137,8 +139,20 @@ load() { # load TEST DESIGN RUN ARGS...: one client run, its RESULT line recorde
 USERLANE="$BIN/bench-userlane-server"
 BECHO="$BIN/bench-echo-server"
 BRAW="$BIN/bench-raw-fanout"
-# start_design DESIGN [ARGS...]: the server of a design of the comparison.
+# start_design DESIGN: the server of a design. A peer that does not start is
+# skipped (the caller goes on with the next design); userlane or a baseline
+# that does not start ends the run.
 start_design() {
+  local design=$1
+  if ! start_server "$design"; then
+    case $design in
+      userlane | b-*) exit 1 ;;
+    esac
+    skip "$design" "did not start (see server-$design.log)"
+    return 1
+  fi
+}
+start_server() {
   local design=$1
   shift
   case $design in
@@ -162,7 +176,7 @@ PEERS=""
 for run in $(seq "$RUNS"); do
   step "echo, run $run/$RUNS"
   for design in userlane b-echo; do
-    start_design $design
+    start_design $design || continue
     load echo20 $design "$run" echo --conns 100 --size 20 --secs "$ECHO_SECS" --prefix "e$run-"
     load echo1k $design "$run" echo --conns 10 --size 1024 --secs "$ECHO_SECS" --prefix "k$run-"
     stop
@@ -170,7 +184,7 @@ for run in $(seq "$RUNS"); do
 
   step "echo at $ECHO_RATE msgs/s offered, userlane and peers, run $run/$RUNS"
   for design in userlane b-echo $PEERS; do
-    start_design $design
+    start_design $design || continue
     load echo20r $design "$run" echo --conns 100 --size 20 --secs "$ECHO_SECS" --rate "$ECHO_RATE" --prefix "r$run-"
     load echo1kr $design "$run" echo --conns 10 --size 1024 --secs "$ECHO_SECS" --rate "$ECHO_RATE" --prefix "q$run-"
     stop
@@ -178,14 +192,14 @@ for run in $(seq "$RUNS"); do
 
   step "idle memory, run $run/$RUNS"
   for design in userlane b-echo b-echo-default $PEERS; do
-    start_design $design
+    start_design $design || continue
     load idle $design "$run" idle --conns "$IDLE_CONNS" --settle 2
     stop
   done
 
   step "fan-out, run $run/$RUNS"
   for design in userlane b-raw $([ "$PEERS_RS" = 1 ] && echo peer-fanout); do
-    start_design $design
+    start_design $design || continue
     load fanout $design "$run" fanout --conns "$FAN_CONNS" --bursts "$FAN_BURSTS" --per-burst 10 --size 64
     stop
   done
@@ -193,7 +207,7 @@ for run in $(seq "$RUNS"); do
   step "slow consumers, run $run/$RUNS"
   for design in without with; do
     [ "$QUICK" = 1 ] && [ $design = without ] && continue
-    start "slow-$design" "$USERLANE"
+    start "slow-$design" "$USERLANE" || exit 1
     healthy=$((SLOW_CONNS - SLOW_N))
     # shellcheck disable=SC2086
     $CLI "$BIN/userlane-load" hold --addr "127.0.0.1:$PORT" --conns "$SLOW_N" --first "$healthy" \
