@@ -17,38 +17,21 @@
 # Loopback only; every client run is bounded in count and time (≈ 2.5 min in all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-QUICK=0
-WRITE=1
-for a in "$@"; do
-  case $a in
-    --quick) QUICK=1; WRITE=0 ;;
-    --no-write) WRITE=0 ;;
-    *) echo "unknown option $a" >&2; exit 2 ;;
-  esac
-done
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-export CARGO_TERM_COLOR=never
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init "$@"
 if [ "$QUICK" = 1 ]; then RUNS=1 SECS=5 SOCKETS=200; else RUNS=3 SECS=10 SOCKETS=1000; fi
 OUT=$CARGO_TARGET_DIR/bench-results/hostile-$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 RES=$OUT/results.txt
 : >"$RES"
 SECRET=hostile-benchmark-secret-0123456789
-step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "build (release)"
 [ -n "${HOSTILE_NO_BUILD:-}" ] || cargo build -q --release -p userlane-examples --bin userlane-server -p userlane-bench --bin userlane-load
 BIN=$CARGO_TARGET_DIR/release
 
-# Server on core 0, clients on core 1 (as bench/run.sh).
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  SRV="taskset -c 0" CLI="taskset -c 1"
-else
-  SRV="" CLI=""
-fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SPID=""
 PORT=0
 OPS=0
 start() { # start NAME [ULIMIT]: the server in production; pid in SPID, port in PORT, ops port in OPS
@@ -66,11 +49,6 @@ start() { # start NAME [ULIMIT]: the server in production; pid in SPID, port in 
   echo "server $name did not start:" >&2
   cat "$OUT/server-$name.log" >&2
   exit 1
-}
-stop() {
-  kill "$SPID" 2>/dev/null || true
-  wait "$SPID" 2>/dev/null || true
-  SPID=""
 }
 trap 'stop' EXIT
 load() { # load TEST RUN ARGS...: one client run, its RESULT line recorded
@@ -153,14 +131,6 @@ for kind in ("head", "body"):
 PY
 cat "$OUT/tables.md"
 if [ "$WRITE" = 1 ] && grep -q '<!-- hostile:begin -->' BENCHMARKS.md; then
-  python3 - "$OUT/tables.md" <<'PY'
-import sys
-tables = open(sys.argv[1]).read()
-doc = open("BENCHMARKS.md").read()
-head, rest = doc.split("<!-- hostile:begin -->", 1)
-_, tail = rest.split("<!-- hostile:end -->", 1)
-open("BENCHMARKS.md", "w").write(head + "<!-- hostile:begin -->\n" + tables + "\n<!-- hostile:end -->" + tail)
-PY
-  step "BENCHMARKS.md updated"
+  write_section hostile "$OUT/tables.md"
 fi
 step "done: $OUT"

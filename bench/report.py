@@ -243,6 +243,115 @@ w("- " + target("idle memory", "≤ 10 KiB per connection in total", f"{fmt(u)} 
 w("- " + target("idle memory", "≤ 0.15× the default-buffer server (perf anchors P4; measured on B-echo, since `ServerConfig` refuses read buffers above 8 KiB)",
                f"{fmt(ratio(u, bd), 3)}×", bool(u is not None and bd and u / bd <= 0.15)) + "\n")
 
+# ------------------------------------------------------------ peers
+skipped = {}
+try:
+    with open(os.path.join(out_dir, "skipped.txt")) as f:
+        for line in f:
+            if line.strip():
+                design, _, why = line.strip().partition(" ")
+                skipped[design] = why
+except OSError:
+    pass
+PEERS = (("tt-default", "tokio-tungstenite, default config (128 KiB read buffer)"),
+         ("tt-4k", "tokio-tungstenite, 4 KiB buffers (as userlane)"),
+         ("fastws", "fastwebsockets (hyper upgrade)"),
+         ("node-ws", "Node.js `ws`, one process"))
+# A measurement at the offered rate counts only if the server answered at
+# least this share of it with no error and the client's core stayed below
+# CLIENT_MAX busy: then the client did not limit the server.
+REACHED, CLIENT_MAX = 0.95, 0.80
+
+
+def per_run(test, design, num, den):
+    v = []
+    for kv in results.get((test, design), []):
+        try:
+            d = float(kv[den])
+            if d > 0:
+                v.append(float(kv[num]) / d)
+        except (KeyError, ValueError):
+            pass
+    return v
+
+
+def rate_check(test, design):
+    """None if the run at the offered rate is valid, else why not."""
+    runs = results.get((test, design), [])
+    if not runs:
+        return "no result"
+    why = []
+    for kv in runs:
+        if "error" in kv or float(kv.get("errors", 1)) > 0:
+            why.append(f"error {kv.get('error', kv.get('errors'))}")
+        elif float(kv.get("msgs_per_s", 0)) < REACHED * float(kv.get("offered_per_s", 0) or 1e18):
+            why.append(f"reached {fmt(float(kv['msgs_per_s']))} of {fmt(float(kv['offered_per_s']))} msgs/s")
+        elif float(kv.get("client_cpu_share", 1)) >= CLIENT_MAX:
+            why.append(f"client core {float(kv['client_cpu_share']):.0%} busy")
+    return "; ".join(why) or None
+
+
+def not_run(design):
+    return f"not run: {skipped.get(design, 'no result')}"
+
+
+def rate_cell(test, design):
+    if not vals(test, design, "msgs_per_cpu_s"):
+        return not_run(design), "–"
+    cell = spread(test, design, "msgs_per_cpu_s")
+    bad = rate_check(test, design)
+    if bad:
+        cell += f" (not valid: {bad})"
+    ctx = (f"{spread(test, design, 'msgs_per_s')} msgs/s, server {spread(test, design, 'server_cpu_share', 0, 100)} %, "
+           f"client {spread(test, design, 'client_cpu_share', 0, 100)} %")
+    return cell, ctx
+
+
+offered = med("echo20r", "userlane", "offered_per_s")
+w(f"**userlane vs peers** (echo at a fixed offered rate of {fmt(offered)} msgs/s in all, spread over the connections, "
+  "below the load client's ceiling; headline: messages per server CPU-second; the same client, pinning and run for every server. "
+  f"A figure counts only if the server answered ≥ {REACHED:.0%} of the offered rate without an error and the client's core "
+  f"stayed below {CLIENT_MAX:.0%} busy, from its own CPU clock; the context column gives answered msgs/s and both cores' busy share):\n")
+w("| server | 100 conns × 20 B: msgs per server CPU-s | context | 10 conns × 1 KiB: msgs per server CPU-s | context | idle bytes per connection |")
+w("|---|---:|---|---:|---|---:|")
+for design, title in (("userlane", "**userlane-smol** (4 KiB buffers, echo through `send_to_user`)"), ("b-echo", "B-echo (baseline: smol + async-tungstenite, no manager)")) + PEERS:
+    a, actx = rate_cell("echo20r", design)
+    b, bctx = rate_cell("echo1kr", design)
+    idle_cell = spread("idle", design, "bytes_per_conn") if vals("idle", design, "bytes_per_conn") else not_run(design)
+    w(f"| {title} | {a} | {actx} | {b} | {bctx} | {idle_cell} |")
+w("")
+for test, title in (("echo20r", "100 conns × 20 B"), ("echo1kr", "10 conns × 1 KiB")):
+    u = med(test, "userlane", "msgs_per_cpu_s") if rate_check(test, "userlane") is None else None
+    valid = [(med(test, d, "msgs_per_cpu_s"), t) for d, t in PEERS if vals(test, d, "msgs_per_cpu_s") and rate_check(test, d) is None]
+    best = max(valid, default=(None, None))
+    r = ratio(u, best[0])
+    measured = f"{fmt(r, 2)}× (best peer: {best[1]})" if r is not None else "– (" + ("userlane's run not valid: " + str(rate_check(test, "userlane")) if u is None else "no valid peer") + ")"
+    w(f"- {title}: " + target(f"echo {title} vs peers", "≥ 1.05× the best peer's msgs per server CPU-second", measured, None if r is None else r >= 1.05))
+u = med("idle", "userlane", "bytes_per_conn")
+peer_idle = [(med("idle", d, "bytes_per_conn"), t) for d, t in PEERS if vals("idle", d, "bytes_per_conn")]
+best = min(peer_idle, default=(None, None))
+r = ratio(u, best[0])
+w("- " + target("idle memory vs peers", "≤ 0.5× the leanest peer per connection",
+               f"{fmt(r, 2)}× (leanest peer: {best[1]})" if r is not None else "– (no peer)", None if r is None else r <= 0.5))
+w("")
+w(f"**Fan-out vs a peer** ({fmt(conns)} connections as above; deliveries per server CPU-second = deliveries ÷ the server's CPU "
+  "during the bursts; the peer is tokio + tokio-tungstenite with one bounded `tokio::sync::mpsc` channel (depth 64) per connection "
+  "in a `Mutex<HashMap>` registry, a writer task per connection that feeds what its channel holds and flushes once):\n")
+w("| design | deliveries per server CPU-s | deliveries/s | p99 latency | incomplete bursts |")
+w("|---|---:|---:|---:|---:|")
+fan = {}
+for design, title in (("userlane", "userlane (send_to_user per user)"), ("peer-fanout", "peer: tokio + per-connection mpsc channels")):
+    v = per_run("fanout", design, "deliveries", "server_cpu_s")
+    if not v:
+        w(f"| {title} | {not_run(design)} | – | – | – |")
+        continue
+    fan[design] = statistics.median(v) if v else None
+    cell = "–" if not v else (fmt(fan[design]) if len(v) == 1 else f"{fmt(fan[design])} ({fmt(min(v))}–{fmt(max(v))})")
+    w(f"| {title} | {cell} | {spread('fanout', design, 'deliveries_per_s')} | {spread('fanout', design, 'p99_us', 1, 1e-3)} ms "
+      f"| {spread('fanout', design, 'incomplete_bursts')} |")
+r = ratio(fan.get("userlane"), fan.get("peer-fanout"))
+w("\n- " + target("fan-out vs peer", "≥ 1.0× the peer's deliveries per server CPU-second", f"{fmt(r, 2)}×", None if r is None else r >= 1.0) + "\n")
+
 w("**Slow consumers** (10 of the clients stop reading — their process is SIGSTOPped — during a paced fan-out; "
   "the other clients' latency, the server's RSS and the 1013 closes):\n")
 w("| run | healthy p50 | healthy p99 | server RSS growth | slow closed 1013 (server / client) | detection after stop | deadline | ")

@@ -2,8 +2,12 @@
 //! thread, loopback only, every run bounded in count and time). Each mode
 //! prints one `RESULT key=value …` line for `bench/run.sh`.
 //!
-//! - `echo --addr A --conns 100 --size 20 --secs 5 --server-pid P`:
+//! - `echo --addr A --conns 100 --size 20 --secs 5 --server-pid P [--rate R]`:
 //!   request/response on every connection; msgs/s and msgs per server CPU-second.
+//!   With `--rate`, an offered rate of R msgs/s in all, each connection sending
+//!   on its own schedule (R ÷ conns per connection, phases spread; one that
+//!   falls behind sends at once until it is back on schedule); the client's
+//!   own CPU share is reported, to show it was not the bottleneck.
 //! - `idle --addr A --conns 10000 --server-pid P`: server RSS before and
 //!   after opening idle connections, per connection.
 //! - `fanout --addr A --conns 10000 --bursts 5 --per-burst 10 --size 64`:
@@ -225,15 +229,20 @@ async fn echo(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
     let warm = args.secs("warmup", 0.5);
     let pid: u32 = args.num("server-pid", 0);
     let prefix = args.str("prefix", "e");
+    let rate: f64 = args.num("rate", 0.0);
     let conns = connect_all(ex, addr, &prefix, 0, n, None).await;
     let opened = conns.len();
+    // Offered rate: connection i sends its k-th message at start + (k + i/n) × interval.
+    let interval = (rate > 0.0).then(|| Duration::from_secs_f64(opened as f64 / rate));
+    let start = Instant::now();
     let counting = Rc::new(Cell::new(false));
     let stop = Rc::new(Cell::new(false));
     let count = Rc::new(Cell::new(0u64));
     let errors = Rc::new(Cell::new(0u64));
     let tasks: Vec<_> = conns
         .into_iter()
-        .map(|mut ws| {
+        .enumerate()
+        .map(|(i, mut ws)| {
             let (counting, stop, count, errors) = (
                 counting.clone(),
                 stop.clone(),
@@ -242,15 +251,25 @@ async fn echo(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
             );
             ex.spawn(async move {
                 let msg = vec![0x61u8; size];
+                let phase = i as f64 / opened.max(1) as f64;
+                let mut k = 0f64;
                 while !stop.get() {
+                    if let Some(iv) = interval {
+                        let due = start + iv.mul_f64(k + phase);
+                        k += 1.0;
+                        if due > Instant::now() {
+                            smol::Timer::at(due).await;
+                        }
+                    }
                     if ws.send(Message::Binary(msg.clone().into())).await.is_err() {
                         errors.set(errors.get() + 1);
                         return;
                     }
                     loop {
                         match ws.next().await {
-                            Some(Ok(Message::Binary(b))) if b.len() == size => break,
-                            Some(Ok(_)) => continue,
+                            // The echo must be the very message sent; anything else is an error.
+                            Some(Ok(Message::Binary(b))) if b[..] == msg[..] => break,
+                            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                             _ => {
                                 errors.set(errors.get() + 1);
                                 return;
@@ -266,13 +285,18 @@ async fn echo(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
         })
         .collect();
     smol::Timer::after(warm).await;
-    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+    let me = std::process::id();
+    let (cpu0, own0) = (
+        cpu_seconds(pid).unwrap_or(0.0),
+        cpu_seconds(me).unwrap_or(0.0),
+    );
     let t0 = Instant::now();
     counting.set(true);
     smol::Timer::after(secs).await;
     counting.set(false);
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+    let own = cpu_seconds(me).unwrap_or(0.0) - own0;
     stop.set(true);
     let msgs = count.get();
     for t in tasks {
@@ -282,10 +306,12 @@ async fn echo(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
         .await;
     }
     println!(
-        "RESULT echo conns={opened} size={size} msgs={msgs} secs={elapsed:.3} msgs_per_s={:.0} server_cpu_s={cpu:.3} msgs_per_cpu_s={:.0} errors={}",
+        "RESULT echo conns={opened} size={size} msgs={msgs} secs={elapsed:.3} msgs_per_s={:.0} server_cpu_s={cpu:.3} msgs_per_cpu_s={:.0} errors={} offered_per_s={rate:.0} server_cpu_share={:.3} client_cpu_share={:.3}",
         msgs as f64 / elapsed,
         if cpu > 0.0 { msgs as f64 / cpu } else { 0.0 },
-        errors.get()
+        errors.get(),
+        cpu / elapsed,
+        own / elapsed,
     );
 }
 
