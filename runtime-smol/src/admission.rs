@@ -220,35 +220,46 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
     check_room(shared)?;
     let shard = shared.shards.index_of(ctx.user_id());
     let slot = &shared.shards.slots[shard];
-    let (manager, connection) =
-        slot.core
-            .connect(&ctx, shared.clock.now())
-            .map_err(|e| match e {
-                CoreError::LimitReached(Limit::ConnectionsPerUser) => Refusal::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many connections for this user",
-                ),
-                CoreError::LimitReached(_) | CoreError::EventsPending => {
-                    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "server is full")
-                }
-                _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect"),
-            })?;
+    let signals = Signals::new();
+    let now = shared.clock.now();
+    // The registry entry goes in under the same shard lock as the
+    // connection: a close right after (`disconnect_user`, …) finds it and
+    // records its reason for the close frame.
+    let info = slot
+        .core
+        .with(|f| {
+            let manager = match f.manager_for_user(ctx.user_id()) {
+                Some(m) => m,
+                None => f.create_manager(ctx.clone(), now)?,
+            };
+            let connection = f.add_connection(manager, &ctx, now)?;
+            let info = Arc::new(ConnectionInfo::new(
+                ctx, connection, manager, shard, remote, anonymous,
+            ));
+            slot.registry().insert(
+                connection,
+                ConnEntry {
+                    info: info.clone(),
+                    signals: signals.clone(),
+                    reason: None,
+                },
+            );
+            Ok(info)
+        })
+        .map_err(|e| match e {
+            CoreError::LimitReached(Limit::ConnectionsPerUser) => Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections for this user",
+            ),
+            CoreError::LimitReached(_) | CoreError::EventsPending => {
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "server is full")
+            }
+            _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect"),
+        })?;
     drop(admitting);
     if anonymous {
         bump(&shared.counters.fallback_connections);
     }
-    let info = Arc::new(ConnectionInfo::new(
-        ctx, connection, manager, shard, remote, anonymous,
-    ));
-    let signals = Signals::new();
-    slot.registry().insert(
-        connection,
-        ConnEntry {
-            info: info.clone(),
-            signals: signals.clone(),
-            reason: None,
-        },
-    );
     Ok(Admitted {
         info,
         signals,

@@ -289,8 +289,21 @@ impl RttHistogram {
 
 /// A request to the subscriber task.
 enum SubCmd {
-    Subscribe(String, smol::channel::Sender<bool>),
+    Subscribe(String, Arc<Confirmed>),
     Unsubscribe(String),
+}
+
+/// Whether a user's subscription (and the drain after it) is confirmed:
+/// set once by the subscriber task, awaited by every connection of the user
+/// that opens meanwhile.
+type Confirmed = async_lock::OnceCell<bool>;
+
+/// This node's local connections of one user.
+struct LocalUser {
+    /// Open connections (the node is subscribed while > 0).
+    count: usize,
+    /// The answer to the user's current subscription request.
+    confirmed: Arc<Confirmed>,
 }
 
 /// A node's link to the cluster.
@@ -300,8 +313,8 @@ pub struct Cluster {
     client: redis::Client,
     conn: async_lock::Mutex<Option<MultiplexedConnection>>,
     healthy: AtomicBool,
-    /// Local open connections per user (subscribed while > 0).
-    local: Mutex<HashMap<String, usize>>,
+    /// Local open connections per user (subscribed while any).
+    local: Mutex<HashMap<String, LocalUser>>,
     /// This node's connections that count against the cluster-wide cap, per
     /// user: what the refresh keeps (and re-creates) in Redis. Not the
     /// registry: a connection there may still await `ADMIT`, and a lease the
@@ -655,30 +668,48 @@ impl Cluster {
     /// node to the user's channel and, once subscribed, the subscriber task
     /// delivers the user's offline stream to this node's connections of the
     /// user (the new one included) before anything published after the
-    /// subscription. Returns whether subscription and drain are confirmed.
+    /// subscription. Every connection that opens while that subscription is
+    /// pending waits for the same answer (at most `op_timeout`): returns
+    /// whether subscription and drain are confirmed.
     pub async fn local_opened(&self, user: &str) -> bool {
-        let first = {
+        let (first, confirmed) = {
             let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = local.entry(user.to_owned()).or_insert(0);
-            *n += 1;
-            *n == 1
+            let entry = local.entry(user.to_owned()).or_insert_with(|| LocalUser {
+                count: 0,
+                confirmed: Arc::new(Confirmed::new()),
+            });
+            entry.count += 1;
+            (entry.count == 1, entry.confirmed.clone())
         };
-        if !first {
-            return true;
-        }
-        let (tx, rx) = smol::channel::bounded(1);
-        if self
-            .sub_tx
-            .try_send(SubCmd::Subscribe(user.to_owned(), tx))
-            .is_err()
+        if first
+            && self
+                .sub_tx
+                .try_send(SubCmd::Subscribe(user.to_owned(), confirmed.clone()))
+                .is_err()
         {
-            return false;
+            let _ = confirmed.set(false).await;
         }
-        smol::future::or(async { rx.recv().await.unwrap_or(false) }, async {
+        smol::future::or(async { *confirmed.wait().await }, async {
             smol::Timer::after(self.config.op_timeout).await;
             false
         })
         .await
+    }
+
+    /// After a (re)subscription of `users` and its drain: their connections
+    /// that open from now on find their subscription confirmed.
+    fn confirm(&self, users: &[String]) {
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        for user in users {
+            let Some(user) = local.get_mut(user) else {
+                continue;
+            };
+            if user.confirmed.get() != Some(&true) {
+                let confirmed = Confirmed::new();
+                let _ = confirmed.set_blocking(true);
+                user.confirmed = Arc::new(confirmed);
+            }
+        }
     }
 
     /// Counts a local connection of `user` gone; the last one unsubscribes.
@@ -686,8 +717,8 @@ impl Cluster {
         let last = {
             let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
             match local.get_mut(user) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
+                Some(u) if u.count > 1 => {
+                    u.count -= 1;
                     false
                 }
                 Some(_) => {
@@ -762,7 +793,7 @@ impl Cluster {
                 // Answer pending subscribe requests: not confirmed.
                 while let Ok(cmd) = self.sub_rx.try_recv() {
                     if let SubCmd::Subscribe(_, ack) = cmd {
-                        let _ = ack.try_send(false);
+                        let _ = ack.set(false).await;
                     }
                 }
                 smol::Timer::after(backoff).await;
@@ -789,6 +820,9 @@ impl Cluster {
             // more is stored for these users while the subscription lasts.
             // Deliver it before reading any published message.
             self.drain_into(&users, &deliver).await;
+            // A request of one of these users still queued is answered
+            // again when it is read (subscribing twice is harmless).
+            self.confirm(&users);
             backoff = Duration::from_millis(100);
             self.healthy.store(true, Ordering::Relaxed);
             log::info!(
@@ -827,7 +861,7 @@ impl Cluster {
                         if r {
                             self.drain_into(std::slice::from_ref(&user), &deliver).await;
                         }
-                        let _ = ack.try_send(r);
+                        let _ = ack.set(r).await;
                         if !r {
                             break;
                         }

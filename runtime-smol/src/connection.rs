@@ -416,7 +416,11 @@ async fn upgrade<'a>(
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_bytes)
         .write_buffer_size(cfg.write_buffer_bytes)
-        .max_write_buffer_size(cfg.write_buffer_bytes + 2 * cfg.max_message_bytes + 1024)
+        // No bound of its own: the writer feeds a message only after
+        // `poll_ready`, so the buffer holds at most `write_buffer_bytes`
+        // plus one message, and a message taken from the core is never
+        // refused for its size (a bound here lost larger ones uncounted).
+        .max_write_buffer_size(usize::MAX)
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_message_bytes));
     let result = Box::pin(async_tungstenite::accept_hdr_async_with_config(
@@ -632,7 +636,9 @@ impl Conn {
                     "handler panicked greeting connection {}; closing it with 1011",
                     info.connection_id()
                 );
-                let _ = close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
+                if close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error") {
+                    bump(&shared.counters.closed_handler_panic);
+                }
                 None
             }
         };
@@ -960,7 +966,9 @@ impl Conn {
                         "handler panicked on connection {}; closing it with 1011",
                         info.connection_id()
                     );
-                    let _ = close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
+                    if close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error") {
+                        bump(&shared.counters.closed_handler_panic);
+                    }
                     return ReadStep::Parked;
                 }
                 ReadStep::Again

@@ -35,6 +35,7 @@ pub(crate) struct Counters {
     pub(crate) closed_invalid_utf8: AtomicU64,
     pub(crate) closed_protocol_error: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
+    pub(crate) closed_handler_panic: AtomicU64,
     pub(crate) forced_closes: AtomicU64,
     pub(crate) inbound_discarded: AtomicU64,
 }
@@ -112,10 +113,15 @@ pub struct ServerStats {
     pub closed_invalid_utf8: u64,
     /// Connections closed with 1002.
     pub closed_protocol_error: u64,
-    /// Handler panics: in `on_message` and `greeting` (the connection was
-    /// closed with 1011), in `on_disconnect`, and in the HTTP service (answered
-    /// with 500).
+    /// Panics in application code, wherever they happened: in
+    /// `on_message` and `greeting` (the connection is closed with 1011,
+    /// also counted in [`closed_handler_panic`](Self::closed_handler_panic)),
+    /// in `refusal` (no notice sent), in `on_disconnect` (the connection was
+    /// already gone), and in the HTTP service (answered with 500).
     pub handler_panics: u64,
+    /// Connections closed with 1011 because `on_message` or `greeting`
+    /// panicked (a part of [`handler_panics`](Self::handler_panics)).
+    pub closed_handler_panic: u64,
     /// Connections dropped without a close frame (close grace or shutdown deadline passed).
     pub forced_closes: u64,
     /// Inbound data messages read from connections the core had already
@@ -427,6 +433,7 @@ impl ServerHandle {
             closed_invalid_utf8: get(&c.closed_invalid_utf8),
             closed_protocol_error: get(&c.closed_protocol_error),
             handler_panics: get(&c.handler_panics),
+            closed_handler_panic: get(&c.closed_handler_panic),
             forced_closes: get(&c.forced_closes),
             inbound_discarded: get(&c.inbound_discarded),
             legacy_calls: legacy.total_calls,

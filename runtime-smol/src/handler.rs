@@ -87,6 +87,16 @@ impl ConnectionInfo {
 /// The application's side of the server. Methods run on the connection's
 /// task: keep them short and non-blocking (spawn for longer work). A panic in
 /// one call closes only that connection (1011) and is counted.
+///
+/// The handler's methods run outside every shard lock, so they may call any
+/// [`ServerHandle`] method. Two other pieces of application code run *inside*
+/// a shard's lock: the `log` facade's logger (the core logs some warnings
+/// while it holds the lock) and the `Drop` of a message payload's owner (a
+/// payload can be dropped by the core). Those must not call a
+/// `ServerHandle` method (`send_text`, `disconnect_user`, `stats`, …): the
+/// call would lock the same shard on the same thread, which panics with a
+/// message saying so ([`StdRawMutex`](crate::StdRawMutex)). Hand such work
+/// to a task or a channel instead.
 pub trait Handler: Send + Sync + 'static {
     /// A frame to write first on a new connection, before anything queued
     /// (such as replayed offline messages).

@@ -614,3 +614,45 @@ fn a_connection_info_of_another_server_is_refused_not_a_panic() {
             .unwrap();
     });
 }
+
+// ------------------------------------------------------------ 7. outbound size
+
+/// A message larger than the writer's buffer bound used to be taken from the
+/// core, counted as transmitted, and refused by the socket: lost without a
+/// word, and the connection ended. The bound is gone (the writer feeds one
+/// message at a time after `poll_ready`), so a large message the
+/// application sends goes out like any other, on every send path.
+#[test]
+fn an_outbound_message_larger_than_the_write_buffer_is_delivered_not_lost() {
+    let mut cfg = config(Environment::Production);
+    cfg.max_message_bytes = 1024;
+    let server = start(cfg);
+    smol::block_on(async {
+        let mut alice = connect(server.addr, "alice").await;
+        // Past the old bound of write buffer + 2 x max message + 1 KiB.
+        let big = "x".repeat(64 * 1024);
+        let sent = server.handle.send_text("alice", big.clone()).unwrap();
+        assert_eq!(sent.queued_for(), 1);
+        assert_eq!(recv(&mut alice).await, Recv::Text(big.clone()));
+        let info = server.handle.user_connections("alice")[0].clone();
+        server
+            .handle
+            .send_to_connection(&info, Message::text(big.clone()))
+            .unwrap();
+        assert_eq!(recv(&mut alice).await, Recv::Text(big.clone()));
+        server
+            .handle
+            .send("alice", Message::binary(big.clone().into_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(recv(&mut alice).await, Recv::Binary(big.into_bytes()));
+        // And the connection carries on.
+        server.handle.send_text("alice", "after").unwrap();
+        assert_eq!(recv(&mut alice).await, Recv::Text("after".into()));
+    });
+    let stats = server.stats();
+    assert_eq!(stats.core.messages_transmitted, 4);
+    assert_eq!(stats.core.messages_dropped, 0);
+    assert_eq!(stats.forced_closes, 0);
+    assert_consistent(&stats);
+}

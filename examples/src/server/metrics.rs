@@ -352,7 +352,7 @@ pub fn render(
                     code: "1011",
                     reason: "handler_panic",
                 },
-                stats.handler_panics,
+                stats.closed_handler_panic,
             ),
             (
                 Code {
@@ -383,6 +383,12 @@ pub fn render(
                 stats.forced_closes,
             ),
         ],
+    );
+    counter(
+        &mut r,
+        "handler_panics",
+        "Panics in application code: on_message and greeting (closed with 1011), refusal, on_disconnect, the HTTP service (answered with 500)",
+        stats.handler_panics,
     );
     counter(
         &mut r,
@@ -531,6 +537,10 @@ mod tests {
         stats.rejected_unauthorized = 7;
         stats.rejected_forbidden = 4;
         stats.requests_timed_out = 2;
+        // One connection closed with 1011; two more panics in on_disconnect
+        // and the HTTP service closed nothing.
+        stats.handler_panics = 3;
+        stats.closed_handler_panic = 1;
         let agent = AgentStats::default();
         agent.busy.store(4, Ordering::Relaxed);
         let memory = MemoryFigures {
@@ -575,6 +585,11 @@ mod tests {
             text.contains("userlane_rejections_total{reason=\"request_deadline\"} 2"),
             "{text}"
         );
+        assert!(
+            text.contains("userlane_closes_total{code=\"1011\",reason=\"handler_panic\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("userlane_handler_panics_total 3\n"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }
