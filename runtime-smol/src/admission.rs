@@ -10,10 +10,9 @@ use userlane_core::{Error as CoreError, Limit, UserContext};
 
 use crate::auth::{find_token, AuthError, Identity};
 use crate::bounded::excerpt;
-use crate::handle::{bump, ServerShared};
-use crate::handler::ConnectionInfo;
-use crate::shards::ConnEntry;
+use crate::info::ConnectionInfo;
 use crate::signals::Signals;
+use crate::state::{bump, ServerShared};
 
 /// A connection that passed admission: it holds a slot in the core.
 pub(crate) struct Admitted {
@@ -170,7 +169,54 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
     check_common(shared, req)?;
     let found =
         find_token(req).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let (identity, anonymous) = match (&found.token, &shared.authenticator) {
+    let (identity, anonymous) = identify(shared, found.token.as_deref(), remote)?;
+    // The context error names the field and the rule, never the value.
+    let ctx = context_for(&identity)
+        .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+
+    // The count and the connect are one step for every other admission
+    // (a few microseconds; no await inside).
+    let admitting = shared
+        .admitting
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    check_room(shared)?;
+    let shard = shared.shards.index_of(ctx.user_id());
+    let slot = &shared.shards.slots[shard];
+    let signals = Signals::new();
+    let now = shared.clock.now();
+    let info = slot
+        .open(shard, ctx, remote, anonymous, &signals, now)
+        .map_err(|e| match e {
+            CoreError::LimitReached(Limit::ConnectionsPerUser) => Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections for this user",
+            ),
+            CoreError::LimitReached(_) | CoreError::EventsPending => {
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "server is full")
+            }
+            _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect"),
+        })?;
+    drop(admitting);
+    if anonymous {
+        bump(&shared.counters.fallback_connections);
+    }
+    Ok(Admitted {
+        info,
+        signals,
+        select_jwt_auth: found.select_jwt_auth,
+    })
+}
+
+/// Who is connecting: the token's identity, or (development and testing
+/// only) a fresh anonymous user when there is no token. The flag says
+/// anonymous.
+fn identify(
+    shared: &ServerShared,
+    token: Option<&str>,
+    remote: SocketAddr,
+) -> Result<(Identity, bool), Refusal> {
+    let identified = match (token, &shared.authenticator) {
         (Some(token), Some(auth)) => match auth.authenticate(token) {
             Ok(id) => (id, false),
             Err(AuthError::Invalid(why)) => {
@@ -207,64 +253,7 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
             )
         }
     };
-    // The context error names the field and the rule, never the value.
-    let ctx = context_for(&identity)
-        .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-
-    // The count and the connect are one step for every other admission
-    // (a few microseconds; no await inside).
-    let admitting = shared
-        .admitting
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    check_room(shared)?;
-    let shard = shared.shards.index_of(ctx.user_id());
-    let slot = &shared.shards.slots[shard];
-    let signals = Signals::new();
-    let now = shared.clock.now();
-    // The registry entry goes in under the same shard lock as the
-    // connection: a close right after (`disconnect_user`, …) finds it and
-    // records its reason for the close frame.
-    let info = slot
-        .core
-        .with(|f| {
-            let manager = match f.manager_for_user(ctx.user_id()) {
-                Some(m) => m,
-                None => f.create_manager(ctx.clone(), now)?,
-            };
-            let connection = f.add_connection(manager, &ctx, now)?;
-            let info = Arc::new(ConnectionInfo::new(
-                ctx, connection, manager, shard, remote, anonymous,
-            ));
-            slot.registry().insert(
-                connection,
-                ConnEntry {
-                    info: info.clone(),
-                    signals: signals.clone(),
-                    reason: None,
-                },
-            );
-            Ok(info)
-        })
-        .map_err(|e| match e {
-            CoreError::LimitReached(Limit::ConnectionsPerUser) => Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many connections for this user",
-            ),
-            CoreError::LimitReached(_) | CoreError::EventsPending => {
-                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "server is full")
-            }
-            _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect"),
-        })?;
-    drop(admitting);
-    if anonymous {
-        bump(&shared.counters.fallback_connections);
-    }
-    Ok(Admitted {
-        info,
-        signals,
-        select_jwt_auth: found.select_jwt_auth,
-    })
+    Ok(identified)
 }
 
 /// The connection's context: the token's user, thread and run (generated

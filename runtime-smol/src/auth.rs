@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::ServerConfig;
+pub use crate::config::DEFAULT_JWT_MAX_LIFETIME;
 use crate::http::{bearer_token, percent_decode, Encoded};
 
 /// The identity a token proves.
@@ -95,7 +97,7 @@ impl JwtAuthenticator {
 
     /// The authenticator a server with `config` uses: `secret` with
     /// `jwt_leeway`, `jwt_max_lifetime`, `jwt_issuer` and `jwt_audience`.
-    pub fn from_config(secret: &[u8], config: &crate::ServerConfig) -> Self {
+    pub fn from_config(secret: &[u8], config: &ServerConfig) -> Self {
         let mut auth = JwtAuthenticator::hs256(secret)
             .with_leeway(config.jwt_leeway)
             .with_max_lifetime(config.jwt_max_lifetime);
@@ -136,10 +138,6 @@ impl JwtAuthenticator {
         self
     }
 }
-
-/// The default of [`JwtAuthenticator::with_max_lifetime`] and
-/// `ServerConfig::jwt_max_lifetime`: 24 h.
-pub const DEFAULT_JWT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 impl std::fmt::Debug for JwtAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -26,13 +26,14 @@
 //!   [`ClusterError::Unavailable`], admission falls back to the local cap,
 //!   and a background task reconnects with backoff, resubscribes and drains.
 
+use async_tungstenite::tungstenite::Message;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use serde::{Deserialize, Serialize};
 
 /// Envelope format version: the first byte of every message between nodes.
@@ -145,14 +146,14 @@ impl Envelope {
 
 /// The envelope carrying `message` from node `origin` (text or binary; other
 /// frame kinds are not application messages and give `None`).
-pub fn envelope_of(message: &crate::Message, origin: [u8; 16]) -> Option<Envelope> {
+pub fn envelope_of(message: &Message, origin: [u8; 16]) -> Option<Envelope> {
     match message {
-        crate::Message::Text(t) => Some(Envelope::Deliver {
+        Message::Text(t) => Some(Envelope::Deliver {
             origin,
             text: true,
             payload: t.as_bytes().to_vec(),
         }),
-        crate::Message::Binary(b) => Some(Envelope::Deliver {
+        Message::Binary(b) => Some(Envelope::Deliver {
             origin,
             text: false,
             payload: b.to_vec(),
@@ -162,18 +163,18 @@ pub fn envelope_of(message: &crate::Message, origin: [u8; 16]) -> Option<Envelop
 }
 
 /// The message a `Deliver` envelope carries.
-pub fn message_of(envelope: Envelope) -> Option<crate::Message> {
+pub fn message_of(envelope: Envelope) -> Option<Message> {
     match envelope {
         Envelope::Deliver {
             text: true,
             payload,
             ..
-        } => String::from_utf8(payload).ok().map(crate::Message::text),
+        } => String::from_utf8(payload).ok().map(Message::text),
         Envelope::Deliver {
             text: false,
             payload,
             ..
-        } => Some(crate::Message::binary(payload)),
+        } => Some(Message::binary(payload)),
         _ => None,
     }
 }
@@ -780,41 +781,13 @@ impl Cluster {
     /// another node to `deliver`.
     pub(crate) async fn run_subscriber(self: Arc<Self>, deliver: impl Fn(&str, Envelope)) {
         let mut backoff = Duration::from_millis(100);
-        let prefix = self.channel_prefix();
         loop {
-            let pubsub =
-                smol::future::or(async { self.client.get_async_pubsub().await.ok() }, async {
-                    smol::Timer::after(self.config.op_timeout).await;
-                    None
-                })
-                .await;
-            let Some(pubsub) = pubsub else {
+            let Some((mut sink, mut stream, users)) = self.subscribe_held().await else {
                 self.healthy.store(false, Ordering::Relaxed);
-                // Answer pending subscribe requests: not confirmed.
-                while let Ok(cmd) = self.sub_rx.try_recv() {
-                    if let SubCmd::Subscribe(_, ack) = cmd {
-                        let _ = ack.set(false).await;
-                    }
-                }
                 smol::Timer::after(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             };
-            let (mut sink, mut stream) = pubsub.split();
-            let mut ok = true;
-            let users = self.local_users();
-            for user in &users {
-                if sink.subscribe(format!("{prefix}{user}")).await.is_err() {
-                    ok = false;
-                    break;
-                }
-            }
-            if !ok {
-                self.healthy.store(false, Ordering::Relaxed);
-                smol::Timer::after(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
             // Subscribed to every held user: whatever a sender stored while
             // this node was not subscribed is in the streams now, and nothing
             // more is stored for these users while the subscription lasts.
@@ -829,53 +802,101 @@ impl Cluster {
                 "subscribed to {} user channel(s) on redis",
                 self.local_users().len()
             );
-            loop {
-                enum Step {
-                    Msg(Option<redis::Msg>),
-                    Cmd(Option<SubCmd>),
-                }
-                let step = smol::future::or(async { Step::Msg(stream.next().await) }, async {
-                    Step::Cmd(self.sub_rx.recv().await.ok())
-                })
-                .await;
-                match step {
-                    Step::Msg(Some(msg)) => {
-                        let Some(user) = msg.get_channel_name().strip_prefix(&prefix) else {
-                            continue;
-                        };
-                        let Some(env) = Envelope::decode(msg.get_payload_bytes()) else {
-                            log::warn!(
-                                "dropping an envelope of unknown version on {}",
-                                msg.get_channel_name()
-                            );
-                            continue;
-                        };
-                        if env.origin() != self.node_id {
-                            self.envelopes_received.fetch_add(1, Ordering::Relaxed);
-                            deliver(user, env);
-                        }
-                    }
-                    Step::Msg(None) => break,
-                    Step::Cmd(Some(SubCmd::Subscribe(user, ack))) => {
-                        let r = sink.subscribe(format!("{prefix}{user}")).await.is_ok();
-                        if r {
-                            self.drain_into(std::slice::from_ref(&user), &deliver).await;
-                        }
-                        let _ = ack.set(r).await;
-                        if !r {
-                            break;
-                        }
-                    }
-                    Step::Cmd(Some(SubCmd::Unsubscribe(user))) => {
-                        if sink.unsubscribe(format!("{prefix}{user}")).await.is_err() {
-                            break;
-                        }
-                    }
-                    Step::Cmd(None) => return,
-                }
+            if !self.serve_pubsub(&mut sink, &mut stream, &deliver).await {
+                return;
             }
             log::warn!("redis pub/sub connection lost; reconnecting");
             self.healthy.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Opens a pub/sub connection and subscribes it to every locally held
+    /// user; returns it and those users, or `None` when Redis did not take
+    /// it (pending subscribe requests are then answered "not confirmed").
+    async fn subscribe_held(&self) -> Option<(PubSubSink, PubSubStream, Vec<String>)> {
+        let pubsub = smol::future::or(async { self.client.get_async_pubsub().await.ok() }, async {
+            smol::Timer::after(self.config.op_timeout).await;
+            None
+        })
+        .await;
+        let Some(pubsub) = pubsub else {
+            while let Ok(cmd) = self.sub_rx.try_recv() {
+                if let SubCmd::Subscribe(_, ack) = cmd {
+                    let _ = ack.set(false).await;
+                }
+            }
+            return None;
+        };
+        let (mut sink, stream) = pubsub.split();
+        let prefix = self.channel_prefix();
+        let users = self.local_users();
+        for user in &users {
+            if sink.subscribe(format!("{prefix}{user}")).await.is_err() {
+                return None;
+            }
+        }
+        Some((sink, stream, users))
+    }
+
+    /// Serves one subscribed pub/sub connection: hands every envelope of
+    /// another node to `deliver`, and (un)subscribes users as their first
+    /// connection opens or their last one closes. Returns false when the
+    /// node is gone (no more requests can come), true when the connection
+    /// was lost and must be made anew.
+    async fn serve_pubsub(
+        &self,
+        sink: &mut PubSubSink,
+        stream: &mut PubSubStream,
+        deliver: &impl Fn(&str, Envelope),
+    ) -> bool {
+        enum Step {
+            Msg(Option<redis::Msg>),
+            Cmd(Option<SubCmd>),
+        }
+        let prefix = self.channel_prefix();
+        loop {
+            let step = smol::future::or(async { Step::Msg(stream.next().await) }, async {
+                Step::Cmd(self.sub_rx.recv().await.ok())
+            })
+            .await;
+            match step {
+                Step::Msg(Some(msg)) => self.receive(&prefix, &msg, deliver),
+                Step::Msg(None) => return true,
+                Step::Cmd(Some(SubCmd::Subscribe(user, ack))) => {
+                    let r = sink.subscribe(format!("{prefix}{user}")).await.is_ok();
+                    if r {
+                        self.drain_into(std::slice::from_ref(&user), deliver).await;
+                    }
+                    let _ = ack.set(r).await;
+                    if !r {
+                        return true;
+                    }
+                }
+                Step::Cmd(Some(SubCmd::Unsubscribe(user))) => {
+                    if sink.unsubscribe(format!("{prefix}{user}")).await.is_err() {
+                        return true;
+                    }
+                }
+                Step::Cmd(None) => return false,
+            }
+        }
+    }
+
+    /// One published envelope: handed to `deliver` unless this node sent it.
+    fn receive(&self, prefix: &str, msg: &redis::Msg, deliver: &impl Fn(&str, Envelope)) {
+        let Some(user) = msg.get_channel_name().strip_prefix(prefix) else {
+            return;
+        };
+        let Some(env) = Envelope::decode(msg.get_payload_bytes()) else {
+            log::warn!(
+                "dropping an envelope of unknown version on {}",
+                msg.get_channel_name()
+            );
+            return;
+        };
+        if env.origin() != self.node_id {
+            self.envelopes_received.fetch_add(1, Ordering::Relaxed);
+            deliver(user, env);
         }
     }
 }
@@ -894,10 +915,7 @@ impl Cluster {
 /// lease of a closed connection is gone unless that `ZREM` fails or the
 /// refresh's reply is lost (a timeout after Redis ran it): then the stale
 /// lease is never refreshed again and expires within `lease_ttl`.
-pub(crate) async fn refresh_leases_forever(shared: Arc<crate::handle::ServerShared>) {
-    let Some(cluster) = shared.cluster.clone() else {
-        return;
-    };
+pub(crate) async fn refresh_leases_forever(cluster: Arc<Cluster>) {
     let period = cluster.config.lease_ttl / 3;
     loop {
         smol::Timer::after(period).await;

@@ -10,8 +10,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::http::StatusCode;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCloseCode;
+use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::tungstenite::protocol::{CloseFrame as WireCloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
@@ -20,14 +21,16 @@ use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Timer};
 use userlane_core::{CloseCode, Error as CoreError, Inbound, InboundLimit, Transmit};
 
-use crate::admission::{admit, admit_echo, EchoSlot};
+use crate::admission::{admit, admit_echo, EchoSlot, Refusal};
 use crate::auth::JWT_AUTH_PROTOCOL;
-use crate::handle::{bump, ServerHandle, ServerShared};
-use crate::handler::ConnectionInfo;
+use crate::handle::ServerHandle;
+use crate::handler::App;
 use crate::http::{
     body_length, read_head, serve_plain, Head, HeadError, HttpResponse, Phase, PhaseCell, Replay,
 };
+use crate::info::ConnectionInfo;
 use crate::signals::{Signals, CLOSING, CORE, KILL, SOCKET, TIMER};
+use crate::state::{bump, ServerShared};
 
 type Stream = Replay<Async<TcpStream>>;
 
@@ -38,6 +41,7 @@ const WRITE_BATCH: usize = 64;
 /// when the task ends, which lets shutdown know every connection is gone.
 pub(crate) async fn serve(
     shared: Arc<ServerShared>,
+    app: Arc<App>,
     socket: Async<TcpStream>,
     remote: SocketAddr,
     _task: smol::channel::Sender<()>,
@@ -47,7 +51,8 @@ pub(crate) async fn serve(
     // Boxed: the handshake's state (request head, admission, upgrade, the
     // plain-HTTP path) is freed once the connection is open instead of
     // staying in the task for the connection's whole life.
-    let (conn, info, cleanup) = match Box::pin(open(&shared, socket, remote, deadline)).await {
+    let (conn, info, cleanup) = match Box::pin(open(&shared, &app, socket, remote, deadline)).await
+    {
         None => return,
         Some(Opened::Echo(ws, slot)) => {
             Box::pin(crate::echo::serve(&shared, *ws)).await;
@@ -65,7 +70,7 @@ pub(crate) async fn serve(
         shared: shared.clone(),
     };
     if catch_unwind(AssertUnwindSafe(|| {
-        shared.handler.on_disconnect(&handle, &info)
+        app.handler.on_disconnect(&handle, &info)
     }))
     .is_err()
     {
@@ -107,7 +112,7 @@ async fn bounded<T>(
                 Bounded::TimedOut
             },
             async {
-                killed(shared).await;
+                shared.killed().await;
                 Bounded::Killed
             },
         ),
@@ -120,6 +125,7 @@ async fn bounded<T>(
 /// passes). `None` when the socket was answered or dropped here.
 async fn open(
     shared: &Arc<ServerShared>,
+    app: &Arc<App>,
     mut socket: Async<TcpStream>,
     remote: SocketAddr,
     deadline: std::time::Instant,
@@ -131,7 +137,14 @@ async fn open(
     let first = bounded(
         shared,
         deadline,
-        Box::pin(read_request(shared, &mut socket, &mut buf, remote, &phase)),
+        Box::pin(read_request(
+            shared,
+            app,
+            &mut socket,
+            &mut buf,
+            remote,
+            &phase,
+        )),
     )
     .await;
     let head = match first {
@@ -142,6 +155,9 @@ async fn open(
             return None;
         }
     };
+    // The head was parsed once; what follows it (frames a client sent
+    // early) is read again by tungstenite.
+    buf.drain(..head.len);
     let stream = Replay::new(buf, socket);
     let upgraded = match bounded(
         shared,
@@ -178,7 +194,7 @@ async fn open(
         info.user_id(),
         info.connection_id()
     );
-    let conn = Conn::new(shared, &info, *ws, signals);
+    let conn = Conn::new(shared, app, &info, *ws, signals);
     Some(Opened::Conn(conn, info, cleanup))
 }
 
@@ -219,6 +235,7 @@ async fn timed_out(
 /// cannot be read) and returns `None`, or returns the head of an upgrade.
 async fn read_request(
     shared: &Arc<ServerShared>,
+    app: &App,
     socket: &mut Async<TcpStream>,
     buf: &mut Vec<u8>,
     remote: SocketAddr,
@@ -255,7 +272,7 @@ async fn read_request(
         max_body,
         phase,
         |req| async {
-            let answer = AssertUnwindSafe(async { shared.http.handle(&handle, req).await });
+            let answer = AssertUnwindSafe(async { app.http.handle(&handle, req).await });
             futures_util::FutureExt::catch_unwind(answer)
                 .await
                 .unwrap_or_else(|_| {
@@ -316,8 +333,8 @@ async fn upgrade<'a>(
     head: Head,
     remote: SocketAddr,
 ) -> Option<Upgraded<'a>> {
-    let request = match (body_length(&head), head.to_request()) {
-        (Ok(0), Some(request)) => request,
+    let (request, accept) = match (body_length(&head), head.to_request()) {
+        (Ok(0), Some(request)) => (request, head.websocket_accept()),
         _ => {
             bump(&shared.counters.rejected_400);
             let _ = write_response(
@@ -329,8 +346,7 @@ async fn upgrade<'a>(
         }
     };
     drop(head);
-    let cfg = &shared.config;
-    if cfg.echo_path.as_deref() == Some(request.uri().path()) {
+    if shared.config.echo_path.as_deref() == Some(request.uri().path()) {
         let slot = match admit_echo(shared, &request, remote) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -339,7 +355,8 @@ async fn upgrade<'a>(
             }
         };
         drop(request);
-        let ws = crate::echo::accept(shared, stream).await?;
+        let config = shared.config.websocket_config();
+        let ws = Box::pin(handshake(shared, stream, accept, None, config)).await?;
         return Some(Upgraded::Echo(Box::new(ws), slot));
     }
     // Admission runs before the upgrade, in this task: every refusal is an
@@ -359,90 +376,101 @@ async fn upgrade<'a>(
         info: Some(admitted.info.clone()),
         cleanup: Cleanup::default(),
     };
-    if let Some(cluster) = &shared.cluster {
-        let cap = cfg.max_connections_per_user;
-        // Boxed (as the other transient steps below): an await's future is
-        // part of the task's state for the connection's whole life otherwise.
-        // Given back if the deadline drops this step while Redis may
-        // already hold the lease (removing an absent lease is harmless).
-        pending.cleanup.lease = true;
-        match Box::pin(cluster.admit(admitted.info.user_id(), admitted.info.connection_id(), cap))
-            .await
-        {
-            Ok(true) => {
-                cluster.hold_lease(admitted.info.user_id(), admitted.info.connection_id());
-            }
-            Ok(false) => {
-                pending.cleanup.lease = false;
-                drop(pending);
-                bump(&shared.counters.rejected_429);
-                shared.refusal_log.info(429, || {
-                    format!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user")
-                });
-                let body = format!(
-                    "too many connections for this user across the cluster (limit {cap})\n"
-                );
-                let _ = write_response(stream, HttpResponse::text(429, body)).await;
-                return None;
-            }
-            Err(e) => {
-                // Documented fallback: the node's own per-user cap (already
-                // enforced by the core). The connection counts cluster-wide
-                // once Redis is back (the refresh creates its lease), and its
-                // lease is removed when it closes (the script may even have
-                // run before the call timed out).
-                cluster.hold_lease(admitted.info.user_id(), admitted.info.connection_id());
-                cluster
-                    .local_admissions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log::warn!(
-                    "cluster admission unavailable ({e}); admitted under the local per-user cap"
-                );
-            }
-        }
+    if let Err(refusal) = Box::pin(admit_in_cluster(shared, &mut pending, remote)).await {
+        drop(pending);
+        let _ = write_refusal(stream, refusal).await;
+        return None;
     }
-    let select_jwt_auth = admitted.select_jwt_auth;
-    // The callback's error type is fixed by tungstenite's `Callback` trait.
-    #[allow(clippy::result_large_err)]
-    let callback = |_req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-        if select_jwt_auth {
-            resp.headers_mut().insert(
-                "sec-websocket-protocol",
-                JWT_AUTH_PROTOCOL.parse().expect("static header"),
-            );
-        }
-        Ok(resp)
-    };
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(cfg.write_buffer_bytes)
-        // No bound of its own: the writer feeds a message only after
-        // `poll_ready`, so the buffer holds at most `write_buffer_bytes`
-        // plus one message, and a message taken from the core is never
-        // refused for its size (a bound here lost larger ones uncounted).
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(Some(cfg.max_message_bytes))
-        .max_frame_size(Some(cfg.max_message_bytes));
-    let result = Box::pin(async_tungstenite::accept_hdr_async_with_config(
-        stream,
-        callback,
-        Some(ws_config),
-    ))
-    .await;
-    match result {
-        Ok(ws) => Some(Upgraded::Ws(Box::new(ws), pending, admitted.signals)),
-        Err(e) => {
-            bump(&shared.counters.handshakes_failed);
-            log::debug!("handshake with {remote} failed: {e}");
-            None
-        }
-    }
+    let protocol = admitted.select_jwt_auth.then_some(JWT_AUTH_PROTOCOL);
+    let config = shared.config.websocket_config();
+    let ws = Box::pin(handshake(shared, stream, accept, protocol, config)).await?;
+    Some(Upgraded::Ws(Box::new(ws), pending, admitted.signals))
 }
 
-/// Resolves when shutdown's deadline has passed and every connection still
-/// open must be dropped.
-pub(crate) async fn killed(shared: &ServerShared) {
-    let _ = shared.kill_rx.recv().await;
+/// In a cluster, takes the connection's cluster-wide lease: a 429 refusal
+/// when the user's cap is reached across the cluster. With Redis
+/// unreachable the node's own per-user cap (already enforced by the core)
+/// decides. What is taken is recorded in `pending`, given back if it drops.
+async fn admit_in_cluster(
+    shared: &ServerShared,
+    pending: &mut Pending<'_>,
+    remote: SocketAddr,
+) -> Result<(), Refusal> {
+    let Some(cluster) = &shared.cluster else {
+        return Ok(());
+    };
+    let info = pending.info();
+    let cap = shared.config.max_connections_per_user;
+    // Given back if the deadline drops this step while Redis may already
+    // hold the lease (removing an absent lease is harmless).
+    pending.cleanup.lease = true;
+    match cluster
+        .admit(info.user_id(), info.connection_id(), cap)
+        .await
+    {
+        Ok(true) => cluster.hold_lease(info.user_id(), info.connection_id()),
+        Ok(false) => {
+            pending.cleanup.lease = false;
+            bump(&shared.counters.rejected_429);
+            shared.refusal_log.info(429, || {
+                format!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user")
+            });
+            return Err(Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "too many connections for this user across the cluster (limit {cap})\n"
+                ),
+            });
+        }
+        Err(e) => {
+            // Documented fallback: the node's own per-user cap. The
+            // connection counts cluster-wide once Redis is back (the refresh
+            // creates its lease), and its lease is removed when it closes
+            // (the script may even have run before the call timed out).
+            cluster.hold_lease(info.user_id(), info.connection_id());
+            cluster
+                .local_admissions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::warn!(
+                "cluster admission unavailable ({e}); admitted under the local per-user cap"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The WebSocket handshake on a request head parsed once (httparse): the
+/// `101` answer with `Sec-WebSocket-Accept` (and the selected subprotocol),
+/// then the stream in tungstenite's hands, with no second parse of the
+/// request. An invalid upgrade request (`accept` is `None`) is answered 400
+/// and counted in `handshakes_failed`, like a socket that fails here.
+async fn handshake(
+    shared: &ServerShared,
+    mut stream: Stream,
+    accept: Option<String>,
+    protocol: Option<&str>,
+    config: WebSocketConfig,
+) -> Option<WebSocketStream<Stream>> {
+    use smol::io::AsyncWriteExt;
+    let Some(accept) = accept else {
+        bump(&shared.counters.handshakes_failed);
+        let body = "not a valid WebSocket upgrade request\n";
+        let _ = write_response(stream, HttpResponse::text(400, body)).await;
+        return None;
+    };
+    let mut answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-accept: {accept}\r\n"
+    );
+    if let Some(protocol) = protocol {
+        answer.push_str(&format!("sec-websocket-protocol: {protocol}\r\n"));
+    }
+    answer.push_str("\r\n");
+    if stream.write_all(answer.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+        bump(&shared.counters.handshakes_failed);
+        return None;
+    }
+    Some(WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await)
 }
 
 /// What a connection holds in the cluster and must give back.
@@ -487,7 +515,7 @@ fn release(shared: &ServerShared, info: &ConnectionInfo, cleanup: Cleanup) {
 }
 
 /// Answers a refused upgrade with its status and fixed text.
-async fn write_refusal(stream: Stream, refusal: crate::admission::Refusal) -> std::io::Result<()> {
+async fn write_refusal(stream: Stream, refusal: Refusal) -> std::io::Result<()> {
     write_response(
         stream,
         HttpResponse::text(refusal.status.as_u16(), refusal.message),
@@ -572,6 +600,7 @@ enum ReadStep {
 /// server does).
 struct Conn {
     handle: ServerHandle,
+    app: Arc<App>,
     info: Arc<ConnectionInfo>,
     ws: WebSocketStream<Stream>,
     signals: Arc<Signals>,
@@ -623,22 +652,16 @@ struct Conn {
 impl Conn {
     fn new(
         shared: &Arc<ServerShared>,
+        app: &Arc<App>,
         info: &Arc<ConnectionInfo>,
         ws: WebSocketStream<Stream>,
         signals: Arc<Signals>,
     ) -> Self {
-        let greeting = match catch_unwind(AssertUnwindSafe(|| shared.handler.greeting(info))) {
+        let greeting = match catch_unwind(AssertUnwindSafe(|| app.handler.greeting(info))) {
             Ok(g) => g.map(Box::new),
             Err(_) => {
                 // Like a panic in on_message: counted, and this connection closed with 1011.
-                bump(&shared.counters.handler_panics);
-                log::error!(
-                    "handler panicked greeting connection {}; closing it with 1011",
-                    info.connection_id()
-                );
-                if close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error") {
-                    bump(&shared.counters.closed_handler_panic);
-                }
+                handler_panicked(shared, info, "greeting");
                 None
             }
         };
@@ -647,6 +670,7 @@ impl Conn {
             handle: ServerHandle {
                 shared: shared.clone(),
             },
+            app: app.clone(),
             info: info.clone(),
             ws,
             socket_waker: signals.waker(SOCKET),
@@ -797,7 +821,7 @@ impl Conn {
         }
         self.last_refusal_notice = Some(now);
         let info = &*self.info;
-        match catch_unwind(AssertUnwindSafe(|| shared.handler.refusal(info, limit))) {
+        match catch_unwind(AssertUnwindSafe(|| self.app.handler.refusal(info, limit))) {
             // Best effort: a full queue is the slow-consumer rule's business.
             Ok(Some(frame)) => {
                 let _ = self.handle.send_to_connection(info, frame);
@@ -930,49 +954,8 @@ impl Conn {
             Poll::Ready(None) => return ReadStep::Gone,
             Poll::Ready(Some(item)) => item,
         };
-        let shared = &*self.handle.shared;
-        let info = &*self.info;
         match item {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                if self.closing {
-                    return self.discard(m.len());
-                }
-                // An accepted message is also the connection's inbound
-                // activity (the core notes it in the same call).
-                match self.check_budget(m.len()) {
-                    Budget::Process => {}
-                    Budget::Refused(limit) => {
-                        drop(m);
-                        self.notify_refusal(limit);
-                        return ReadStep::Again;
-                    }
-                    Budget::Closing => {
-                        // Already counted by the core (refused, or refused on
-                        // a closing connection); not counted again here.
-                        self.begin_closing();
-                        self.discarded = self.discarded.saturating_add(m.len());
-                        return ReadStep::Again;
-                    }
-                    Budget::Gone => return ReadStep::Gone,
-                }
-                let (handle, info) = (&self.handle, &*self.info);
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    handle.shared.handler.on_message(handle, info, m)
-                }));
-                if outcome.is_err() {
-                    let shared = &*self.handle.shared;
-                    bump(&shared.counters.handler_panics);
-                    log::error!(
-                        "handler panicked on connection {}; closing it with 1011",
-                        info.connection_id()
-                    );
-                    if close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error") {
-                        bump(&shared.counters.closed_handler_panic);
-                    }
-                    return ReadStep::Parked;
-                }
-                ReadStep::Again
-            }
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => self.on_data(m),
             // Control frames count against the inbound budget too (a client
             // could otherwise send pings at line rate, each one answered);
             // a refused one is not answered with a notice, and strikes close
@@ -1000,29 +983,80 @@ impl Conn {
                 ReadStep::Parked
             }
             Ok(Message::Frame(_)) => ReadStep::Again,
-            Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                if close_with(shared, info, CloseCode::MESSAGE_TOO_BIG, "message too big") {
-                    bump(&shared.counters.closed_message_too_big);
-                }
-                ReadStep::Parked
-            }
-            Err(WsError::Utf8(_)) => {
-                if close_with(shared, info, CloseCode::INVALID_PAYLOAD, "invalid UTF-8") {
-                    bump(&shared.counters.closed_invalid_utf8);
-                }
-                ReadStep::Parked
-            }
-            // The peer vanished without a close frame: gone, not a protocol error.
-            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => ReadStep::Gone,
-            Err(WsError::Protocol(e)) => {
-                log::debug!("protocol error on {}: {e}", info.connection_id());
-                if close_with(shared, info, CloseCode::PROTOCOL_ERROR, "protocol error") {
-                    bump(&shared.counters.closed_protocol_error);
-                }
-                ReadStep::Parked
-            }
-            Err(_) => ReadStep::Gone,
+            Err(e) => self.on_read_error(e),
         }
+    }
+
+    /// A text or binary message: dropped while closing, checked against the
+    /// inbound budget, then handed to the handler (a panic there closes the
+    /// connection with 1011).
+    fn on_data(&mut self, m: Message) -> ReadStep {
+        if self.closing {
+            return self.discard(m.len());
+        }
+        // An accepted message is also the connection's inbound activity (the
+        // core notes it in the same call).
+        match self.check_budget(m.len()) {
+            Budget::Process => {}
+            Budget::Refused(limit) => {
+                drop(m);
+                self.notify_refusal(limit);
+                return ReadStep::Again;
+            }
+            Budget::Closing => {
+                // Already counted by the core (refused, or refused on a
+                // closing connection); not counted again here.
+                self.begin_closing();
+                self.discarded = self.discarded.saturating_add(m.len());
+                return ReadStep::Again;
+            }
+            Budget::Gone => return ReadStep::Gone,
+        }
+        let (handle, info) = (&self.handle, &*self.info);
+        let handler = &self.app.handler;
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.on_message(handle, info, m)));
+        if outcome.is_err() {
+            handler_panicked(&self.handle.shared, info, "on_message");
+            return ReadStep::Parked;
+        }
+        ReadStep::Again
+    }
+
+    /// The reader's verdict on a frame tungstenite refused: the connection
+    /// is closed through the core with 1009, 1007 or 1002 (counted), or it
+    /// is gone.
+    fn on_read_error(&mut self, e: WsError) -> ReadStep {
+        let shared = &*self.handle.shared;
+        let info = &*self.info;
+        let (code, reason, counter) = match e {
+            WsError::Capacity(CapacityError::MessageTooLong { .. }) => (
+                CloseCode::MESSAGE_TOO_BIG,
+                "message too big",
+                &shared.counters.closed_message_too_big,
+            ),
+            WsError::Utf8(_) => (
+                CloseCode::INVALID_PAYLOAD,
+                "invalid UTF-8",
+                &shared.counters.closed_invalid_utf8,
+            ),
+            // The peer vanished without a close frame: gone, not a protocol error.
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                return ReadStep::Gone
+            }
+            WsError::Protocol(e) => {
+                log::debug!("protocol error on {}: {e}", info.connection_id());
+                (
+                    CloseCode::PROTOCOL_ERROR,
+                    "protocol error",
+                    &shared.counters.closed_protocol_error,
+                )
+            }
+            _ => return ReadStep::Gone,
+        };
+        if close_with(shared, info, code, reason) {
+            bump(counter);
+        }
+        ReadStep::Parked
     }
 }
 
@@ -1104,6 +1138,20 @@ impl Future for Conn {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+/// The handler panicked in `during` (`greeting`, `on_message`): counted,
+/// logged, and the connection closed with 1011 (counted as such when this
+/// call closed it).
+fn handler_panicked(shared: &ServerShared, info: &ConnectionInfo, during: &str) {
+    bump(&shared.counters.handler_panics);
+    log::error!(
+        "handler panicked in {during} on connection {}; closing it with 1011",
+        info.connection_id()
+    );
+    if close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error") {
+        bump(&shared.counters.closed_handler_panic);
     }
 }
 

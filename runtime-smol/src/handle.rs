@@ -1,7 +1,7 @@
-//! `ServerHandle`: what application code uses to reach users, and the
-//! server's shared state behind it.
+//! `ServerHandle`: what application code uses to reach users (the public
+//! layer above the state, the connections and the cluster).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,70 +10,11 @@ use userlane_core::{
     CloseCode, CloseFrame, CloseReason, Error as CoreError, SendOutcome, Stats, UserContext,
 };
 
-use crate::auth::Authenticator;
-use crate::clock::Clock;
 use crate::cluster::{ClusterError, Envelope, Remote};
 use crate::config::ServerConfig;
-use crate::handler::{ConnectionInfo, Handler};
-use crate::shards::Shards;
-
-/// Counters kept by the network layer (the core keeps the rest).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) tcp_accepted: AtomicU64,
-    pub(crate) accept_errors: AtomicU64,
-    pub(crate) handshakes_failed: AtomicU64,
-    pub(crate) rejected_400: AtomicU64,
-    pub(crate) rejected_401: AtomicU64,
-    pub(crate) rejected_403: AtomicU64,
-    pub(crate) requests_timed_out: AtomicU64,
-    pub(crate) rejected_404: AtomicU64,
-    pub(crate) rejected_429: AtomicU64,
-    pub(crate) rejected_503: AtomicU64,
-    pub(crate) fallback_connections: AtomicU64,
-    pub(crate) closed_message_too_big: AtomicU64,
-    pub(crate) closed_invalid_utf8: AtomicU64,
-    pub(crate) closed_protocol_error: AtomicU64,
-    pub(crate) handler_panics: AtomicU64,
-    pub(crate) closed_handler_panic: AtomicU64,
-    pub(crate) forced_closes: AtomicU64,
-    pub(crate) inbound_discarded: AtomicU64,
-}
-
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The state every task and handle shares.
-pub(crate) struct ServerShared {
-    pub(crate) config: ServerConfig,
-    pub(crate) shards: Arc<Shards>,
-    pub(crate) clock: Clock,
-    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
-    pub(crate) handler: Arc<dyn Handler>,
-    /// The node's link to the cluster, when one is configured.
-    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
-    pub(crate) http: Arc<dyn crate::http::HttpService>,
-    pub(crate) counters: Counters,
-    /// Rate limit of refusal log lines.
-    pub(crate) refusal_log: crate::bounded::RefusalLog,
-    /// Open echo connections (they count toward `max_connections`).
-    pub(crate) echo_open: AtomicU64,
-    /// Held from admission's count of open connections to its connect, so
-    /// that handshakes on other executor threads cannot all pass the
-    /// server-wide `max_connections` check at once (each shard's core only
-    /// enforces its own share).
-    pub(crate) admitting: std::sync::Mutex<()>,
-    pub(crate) accepting: AtomicBool,
-    /// Closed when the accept loop must stop.
-    pub(crate) stop_accepting: smol::channel::Sender<()>,
-    pub(crate) stop_accepting_rx: smol::channel::Receiver<()>,
-    /// Closed when remaining connections must be dropped at once.
-    pub(crate) kill: smol::channel::Sender<()>,
-    pub(crate) kill_rx: smol::channel::Receiver<()>,
-    /// Every connection task holds a clone; `recv` fails once all are gone.
-    pub(crate) tasks_rx: smol::channel::Receiver<()>,
-}
+use crate::error::UserError;
+use crate::info::ConnectionInfo;
+use crate::state::ServerShared;
 
 /// A snapshot of the server's counters: the core's, summed over shards, and
 /// the network layer's.
@@ -132,25 +73,6 @@ pub struct ServerStats {
     pub legacy_calls: u64,
     /// Distinct legacy call sites recorded.
     pub legacy_call_sites: u64,
-}
-
-/// Why a user-targeted operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UserError {
-    /// The user has no manager (never connected, or reclaimed) and offline
-    /// buffering is off.
-    #[error("unknown user")]
-    UnknownUser,
-    /// The connection is not open on this server: it has closed, or the
-    /// `ConnectionInfo` came from another server.
-    #[error("unknown connection")]
-    UnknownConnection,
-    /// The core refused.
-    #[error(transparent)]
-    Core(#[from] CoreError),
-    /// The cluster could not take the message and nothing was delivered locally.
-    #[error(transparent)]
-    Cluster(#[from] ClusterError),
 }
 
 /// What a cluster-wide operation did here and elsewhere.
@@ -414,7 +336,7 @@ impl ServerHandle {
         }
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let legacy = crate::compat::legacy_usage();
+        let legacy = crate::legacy_sites::legacy_usage();
         ServerStats {
             core,
             events_dropped,

@@ -656,3 +656,54 @@ fn an_outbound_message_larger_than_the_write_buffer_is_delivered_not_lost() {
     assert_eq!(stats.forced_closes, 0);
     assert_consistent(&stats);
 }
+
+// ------------------------------------------------------------ 8. the handshake
+
+/// The request head is parsed once (httparse) and the server answers the
+/// upgrade itself: a valid request gets `101` with the RFC 6455 accept key
+/// (the RFC's own example), an admitted request that is not a valid
+/// WebSocket upgrade gets 400 and is counted as a failed handshake, and
+/// its admission is given back.
+#[test]
+fn the_upgrade_is_answered_from_the_one_parse_of_the_head() {
+    let server = start(config(Environment::Development));
+    let addr = server.addr;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    drop(s);
+    for (name, bad) in [
+        ("version", "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: Upgrade"),
+        ("key", "Sec-WebSocket-Version: 13\r\nConnection: Upgrade"),
+        ("connection", "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: close"),
+    ] {
+        let req = format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n{bad}\r\n\r\n");
+        let (status, body) = raw_http(addr, req.as_bytes());
+        assert_eq!(status, 400, "{name}: {body}");
+        assert_eq!(body, "not a valid WebSocket upgrade request\n", "{name}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.handshakes_failed, 3);
+    assert!(smol::block_on(eventually(Duration::from_secs(5), || {
+        server.stats().core.connections_active == 0
+    })));
+}
