@@ -256,7 +256,7 @@ pub const RTT_BUCKETS_US: [u64; 10] = [
 
 /// Redis round-trip times: a fixed-bucket histogram.
 #[derive(Debug, Default)]
-pub struct RttHistogram {
+pub(crate) struct RttHistogram {
     buckets: [AtomicU64; RTT_BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
     count: AtomicU64,
@@ -274,18 +274,40 @@ impl RttHistogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Per-bucket counts (not cumulative; the last is "over the largest bound"),
-    /// the sum in microseconds and the count.
-    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+    /// Per-bucket counts, the sum in microseconds and the count.
+    fn snapshot(&self) -> ([u64; RTT_BUCKETS_US.len() + 1], u64, u64) {
         (
-            self.buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
             self.sum_us.load(Ordering::Relaxed),
             self.count.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A snapshot of a node's cluster counters, part of
+/// [`ServerStats`](crate::ServerStats) when the node runs in a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterStats {
+    /// Whether Redis answered the last call.
+    pub healthy: bool,
+    /// Users this node holds (and is subscribed for).
+    pub local_users: u64,
+    /// Cross-node operations that failed because Redis was unreachable.
+    pub unavailable_errors: u64,
+    /// Envelopes received from other nodes.
+    pub envelopes_received: u64,
+    /// Admissions decided by the local cap because Redis was unreachable.
+    pub local_admissions: u64,
+    /// Stored messages this node took from offline streams right after
+    /// (re)subscribing and delivered to its open connections.
+    pub offline_delivered: u64,
+    /// Redis round trips per bucket of [`RTT_BUCKETS_US`] (not cumulative;
+    /// the last counts those over the largest bound).
+    pub rtt_buckets: [u64; RTT_BUCKETS_US.len() + 1],
+    /// The round trips' total, in microseconds.
+    pub rtt_sum_us: u64,
+    /// Round trips measured.
+    pub rtt_count: u64,
 }
 
 /// A request to the subscriber task.
@@ -325,16 +347,12 @@ pub struct Cluster {
     sub_tx: smol::channel::Sender<SubCmd>,
     sub_rx: smol::channel::Receiver<SubCmd>,
     /// Round-trip times of Redis calls.
-    pub rtt: RttHistogram,
-    /// Cross-node operations that failed because Redis was unreachable.
-    pub unavailable_errors: AtomicU64,
-    /// Envelopes received from other nodes.
-    pub envelopes_received: AtomicU64,
-    /// Admissions decided by the local cap because Redis was unreachable.
-    pub local_admissions: AtomicU64,
-    /// Stored messages this node took from offline streams right after
-    /// (re)subscribing and delivered to its open connections.
-    pub offline_delivered: AtomicU64,
+    rtt: RttHistogram,
+    /// See [`ClusterStats`].
+    unavailable_errors: AtomicU64,
+    envelopes_received: AtomicU64,
+    pub(crate) local_admissions: AtomicU64,
+    offline_delivered: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -368,6 +386,28 @@ impl Cluster {
             local_admissions: AtomicU64::new(0),
             offline_delivered: AtomicU64::new(0),
         }))
+    }
+
+    /// A snapshot of this node's cluster counters (also in
+    /// [`ServerStats::cluster`](crate::ServerStats::cluster)).
+    pub fn stats(&self) -> ClusterStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (rtt_buckets, rtt_sum_us, rtt_count) = self.rtt.snapshot();
+        ClusterStats {
+            healthy: self.is_healthy(),
+            local_users: self
+                .local
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len() as u64,
+            unavailable_errors: get(&self.unavailable_errors),
+            envelopes_received: get(&self.envelopes_received),
+            local_admissions: get(&self.local_admissions),
+            offline_delivered: get(&self.offline_delivered),
+            rtt_buckets,
+            rtt_sum_us,
+            rtt_count,
+        }
     }
 
     /// This node's id as envelope origin.

@@ -149,7 +149,7 @@ pub struct ServerConfig {
     /// Timeout` when the request was still being read). Bounds how long a
     /// slow client (slowloris) can hold a socket before it is a connection.
     /// Default 10 s.
-    pub handshake_timeout: Duration,
+    pub request_timeout: Duration,
     /// Clock skew accepted on a JWT's `exp` and `nbf`. Default 30 s.
     pub jwt_leeway: Duration,
     /// When set, a JWT's `iss` must be this. Default none (not checked).
@@ -198,7 +198,7 @@ impl fmt::Debug for ServerConfig {
             .field("close_grace", &self.close_grace)
             .field("echo_path", &self.echo_path)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("request_timeout", &self.request_timeout)
             .field("jwt_leeway", &self.jwt_leeway)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
@@ -237,7 +237,7 @@ impl ServerConfig {
             echo_path: None,
             cluster: None,
             max_http_body_bytes: 64 * 1024,
-            handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
             jwt_leeway: Duration::from_secs(30),
             jwt_issuer: None,
             jwt_audience: None,
@@ -303,9 +303,9 @@ impl ServerConfig {
                 "ping_interval must be shorter than idle_timeout",
             ));
         }
-        if self.handshake_timeout.is_zero() || self.jwt_max_lifetime.is_zero() {
+        if self.request_timeout.is_zero() || self.jwt_max_lifetime.is_zero() {
             return Err(ConfigError::Invalid(
-                "handshake_timeout and jwt_max_lifetime must be positive",
+                "request_timeout and jwt_max_lifetime must be positive",
             ));
         }
         if !self.ws_path.starts_with('/') {

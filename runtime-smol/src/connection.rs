@@ -47,7 +47,7 @@ pub(crate) async fn serve(
     _task: smol::channel::Sender<()>,
 ) {
     // The request deadline counts from the accept.
-    let deadline = std::time::Instant::now() + shared.config.handshake_timeout;
+    let deadline = std::time::Instant::now() + shared.config.request_timeout;
     // Boxed: the handshake's state (request head, admission, upgrade, the
     // plain-HTTP path) is freed once the connection is open instead of
     // staying in the task for the connection's whole life.

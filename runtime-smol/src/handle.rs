@@ -10,7 +10,7 @@ use userlane_core::{
     CloseCode, CloseFrame, CloseReason, Error as CoreError, SendOutcome, Stats, UserContext,
 };
 
-use crate::cluster::{ClusterError, Envelope, Remote};
+use crate::cluster::{ClusterError, ClusterStats, Envelope, Remote};
 use crate::config::ServerConfig;
 use crate::error::UserError;
 use crate::info::ConnectionInfo;
@@ -39,7 +39,7 @@ pub struct ServerStats {
     /// Refused with 404 (wrong path).
     pub rejected_not_found: u64,
     /// Sockets closed because the request deadline
-    /// (`ServerConfig::handshake_timeout`) passed before the request was
+    /// (`ServerConfig::request_timeout`) passed before the request was
     /// answered or upgraded.
     pub requests_timed_out: u64,
     /// Refused with 429 (per-user connection limit).
@@ -73,6 +73,8 @@ pub struct ServerStats {
     pub legacy_calls: u64,
     /// Distinct legacy call sites recorded.
     pub legacy_call_sites: u64,
+    /// The node's cluster counters; `None` on a single node.
+    pub cluster: Option<ClusterStats>,
 }
 
 /// What a cluster-wide operation did here and elsewhere.
@@ -360,6 +362,7 @@ impl ServerHandle {
             inbound_discarded: get(&c.inbound_discarded),
             legacy_calls: legacy.total_calls,
             legacy_call_sites: legacy.sites.len() as u64,
+            cluster: self.shared.cluster.as_ref().map(|c| c.stats()),
         }
     }
 

@@ -122,7 +122,7 @@ fn refused_upgrade_raw(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -
 fn slow_heads_and_slow_bodies_are_cut_at_the_request_deadline() {
     let deadline = Duration::from_millis(1000);
     let mut cfg = config(Environment::Testing);
-    cfg.handshake_timeout = deadline;
+    cfg.request_timeout = deadline;
     let server = start_http(cfg);
     let addr = server.addr;
     // A slowloris on the head and one on the body, one byte every 200 ms.
@@ -190,7 +190,7 @@ fn a_slow_service_answer_is_cut_at_the_request_deadline() {
         }
     }
     let mut cfg = config(Environment::Testing);
-    cfg.handshake_timeout = Duration::from_millis(800);
+    cfg.request_timeout = Duration::from_millis(800);
     let server = start_with_http(cfg, Slow);
     let started = Instant::now();
     let mut s = TcpStream::connect(server.addr).unwrap();
