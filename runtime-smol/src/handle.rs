@@ -129,19 +129,37 @@ impl ServerHandle {
     /// refusal is an error: nothing is dropped silently. In a cluster, use
     /// [`send`](Self::send) to reach the user's connections on every node.
     pub fn send_to_user(&self, user_id: &str, message: Message) -> Result<SendOutcome, UserError> {
+        self.send_local(user_id, message, Absent::Buffer)?
+            .ok_or(UserError::UnknownUser)
+    }
+
+    /// The one path by which a message for a user reaches this node's core:
+    /// its open connections here, in order. `absent` says what happens when
+    /// the node holds no open connection of the user: buffered (through
+    /// `create_offline_manager` when the user has no manager, if offline
+    /// buffering is on), or nothing (`Ok(None)`: nothing created, nothing
+    /// buffered). Every refusal is an error.
+    fn send_local(
+        &self,
+        user_id: &str,
+        message: Message,
+        absent: Absent,
+    ) -> Result<Option<SendOutcome>, UserError> {
         let slot = self.shared.shards.of(user_id);
         let now = self.shared.clock.now();
         let buffering = self.shared.config.offline_buffer > 0;
         slot.core.with(|f| {
-            let manager = match f.manager_for_user(user_id) {
-                Some(m) => m,
-                None if buffering => {
+            let manager = match (f.manager_for_user(user_id), absent) {
+                (Some(m), Absent::Buffer) => m,
+                (Some(m), Absent::Skip) if f.connection_count(m).unwrap_or(0) > 0 => m,
+                (None, Absent::Buffer) if buffering => {
                     let ctx = service_context(user_id)?;
                     f.create_offline_manager(ctx, now)?
                 }
-                None => return Err(UserError::UnknownUser),
+                (None, Absent::Buffer) => return Err(UserError::UnknownUser),
+                (_, Absent::Skip) => return Ok(None),
             };
-            Ok(f.send_to_user(manager, message, now)?)
+            Ok(Some(f.send_to_user(manager, message, now)?))
         })
     }
 
@@ -181,7 +199,7 @@ impl ServerHandle {
             });
         };
         let envelope = crate::cluster::envelope_of(&message, cluster.origin());
-        let local = self.send_to_held(user_id, message).transpose()?;
+        let local = self.send_local(user_id, message, Absent::Skip)?;
         let Some(envelope) = envelope else {
             return Ok(Reach {
                 local,
@@ -232,23 +250,6 @@ impl ServerHandle {
         Reach { local, remote }
     }
 
-    /// Sends to this node's open connections of `user_id`, if it holds any;
-    /// `None` (nothing created, nothing buffered) when it holds none.
-    fn send_to_held(
-        &self,
-        user_id: &str,
-        message: Message,
-    ) -> Option<Result<SendOutcome, CoreError>> {
-        let slot = self.shared.shards.of(user_id);
-        let now = self.shared.clock.now();
-        slot.core.with(|f| {
-            let m = f
-                .manager_for_user(user_id)
-                .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
-            Some(f.send_to_user(m, message, now))
-        })
-    }
-
     /// Applies an envelope from another node to this node's connections of `user_id`.
     pub(crate) fn apply_remote(&self, user_id: &str, envelope: Envelope) {
         match envelope {
@@ -264,7 +265,7 @@ impl ServerHandle {
                 let Some(message) = crate::cluster::message_of(deliver) else {
                     return;
                 };
-                if let Some(Err(e)) = self.send_to_held(user_id, message) {
+                if let Err(e) = self.send_local(user_id, message, Absent::Skip) {
                     log::warn!("message from another node for {user_id} refused here: {e} (counted in stats)");
                 }
             }
@@ -424,6 +425,18 @@ impl ServerHandle {
             undelivered: stats.core.messages_dropped - dropped_before,
         }
     }
+}
+
+/// What a send does when this node holds no open connection of the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Absent {
+    /// Buffer the message in the user's offline buffer (creating the
+    /// user's manager through `create_offline_manager` if it has none and
+    /// buffering is on): a send on a single node.
+    Buffer,
+    /// Nothing: no manager created, nothing buffered (a cluster send, whose
+    /// offline copy is kept by Redis, and an envelope from another node).
+    Skip,
 }
 
 /// The context of a manager created by a service send for a user who has
