@@ -51,21 +51,23 @@ pub(crate) async fn serve(
     // Boxed: the handshake's state (request head, admission, upgrade, the
     // plain-HTTP path) is freed once the connection is open instead of
     // staying in the task for the connection's whole life.
-    let (conn, info, cleanup) = match Box::pin(open(&shared, &app, socket, remote, deadline)).await
-    {
+    let (conn, admission) = match Box::pin(open(&shared, &app, socket, remote, deadline)).await {
         None => return,
         Some(Opened::Echo(ws, slot)) => {
             Box::pin(crate::echo::serve(&shared, *ws)).await;
             drop(slot);
             return;
         }
-        Some(Opened::Conn(conn, info, cleanup)) => (conn, info, cleanup),
+        Some(Opened::Conn(conn, admission)) => (conn, admission),
     };
     let forced = conn.await;
     if forced {
         bump(&shared.counters.forced_closes);
     }
-    release(&shared, &info, cleanup);
+    // Gives back the core slot, the registry entry and the cluster's lease
+    // and subscription, before the application hears of the disconnect.
+    let info = admission.info.clone();
+    drop(admission);
     let handle = ServerHandle {
         shared: shared.clone(),
     };
@@ -83,9 +85,9 @@ pub(crate) async fn serve(
 // would add an allocation per connection.
 #[allow(clippy::large_enum_variant)]
 enum Opened {
-    /// A WebSocket connection of a user: its future, its info and what it
-    /// holds in the cluster.
-    Conn(Conn, Arc<ConnectionInfo>, Cleanup),
+    /// A WebSocket connection of a user: its future and its admission
+    /// (released when the connection ends).
+    Conn(Conn, Admission),
     /// An upgraded echo connection and its share of `max_connections`.
     Echo(Box<WebSocketStream<Stream>>, EchoSlot),
 }
@@ -175,27 +177,27 @@ async fn open(
         }
         Bounded::Killed => return None,
     };
-    let (ws, mut pending, signals) = match upgraded {
+    let (ws, mut admission, signals) = match upgraded {
         Upgraded::Echo(ws, slot) => return Some(Opened::Echo(ws, slot)),
-        Upgraded::Ws(ws, pending, signals) => (ws, pending, signals),
+        Upgraded::Ws(ws, admission, signals) => (ws, admission, signals),
     };
     if let Some(cluster) = &shared.cluster {
-        let info = pending.info();
+        let info = &admission.info;
         // The first local connection of the user subscribes; the subscriber
         // task then drains the user's offline stream into this node's
         // connections of the user (this one included) before it delivers
         // anything published after the subscription.
         cluster.local_opened(info.user_id()).await;
-        pending.cleanup.subscription = true;
+        admission.cleanup.subscription = true;
     }
-    let (info, cleanup) = pending.keep();
+    let info = &admission.info;
     log::debug!(
         "user {} connected from {remote} (connection {})",
         info.user_id(),
         info.connection_id()
     );
-    let conn = Conn::new(shared, app, &info, *ws, signals);
-    Some(Opened::Conn(conn, info, cleanup))
+    let conn = Conn::new(shared, app, info, *ws, signals);
+    Some(Opened::Conn(conn, admission))
 }
 
 /// The request deadline passed: counted, and answered with 408 when the
@@ -289,50 +291,39 @@ async fn read_request(
 }
 
 /// What the upgrade step produced.
-enum Upgraded<'a> {
-    /// A user's WebSocket, its admission (given back if dropped) and its wake flags.
-    Ws(Box<WebSocketStream<Stream>>, Pending<'a>, Arc<Signals>),
+enum Upgraded {
+    /// A user's WebSocket, its admission and its wake flags.
+    Ws(Box<WebSocketStream<Stream>>, Admission, Arc<Signals>),
     /// An echo WebSocket and its share of `max_connections`.
     Echo(Box<WebSocketStream<Stream>>, EchoSlot),
 }
 
-/// An admitted connection not yet handed to its task: released (core slot,
-/// registry, cluster lease and subscription) if dropped before
-/// [`keep`](Pending::keep) — when the request deadline passes mid-upgrade,
-/// for example.
-struct Pending<'a> {
-    shared: &'a ServerShared,
-    info: Option<Arc<ConnectionInfo>>,
+/// An admitted connection's hold on the server: its slot in the core and
+/// its registry entry and, in a cluster, its lease and its share of the
+/// node's subscription to the user ([`Cleanup`] says which it took). Its
+/// `Drop` gives back all of it, wherever the connection ends: the request
+/// deadline mid-upgrade, a refused cluster lease, a failed handshake, or
+/// the end of a served connection.
+struct Admission {
+    shared: Arc<ServerShared>,
+    info: Arc<ConnectionInfo>,
     cleanup: Cleanup,
 }
 
-impl Pending<'_> {
-    fn info(&self) -> Arc<ConnectionInfo> {
-        self.info.clone().expect("kept only once")
-    }
-
-    /// The connection is handed on: no release on drop.
-    fn keep(mut self) -> (Arc<ConnectionInfo>, Cleanup) {
-        (self.info.take().expect("kept only once"), self.cleanup)
-    }
-}
-
-impl Drop for Pending<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        if let Some(info) = self.info.take() {
-            release(self.shared, &info, self.cleanup);
-        }
+        release(&self.shared, &self.info, self.cleanup);
     }
 }
 
 /// Admits an upgrade request (or refuses it with an HTTP status) and runs
 /// the WebSocket handshake.
-async fn upgrade<'a>(
-    shared: &'a Arc<ServerShared>,
+async fn upgrade(
+    shared: &Arc<ServerShared>,
     stream: Stream,
     head: Head,
     remote: SocketAddr,
-) -> Option<Upgraded<'a>> {
+) -> Option<Upgraded> {
     let (request, accept) = match (body_length(&head), head.to_request()) {
         (Ok(0), Some(request)) => (request, head.websocket_accept()),
         _ => {
@@ -371,46 +362,47 @@ async fn upgrade<'a>(
     // Not needed past admission: dropped here, so its header map does not
     // stay in the connection task for the connection's whole life.
     drop(request);
-    let mut pending = Pending {
-        shared,
-        info: Some(admitted.info.clone()),
+    let mut admission = Admission {
+        shared: shared.clone(),
+        info: admitted.info,
         cleanup: Cleanup::default(),
     };
-    if let Err(refusal) = Box::pin(admit_in_cluster(shared, &mut pending, remote)).await {
-        drop(pending);
+    if let Err(refusal) = Box::pin(admit_in_cluster(shared, &mut admission, remote)).await {
+        drop(admission);
         let _ = write_refusal(stream, refusal).await;
         return None;
     }
     let protocol = admitted.select_jwt_auth.then_some(JWT_AUTH_PROTOCOL);
     let config = shared.config.websocket_config();
     let ws = Box::pin(handshake(shared, stream, accept, protocol, config)).await?;
-    Some(Upgraded::Ws(Box::new(ws), pending, admitted.signals))
+    Some(Upgraded::Ws(Box::new(ws), admission, admitted.signals))
 }
 
 /// In a cluster, takes the connection's cluster-wide lease: a 429 refusal
 /// when the user's cap is reached across the cluster. With Redis
 /// unreachable the node's own per-user cap (already enforced by the core)
-/// decides. What is taken is recorded in `pending`, given back if it drops.
+/// decides. What is taken is recorded in `admission`, given back when it
+/// drops.
 async fn admit_in_cluster(
     shared: &ServerShared,
-    pending: &mut Pending<'_>,
+    admission: &mut Admission,
     remote: SocketAddr,
 ) -> Result<(), Refusal> {
     let Some(cluster) = &shared.cluster else {
         return Ok(());
     };
-    let info = pending.info();
+    let info = admission.info.clone();
     let cap = shared.config.max_connections_per_user;
     // Given back if the deadline drops this step while Redis may already
     // hold the lease (removing an absent lease is harmless).
-    pending.cleanup.lease = true;
+    admission.cleanup.lease = true;
     match cluster
         .admit(info.user_id(), info.connection_id(), cap)
         .await
     {
         Ok(true) => cluster.hold_lease(info.user_id(), info.connection_id()),
         Ok(false) => {
-            pending.cleanup.lease = false;
+            admission.cleanup.lease = false;
             bump(&shared.counters.rejected_429);
             shared.refusal_log.info(429, || {
                 format!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user")
