@@ -60,7 +60,9 @@ pub(crate) async fn serve(
         }
         Some(Opened::Conn(conn, admission)) => (conn, admission),
     };
-    let forced = conn.await;
+    // Shutdown raises KILL on the connections in the registry; one
+    // registered after that pass finds the channel already closed.
+    let forced = shared.kill_rx.is_closed() || conn.await;
     if forced {
         bump(&shared.counters.forced_closes);
     }
@@ -603,8 +605,14 @@ struct Conn {
     /// Raises `TIMER`: given to the ping timer, the close deadline and the linger timer.
     timer_waker: Waker,
     ping: Timer,
-    /// Armed when the core closes the connection: the flush must end by then.
-    grace: Option<Box<Timer>>,
+    /// Where the connection is in its life.
+    life: Life,
+    /// Whether the reader has more to read, waits, or reads no more.
+    reader: Reader,
+    /// From `Life::Closing` on, the close grace: the flush must end by then
+    /// (or the socket is dropped); in `Life::Lingering`, the end of the
+    /// linger period.
+    close_timer: Option<Box<Timer>>,
     /// The handler's greeting, written before anything from the core.
     greeting: Option<Box<Message>>,
     /// A ping is due.
@@ -615,16 +623,7 @@ struct Conn {
     take: bool,
     /// The writer waits for the socket (a feed or a flush was pending).
     blocked: bool,
-    /// The close frame was fed or the connection is gone: flush, then end.
-    finishing: bool,
-    /// The reader may have more to read without waiting for the socket.
-    read_again: bool,
-    /// The reader refused a frame and reads no more.
-    reader_parked: bool,
-    /// The core has closed the connection: inbound data messages are read
-    /// (to see the peer's close) but discarded, never handed on.
-    closing: bool,
-    /// Bytes of data messages discarded since `closing`; past
+    /// Bytes of data messages discarded since `Life::Closing`; past
     /// [`DISCARD_CAP`] the reader stops reading altogether.
     discarded: usize,
     /// When the peer was last told that a message of its was refused.
@@ -633,12 +632,36 @@ struct Conn {
     close_sent: bool,
     /// The peer's close frame was read.
     peer_closed: bool,
-    /// Armed once our close frame is flushed and the write side shut down:
-    /// until it passes (or the peer's end of stream), inbound bytes are read
-    /// and dropped (see [`Conn::start_linger`]).
-    linger: Option<Box<Timer>>,
-    /// The first poll has happened.
-    started: bool,
+}
+
+/// A connection's life, in order: each state comes after the ones before
+/// it, never back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Life {
+    /// Reading, handling and writing.
+    Open,
+    /// The core has closed the connection: inbound data messages are read
+    /// (to see the peer's close) but discarded, never handed on, and the
+    /// queue and close frame must be flushed within the close grace.
+    Closing,
+    /// Our close frame is fed, the peer's close was read, or the
+    /// connection is gone from the core: flush, then end.
+    Finishing,
+    /// Our close frame is flushed and the write side shut down: until the
+    /// linger period passes (or the peer's end of stream), inbound bytes
+    /// are read and dropped (see [`Conn::start_linger`]).
+    Lingering,
+}
+
+/// The reader's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// Nothing to read until the socket wakes the task.
+    Waiting,
+    /// It may have more to read without waiting for the socket.
+    Ready,
+    /// It refused a frame or read the peer's close, and reads no more.
+    Parked,
 }
 
 impl Conn {
@@ -670,22 +693,18 @@ impl Conn {
             timer_waker: signals.waker(TIMER),
             signals,
             ping: Timer::interval(cfg.ping_interval),
-            grace: None,
+            life: Life::Open,
+            reader: Reader::Waiting,
+            close_timer: None,
             greeting,
             ping_due: false,
             fed: 0,
             take: true,
             blocked: false,
-            finishing: false,
-            read_again: false,
-            reader_parked: false,
-            closing: false,
             discarded: 0,
             last_refusal_notice: None,
             close_sent: false,
             peer_closed: false,
-            linger: None,
-            started: false,
         }
     }
 
@@ -693,22 +712,24 @@ impl Conn {
     /// close deadline has passed.
     fn poll_timers(&mut self) -> bool {
         let mut cx = Context::from_waker(&self.timer_waker);
-        if let Some(grace) = &mut self.grace {
-            if Pin::new(&mut **grace).poll(&mut cx).is_ready() {
-                return true;
+        if self.life < Life::Lingering {
+            if let Some(grace) = &mut self.close_timer {
+                if Pin::new(&mut **grace).poll(&mut cx).is_ready() {
+                    return true;
+                }
             }
         }
         // Until Pending, so the timer holds the waker for its next period.
         let mut ticked = false;
         while let Poll::Ready(Some(_)) = Pin::new(&mut self.ping).poll_next(&mut cx) {
-            self.ping_due = !self.finishing;
+            self.ping_due = self.life < Life::Finishing;
             ticked = true;
         }
         // The CLOSING signal comes through the shard's bounded lifecycle
         // queue, which drops its oldest events when a sweep closes more
         // connections than it holds; every ping period the connection also
         // asks the core itself, so its close grace starts at the latest then.
-        if ticked && self.grace.is_none() && !self.finishing {
+        if ticked && self.life == Life::Open {
             let slot = &self.handle.shared.shards.slots[self.info.shard];
             let conn = self.info.connection;
             if !slot.core.read(|f| f.is_open(conn)) {
@@ -722,17 +743,20 @@ impl Conn {
     /// discarded, and the flush of what is queued (then the close frame)
     /// must end within the close grace.
     fn begin_closing(&mut self) {
-        self.closing = true;
-        if self.grace.is_none() {
+        self.life = self.life.max(Life::Closing);
+        if self.close_timer.is_none() && self.life < Life::Lingering {
             let mut grace = Box::new(Timer::after(self.handle.shared.config.close_grace));
             let _ = Pin::new(&mut *grace).poll(&mut Context::from_waker(&self.timer_waker));
-            self.grace = Some(grace);
+            self.close_timer = Some(grace);
         }
     }
 
     /// A data message read from a closing connection: dropped, counted, and
     /// the reader parked once [`DISCARD_CAP`] bytes have been dropped.
     fn discard(&mut self, bytes: usize) -> ReadStep {
+        // Also when the close frame was fed before the core's CLOSING
+        // signal arrived: the flush is bounded by the close grace.
+        self.begin_closing();
         bump(&self.handle.shared.counters.inbound_discarded);
         self.discarded = self.discarded.saturating_add(bytes);
         if self.discarded > DISCARD_CAP {
@@ -746,7 +770,9 @@ impl Conn {
     /// out: we closed while it was sending (its data was discarded or
     /// refused). A quiet peer (idle, shutdown) is not waited for.
     fn should_linger(&self) -> bool {
-        self.close_sent && !self.peer_closed && (self.discarded > 0 || self.reader_parked)
+        self.close_sent
+            && !self.peer_closed
+            && (self.discarded > 0 || self.reader == Reader::Parked)
     }
 
     /// Our close frame is flushed but the peer has not closed: shut down
@@ -765,17 +791,17 @@ impl Conn {
         }
         // The close frame is out: the rest is the peer's to finish, within
         // one more close grace (not a forced close if it does not).
-        self.grace = None;
         let mut timer = Box::new(Timer::after(self.handle.shared.config.close_grace));
         let _ = Pin::new(&mut *timer).poll(&mut Context::from_waker(&self.timer_waker));
-        self.linger = Some(timer);
+        self.close_timer = Some(timer);
+        self.life = Life::Lingering;
         true
     }
 
     /// Reads and drops inbound bytes until the peer's end of stream, an
     /// error, or the end of the linger period.
     fn poll_linger(&mut self) -> Linger {
-        if let Some(timer) = &mut self.linger {
+        if let Some(timer) = &mut self.close_timer {
             let mut cx = Context::from_waker(&self.timer_waker);
             if Pin::new(&mut **timer).poll(&mut cx).is_ready() {
                 return Linger::Done;
@@ -847,7 +873,11 @@ impl Conn {
         if self.blocked {
             flags & SOCKET != 0
         } else {
-            self.take || self.ping_due || self.greeting.is_some() || self.fed > 0 || self.finishing
+            self.take
+                || self.ping_due
+                || self.greeting.is_some()
+                || self.fed > 0
+                || self.life >= Life::Finishing
         }
     }
 
@@ -860,7 +890,7 @@ impl Conn {
         let slot = &self.handle.shared.shards.slots[self.info.shard];
         let conn = self.info.connection;
         loop {
-            if self.finishing {
+            if self.life >= Life::Finishing {
                 if Pin::new(&mut self.ws).poll_flush(&mut sock).is_pending() {
                     self.blocked = true;
                     return Poll::Pending;
@@ -886,7 +916,7 @@ impl Conn {
                 } else {
                     match slot.core.poll_transmit_more(conn, &mut core) {
                         Poll::Ready(None) => {
-                            self.finishing = true;
+                            self.life = self.life.max(Life::Finishing);
                             continue;
                         }
                         Poll::Ready(Some((Transmit::Message(m), more))) => {
@@ -905,7 +935,7 @@ impl Conn {
                             };
                             let _ = Pin::new(&mut self.ws).start_send(Message::Close(Some(wire)));
                             self.close_sent = true;
-                            self.finishing = true;
+                            self.life = self.life.max(Life::Finishing);
                             continue;
                         }
                         Poll::Pending => {
@@ -953,7 +983,8 @@ impl Conn {
             // a refused one is not answered with a notice, and strikes close
             // the connection like any other flood.
             Ok(m @ (Message::Ping(_) | Message::Pong(_))) => {
-                if self.closing {
+                if self.life >= Life::Closing {
+                    self.begin_closing();
                     return ReadStep::Again;
                 }
                 match self.check_budget(m.len()) {
@@ -971,7 +1002,7 @@ impl Conn {
             // only flushes the reply.
             Ok(Message::Close(_)) => {
                 self.peer_closed = true;
-                self.finishing = true;
+                self.life = self.life.max(Life::Finishing);
                 ReadStep::Parked
             }
             Ok(Message::Frame(_)) => ReadStep::Again,
@@ -983,7 +1014,7 @@ impl Conn {
     /// inbound budget, then handed to the handler (a panic there closes the
     /// connection with 1011).
     fn on_data(&mut self, m: Message) -> ReadStep {
-        if self.closing {
+        if self.life >= Life::Closing {
             return self.discard(m.len());
         }
         // An accepted message is also the connection's inbound activity (the
@@ -1059,14 +1090,6 @@ impl Future for Conn {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         let this = &mut *self;
         this.signals.begin_poll(cx.waker());
-        if !this.started {
-            this.started = true;
-            // Shutdown raises KILL on the connections in the registry; one
-            // registered after that pass finds the channel already closed.
-            if this.handle.shared.kill_rx.is_closed() {
-                return Poll::Ready(true);
-            }
-        }
         let mut reads = 0;
         loop {
             let flags = this.signals.take();
@@ -1074,11 +1097,7 @@ impl Future for Conn {
                 return Poll::Ready(true);
             }
             if flags & CLOSING != 0 {
-                this.closing = true;
-                if this.grace.is_none() {
-                    let grace = this.handle.shared.config.close_grace;
-                    this.grace = Some(Box::new(Timer::after(grace)));
-                }
+                this.begin_closing();
             }
             if flags & CORE != 0 {
                 this.take = true;
@@ -1086,7 +1105,7 @@ impl Future for Conn {
             if flags & (TIMER | CLOSING) != 0 && this.poll_timers() {
                 return Poll::Ready(true);
             }
-            if this.linger.is_some() {
+            if this.life == Life::Lingering {
                 match this.poll_linger() {
                     Linger::Done => return Poll::Ready(false),
                     Linger::Yield => {
@@ -1107,18 +1126,19 @@ impl Future for Conn {
                 }
                 return Poll::Ready(false);
             }
-            if !this.reader_parked && (this.read_again || flags & SOCKET != 0) {
+            if this.reader == Reader::Ready
+                || (this.reader == Reader::Waiting && flags & SOCKET != 0)
+            {
                 if reads == READ_BUDGET {
                     this.signals.yield_with(SOCKET, cx.waker());
                     return Poll::Pending;
                 }
                 reads += 1;
                 match this.read_one() {
-                    ReadStep::Again => this.read_again = true,
-                    ReadStep::Wait => this.read_again = false,
+                    ReadStep::Again => this.reader = Reader::Ready,
+                    ReadStep::Wait => this.reader = Reader::Waiting,
                     ReadStep::Parked => {
-                        this.read_again = false;
-                        this.reader_parked = true;
+                        this.reader = Reader::Parked;
                         // The writer has work now (the close the reader asked
                         // for, or the reply to the peer's close).
                         continue;
@@ -1126,7 +1146,7 @@ impl Future for Conn {
                     ReadStep::Gone => return Poll::Ready(false),
                 }
             }
-            if !this.read_again && this.signals.try_end_poll() {
+            if this.reader != Reader::Ready && this.signals.try_end_poll() {
                 return Poll::Pending;
             }
         }
