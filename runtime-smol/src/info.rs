@@ -7,7 +7,7 @@ use userlane_core::{ConnectionHandle, ManagerHandle, UserContext};
 
 /// A live connection, as the application sees it. Only the server builds
 /// one; a `ConnectionInfo` of one server given to another server's
-/// [`ServerHandle`] is refused with an error (never used to reach that
+/// [`ServerHandle`](crate::ServerHandle) is refused with an error (never used to reach that
 /// server's users, never a panic).
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
