@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_tungstenite::tungstenite::handshake::server::Request;
 use async_tungstenite::tungstenite::http::StatusCode;
 use userlane_core::{Error as CoreError, Limit, UserContext};
 
 use crate::auth::{find_token, AuthError, Identity};
 use crate::bounded::excerpt;
+use crate::http::Head;
 use crate::info::ConnectionInfo;
 use crate::signals::Signals;
 use crate::state::{bump, ServerShared};
@@ -65,10 +65,10 @@ pub(crate) fn count_refusal(shared: &ServerShared, r: &Refusal, remote: SocketAd
 /// the core. Counts every refusal by status.
 pub(crate) fn admit(
     shared: &ServerShared,
-    req: &Request,
+    head: &Head,
     remote: SocketAddr,
 ) -> Result<Admitted, Refusal> {
-    let result = decide(shared, req, remote);
+    let result = decide(shared, head, remote);
     if let Err(r) = &result {
         count_refusal(shared, r, remote);
     }
@@ -77,19 +77,16 @@ pub(crate) fn admit(
 
 /// The checks every browser-facing upgrade passes first: the server is
 /// accepting and the `Origin` is allowed.
-fn check_common(shared: &ServerShared, req: &Request) -> Result<(), Refusal> {
+fn check_common(shared: &ServerShared, head: &Head) -> Result<(), Refusal> {
     if !shared.accepting.load(std::sync::atomic::Ordering::Acquire) {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is shutting down",
         ));
     }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let origin = req
-        .headers()
-        .get("origin")
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    if !shared.config.allowed_origins.allows(origin, header("host")) {
+    let origin = head.ascii_value("origin").map(|v| v.unwrap_or("\u{0}"));
+    let host = head.ascii_value("host").flatten();
+    if !shared.config.allowed_origins.allows(origin, host) {
         return Err(Refusal::new(StatusCode::FORBIDDEN, "origin not allowed"));
     }
     Ok(())
@@ -137,10 +134,10 @@ fn check_room(shared: &ServerShared) -> Result<(), Refusal> {
 /// `max_connections` rules as the WebSocket endpoint (no token, no user).
 pub(crate) fn admit_echo(
     shared: &Arc<ServerShared>,
-    req: &Request,
+    head: &Head,
     remote: SocketAddr,
 ) -> Result<EchoSlot, Refusal> {
-    let result = check_common(shared, req).and_then(|()| {
+    let result = check_common(shared, head).and_then(|()| {
         let _admitting = shared
             .admitting
             .lock()
@@ -159,16 +156,16 @@ pub(crate) fn admit_echo(
     result
 }
 
-fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Admitted, Refusal> {
-    if req.uri().path() != shared.config.ws_path {
+fn decide(shared: &ServerShared, head: &Head, remote: SocketAddr) -> Result<Admitted, Refusal> {
+    if head.path != shared.config.ws_path {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "no WebSocket endpoint here",
         ));
     }
-    check_common(shared, req)?;
+    check_common(shared, head)?;
     let found =
-        find_token(req).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        find_token(head).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (identity, anonymous) = identify(shared, found.token.as_deref(), remote)?;
     // The context error names the field and the rule, never the value.
     let ctx = context_for(&identity)

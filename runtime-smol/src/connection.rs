@@ -326,8 +326,8 @@ async fn upgrade(
     head: Head,
     remote: SocketAddr,
 ) -> Option<Upgraded> {
-    let (request, accept) = match (body_length(&head), head.to_request()) {
-        (Ok(0), Some(request)) => (request, head.websocket_accept()),
+    let accept = match body_length(&head) {
+        Ok(0) => head.websocket_accept(),
         _ => {
             bump(&shared.counters.rejected_400);
             let _ = write_response(
@@ -338,32 +338,31 @@ async fn upgrade(
             return None;
         }
     };
-    drop(head);
-    if shared.config.echo_path.as_deref() == Some(request.uri().path()) {
-        let slot = match admit_echo(shared, &request, remote) {
+    if shared.config.echo_path.as_deref() == Some(head.path.as_str()) {
+        let slot = match admit_echo(shared, &head, remote) {
             Ok(slot) => slot,
             Err(refusal) => {
                 let _ = write_refusal(stream, refusal).await;
                 return None;
             }
         };
-        drop(request);
+        drop(head);
         let config = shared.config.websocket_config();
         let ws = Box::pin(handshake(shared, stream, accept, None, config)).await?;
         return Some(Upgraded::Echo(Box::new(ws), slot));
     }
     // Admission runs before the upgrade, in this task: every refusal is an
     // HTTP status, and the cluster's lease check may await Redis.
-    let admitted = match admit(shared, &request, remote) {
+    let admitted = match admit(shared, &head, remote) {
         Ok(a) => a,
         Err(refusal) => {
             let _ = write_refusal(stream, refusal).await;
             return None;
         }
     };
-    // Not needed past admission: dropped here, so its header map does not
-    // stay in the connection task for the connection's whole life.
-    drop(request);
+    // Not needed past admission: dropped here, so its headers do not stay
+    // in the connection task for the connection's whole life.
+    drop(head);
     let mut admission = Admission {
         shared: shared.clone(),
         info: admitted.info,

@@ -175,23 +175,6 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    /// The head as an `http::Request` (for admission and the handshake).
-    pub(crate) fn to_request(
-        &self,
-    ) -> Option<async_tungstenite::tungstenite::handshake::server::Request> {
-        let target = match &self.query {
-            Some(q) => format!("{}?{q}", self.path),
-            None => self.path.clone(),
-        };
-        let mut builder = async_tungstenite::tungstenite::http::Request::builder()
-            .method(self.method.as_str())
-            .uri(target);
-        for (k, v) in &self.headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        builder.body(()).ok()
-    }
-
     /// The `Sec-WebSocket-Accept` value for a valid WebSocket upgrade
     /// request (RFC 6455 4.2.1: a GET of HTTP/1.1 or later with `Upgrade:
     /// websocket`, a `Connection` that lists `upgrade`, version 13 and a
@@ -208,6 +191,48 @@ impl Head {
             && self.header("sec-websocket-version") == Some("13");
         let key = self.header("sec-websocket-key").filter(|_| valid)?;
         Some(async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    }
+
+    /// The values of header `name` (lower case), in order: each `Some` when
+    /// it is visible ASCII (and tabs), as an `http::HeaderValue` must be to
+    /// be read as text, `None` otherwise.
+    pub(crate) fn ascii_values<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| {
+                v.bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                    .then_some(v.as_str())
+            })
+    }
+
+    /// The first value of header `name`, if any (see [`ascii_values`](Self::ascii_values)).
+    pub(crate) fn ascii_value<'a>(&'a self, name: &'a str) -> Option<Option<&'a str>> {
+        self.ascii_values(name).next()
+    }
+
+    /// A head with `target` (path and query) and `headers`, as if read.
+    #[cfg(test)]
+    pub(crate) fn for_test(target: &str, headers: &[(&str, &str)]) -> Head {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (target.to_owned(), None),
+        };
+        Head {
+            method: "GET".into(),
+            path,
+            query,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned()))
+                .collect(),
+            len: 0,
+            version: 1,
+        }
     }
 
     pub(crate) fn is_websocket_upgrade(&self) -> bool {
