@@ -78,7 +78,7 @@ pub(crate) fn admit(
 /// The checks every browser-facing upgrade passes first: the server is
 /// accepting and the `Origin` is allowed.
 fn check_common(shared: &ServerShared, head: &Head) -> Result<(), Refusal> {
-    if !shared.accepting.load(std::sync::atomic::Ordering::Acquire) {
+    if !shared.lifecycle.is_accepting() {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is shutting down",

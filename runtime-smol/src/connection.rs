@@ -62,7 +62,7 @@ pub(crate) async fn serve(
     };
     // Shutdown raises KILL on the connections in the registry; one
     // registered after that pass finds the channel already closed.
-    let forced = shared.kill_rx.is_closed() || conn.await;
+    let forced = shared.lifecycle.is_killed() || conn.await;
     if forced {
         bump(&shared.counters.forced_closes);
     }
@@ -116,7 +116,7 @@ async fn bounded<T>(
                 Bounded::TimedOut
             },
             async {
-                shared.killed().await;
+                shared.lifecycle.killed().await;
                 Bounded::Killed
             },
         ),

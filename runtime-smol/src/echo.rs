@@ -51,7 +51,7 @@ pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>
                 smol::future::or(
                     async {
                         // Shutdown closes this channel.
-                        let _ = shared.stop_accepting_rx.recv().await;
+                        shared.lifecycle.accepting_stopped().await;
                         Wake::Shutdown
                     },
                     async {
@@ -116,5 +116,5 @@ pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>
         }
     };
     // A peer that stops reading is dropped at the shutdown deadline.
-    smol::future::or(echo, shared.killed()).await;
+    smol::future::or(echo, shared.lifecycle.killed()).await;
 }

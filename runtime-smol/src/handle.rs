@@ -369,7 +369,7 @@ impl ServerHandle {
 
     /// Whether the server still accepts connections.
     pub fn is_accepting(&self) -> bool {
-        self.shared.accepting.load(Ordering::Acquire)
+        self.shared.lifecycle.is_accepting()
     }
 
     /// Graceful shutdown: stop accepting, close every connection with 1001
@@ -378,8 +378,7 @@ impl ServerHandle {
     /// `Stats::messages_dropped`. Resolves when every connection task is gone.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = &self.shared;
-        shared.accepting.store(false, Ordering::Release);
-        shared.stop_accepting.close();
+        shared.lifecycle.stop_accepting();
         let dropped_before = self.stats().core.messages_dropped;
         let forced_before = shared.counters.forced_closes.load(Ordering::Relaxed);
         let now = shared.clock.now();
@@ -392,7 +391,7 @@ impl ServerHandle {
             .sum();
         let all_done = async {
             // Fails (Closed) once every connection task has dropped its sender.
-            let _ = shared.tasks_rx.recv().await;
+            shared.lifecycle.all_tasks_done().await;
         };
         let timed_out = smol::future::or(
             async {
@@ -410,13 +409,13 @@ impl ServerHandle {
             // serving are told through their flags. One admitted after this
             // loop passed its shard finds the channel closed when its
             // connection task starts (see `connection::Conn`).
-            shared.kill.close();
+            shared.lifecycle.kill();
             for slot in &shared.shards.slots {
                 for entry in slot.registry().values() {
                     entry.signals.raise(crate::signals::KILL);
                 }
             }
-            let _ = shared.tasks_rx.recv().await;
+            shared.lifecycle.all_tasks_done().await;
         }
         let stats = self.stats();
         ShutdownReport {

@@ -2,7 +2,7 @@
 //! socket gets its own task.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::handle::ServerHandle;
 use crate::handler::{App, Handler, IgnoreInbound};
 use crate::service::{HttpService, NoHttp};
 use crate::shards::{run_events, run_timer, ShardSlot, Shards};
-use crate::state::{bump, Counters, ServerShared};
+use crate::state::{bump, Counters, Lifecycle, ServerShared};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +88,7 @@ impl ServerBuilder {
         };
         let listener = Async::<TcpListener>::bind(addr)?;
         let local_addr = listener.get_ref().local_addr()?;
-        let (stop_accepting, stop_accepting_rx) = smol::channel::bounded(1);
-        let (kill, kill_rx) = smol::channel::bounded(1);
-        let (tasks_tx, tasks_rx) = smol::channel::bounded(1);
+        let (lifecycle, tasks_tx) = Lifecycle::new();
         let shared = Arc::new(ServerShared {
             config,
             shards: Arc::new(Shards { slots }),
@@ -101,12 +99,7 @@ impl ServerBuilder {
             refusal_log: Default::default(),
             echo_open: Default::default(),
             admitting: std::sync::Mutex::new(()),
-            accepting: AtomicBool::new(true),
-            stop_accepting,
-            stop_accepting_rx,
-            kill,
-            kill_rx,
-            tasks_rx,
+            lifecycle,
         });
         let app = Arc::new(App {
             handler: self.handler,
@@ -182,11 +175,11 @@ impl Server {
             shared.shards.slots.len()
         );
         accept_loop(&shared, &app, &listener, &tasks_tx).await;
-        shared.accepting.store(false, Ordering::Release);
+        shared.lifecycle.stop_accepting();
         drop(listener);
         drop(tasks_tx);
         // Wait for the connection tasks (shutdown drives them to the end).
-        let _ = shared.tasks_rx.recv().await;
+        shared.lifecycle.all_tasks_done().await;
         drop(background);
         crate::compat::uninstall(&shared);
         log::info!("userlane stopped");
@@ -248,7 +241,7 @@ async fn accept_loop(
 ) {
     loop {
         let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
-            let _ = shared.stop_accepting_rx.recv().await;
+            shared.lifecycle.accepting_stopped().await;
             None
         })
         .await;

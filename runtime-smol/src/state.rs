@@ -57,21 +57,80 @@ pub(crate) struct ServerShared {
     /// server-wide `max_connections` check at once (each shard's core only
     /// enforces its own share).
     pub(crate) admitting: std::sync::Mutex<()>,
-    pub(crate) accepting: AtomicBool,
-    /// Closed when the accept loop must stop.
-    pub(crate) stop_accepting: smol::channel::Sender<()>,
-    pub(crate) stop_accepting_rx: smol::channel::Receiver<()>,
-    /// Closed when remaining connections must be dropped at once.
-    pub(crate) kill: smol::channel::Sender<()>,
-    pub(crate) kill_rx: smol::channel::Receiver<()>,
-    /// Every connection task holds a clone; `recv` fails once all are gone.
-    pub(crate) tasks_rx: smol::channel::Receiver<()>,
+    /// Accepting, shutting down, killed.
+    pub(crate) lifecycle: Lifecycle,
 }
 
-impl ServerShared {
-    /// Resolves when shutdown's deadline has passed and every connection
-    /// still open must be dropped.
+/// The server's shutdown state: whether it accepts, and the channels that
+/// tell the accept loop to stop, tell connections still open at the
+/// shutdown deadline to drop, and tell shutdown that every connection task
+/// is gone.
+pub(crate) struct Lifecycle {
+    accepting: AtomicBool,
+    /// Closed when the accept loop must stop.
+    stop_accepting: smol::channel::Sender<()>,
+    stop_accepting_rx: smol::channel::Receiver<()>,
+    /// Closed when remaining connections must be dropped at once.
+    kill: smol::channel::Sender<()>,
+    kill_rx: smol::channel::Receiver<()>,
+    /// Every connection task holds a clone of its sender; `recv` fails once
+    /// all are gone.
+    tasks_rx: smol::channel::Receiver<()>,
+}
+
+impl Lifecycle {
+    /// A server that accepts, and the sender every connection task holds a
+    /// clone of (see [`all_tasks_done`](Self::all_tasks_done)).
+    pub(crate) fn new() -> (Self, smol::channel::Sender<()>) {
+        let (stop_accepting, stop_accepting_rx) = smol::channel::bounded(1);
+        let (kill, kill_rx) = smol::channel::bounded(1);
+        let (tasks_tx, tasks_rx) = smol::channel::bounded(1);
+        let lifecycle = Lifecycle {
+            accepting: AtomicBool::new(true),
+            stop_accepting,
+            stop_accepting_rx,
+            kill,
+            kill_rx,
+            tasks_rx,
+        };
+        (lifecycle, tasks_tx)
+    }
+
+    /// Whether the server still accepts connections.
+    pub(crate) fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// No more connections: admission refuses, the accept loop and the echo
+    /// connections are told to stop.
+    pub(crate) fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+        self.stop_accepting.close();
+    }
+
+    /// Resolves once [`stop_accepting`](Self::stop_accepting) was called.
+    pub(crate) async fn accepting_stopped(&self) {
+        let _ = self.stop_accepting_rx.recv().await;
+    }
+
+    /// The shutdown deadline passed: every connection still open must drop.
+    pub(crate) fn kill(&self) {
+        self.kill.close();
+    }
+
+    /// Whether [`kill`](Self::kill) was called.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.kill_rx.is_closed()
+    }
+
+    /// Resolves once [`kill`](Self::kill) was called.
     pub(crate) async fn killed(&self) {
         let _ = self.kill_rx.recv().await;
+    }
+
+    /// Resolves once every connection task (and the accept loop) has
+    /// dropped its sender.
+    pub(crate) async fn all_tasks_done(&self) {
+        let _ = self.tasks_rx.recv().await;
     }
 }
