@@ -4,16 +4,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_tungstenite::tungstenite::handshake::server::Request;
 use async_tungstenite::tungstenite::http::StatusCode;
 use userlane_core::{Error as CoreError, Limit, UserContext};
 
 use crate::auth::{find_token, AuthError, Identity};
 use crate::bounded::excerpt;
-use crate::handle::{bump, ServerShared};
-use crate::handler::ConnectionInfo;
-use crate::shards::ConnEntry;
+use crate::http::Head;
+use crate::info::ConnectionInfo;
 use crate::signals::Signals;
+use crate::state::{bump, ServerShared};
 
 /// A connection that passed admission: it holds a slot in the core.
 pub(crate) struct Admitted {
@@ -66,10 +65,10 @@ pub(crate) fn count_refusal(shared: &ServerShared, r: &Refusal, remote: SocketAd
 /// the core. Counts every refusal by status.
 pub(crate) fn admit(
     shared: &ServerShared,
-    req: &Request,
+    head: &Head,
     remote: SocketAddr,
 ) -> Result<Admitted, Refusal> {
-    let result = decide(shared, req, remote);
+    let result = decide(shared, head, remote);
     if let Err(r) = &result {
         count_refusal(shared, r, remote);
     }
@@ -78,19 +77,16 @@ pub(crate) fn admit(
 
 /// The checks every browser-facing upgrade passes first: the server is
 /// accepting and the `Origin` is allowed.
-fn check_common(shared: &ServerShared, req: &Request) -> Result<(), Refusal> {
-    if !shared.accepting.load(std::sync::atomic::Ordering::Acquire) {
+fn check_common(shared: &ServerShared, head: &Head) -> Result<(), Refusal> {
+    if !shared.lifecycle.is_accepting() {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is shutting down",
         ));
     }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let origin = req
-        .headers()
-        .get("origin")
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    if !shared.config.allowed_origins.allows(origin, header("host")) {
+    let origin = head.ascii_value("origin").map(|v| v.unwrap_or("\u{0}"));
+    let host = head.ascii_value("host").flatten();
+    if !shared.config.allowed_origins.allows(origin, host) {
         return Err(Refusal::new(StatusCode::FORBIDDEN, "origin not allowed"));
     }
     Ok(())
@@ -138,10 +134,10 @@ fn check_room(shared: &ServerShared) -> Result<(), Refusal> {
 /// `max_connections` rules as the WebSocket endpoint (no token, no user).
 pub(crate) fn admit_echo(
     shared: &Arc<ServerShared>,
-    req: &Request,
+    head: &Head,
     remote: SocketAddr,
 ) -> Result<EchoSlot, Refusal> {
-    let result = check_common(shared, req).and_then(|()| {
+    let result = check_common(shared, head).and_then(|()| {
         let _admitting = shared
             .admitting
             .lock()
@@ -160,17 +156,64 @@ pub(crate) fn admit_echo(
     result
 }
 
-fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Admitted, Refusal> {
-    if req.uri().path() != shared.config.ws_path {
+fn decide(shared: &ServerShared, head: &Head, remote: SocketAddr) -> Result<Admitted, Refusal> {
+    if head.path != shared.config.ws_path {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "no WebSocket endpoint here",
         ));
     }
-    check_common(shared, req)?;
+    check_common(shared, head)?;
     let found =
-        find_token(req).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let (identity, anonymous) = match (&found.token, &shared.authenticator) {
+        find_token(head).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (identity, anonymous) = identify(shared, found.token.as_deref(), remote)?;
+    // The context error names the field and the rule, never the value.
+    let ctx = context_for(&identity)
+        .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+
+    // The count and the connect are one step for every other admission
+    // (a few microseconds; no await inside).
+    let admitting = shared
+        .admitting
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    check_room(shared)?;
+    let shard = shared.shards.index_of(ctx.user_id());
+    let slot = &shared.shards.slots[shard];
+    let signals = Signals::new();
+    let now = shared.clock.now();
+    let info = slot
+        .open(shard, ctx, remote, anonymous, &signals, now)
+        .map_err(|e| match e {
+            CoreError::LimitReached(Limit::ConnectionsPerUser) => Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections for this user",
+            ),
+            CoreError::LimitReached(_) | CoreError::EventsPending => {
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "server is full")
+            }
+            _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect"),
+        })?;
+    drop(admitting);
+    if anonymous {
+        bump(&shared.counters.fallback_connections);
+    }
+    Ok(Admitted {
+        info,
+        signals,
+        select_jwt_auth: found.select_jwt_auth,
+    })
+}
+
+/// Who is connecting: the token's identity, or (development and testing
+/// only) a fresh anonymous user when there is no token. The flag says
+/// anonymous.
+fn identify(
+    shared: &ServerShared,
+    token: Option<&str>,
+    remote: SocketAddr,
+) -> Result<(Identity, bool), Refusal> {
+    let identified = match (token, &shared.authenticator) {
         (Some(token), Some(auth)) => match auth.authenticate(token) {
             Ok(id) => (id, false),
             Err(AuthError::Invalid(why)) => {
@@ -207,53 +250,7 @@ fn decide(shared: &ServerShared, req: &Request, remote: SocketAddr) -> Result<Ad
             )
         }
     };
-    // The context error names the field and the rule, never the value.
-    let ctx = context_for(&identity)
-        .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-
-    // The count and the connect are one step for every other admission
-    // (a few microseconds; no await inside).
-    let admitting = shared
-        .admitting
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    check_room(shared)?;
-    let shard = shared.shards.index_of(ctx.user_id());
-    let slot = &shared.shards.slots[shard];
-    let (manager, connection) =
-        slot.core
-            .connect(&ctx, shared.clock.now())
-            .map_err(|e| match e {
-                CoreError::LimitReached(Limit::ConnectionsPerUser) => Refusal::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many connections for this user",
-                ),
-                CoreError::LimitReached(_) | CoreError::EventsPending => {
-                    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "server is full")
-                }
-                _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot connect"),
-            })?;
-    drop(admitting);
-    if anonymous {
-        bump(&shared.counters.fallback_connections);
-    }
-    let info = Arc::new(ConnectionInfo::new(
-        ctx, connection, manager, shard, remote, anonymous,
-    ));
-    let signals = Signals::new();
-    slot.registry().insert(
-        connection,
-        ConnEntry {
-            info: info.clone(),
-            signals: signals.clone(),
-            reason: None,
-        },
-    );
-    Ok(Admitted {
-        info,
-        signals,
-        select_jwt_auth: found.select_jwt_auth,
-    })
+    Ok(identified)
 }
 
 /// The connection's context: the token's user, thread and run (generated

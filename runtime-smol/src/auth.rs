@@ -1,14 +1,15 @@
 //! Who is connecting: the `Authenticator` trait, the provided HS256 JWT
 //! implementation, and how a token is found in the upgrade request.
 
-use async_tungstenite::tungstenite::handshake::server::Request;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::http::{bearer_token, percent_decode, Encoded};
+use crate::config::ServerConfig;
+pub use crate::config::DEFAULT_JWT_MAX_LIFETIME;
+use crate::http::{bearer_token, percent_decode, Encoded, Head};
 
 /// The identity a token proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +96,7 @@ impl JwtAuthenticator {
 
     /// The authenticator a server with `config` uses: `secret` with
     /// `jwt_leeway`, `jwt_max_lifetime`, `jwt_issuer` and `jwt_audience`.
-    pub fn from_config(secret: &[u8], config: &crate::ServerConfig) -> Self {
+    pub fn from_config(secret: &[u8], config: &ServerConfig) -> Self {
         let mut auth = JwtAuthenticator::hs256(secret)
             .with_leeway(config.jwt_leeway)
             .with_max_lifetime(config.jwt_max_lifetime);
@@ -136,10 +137,6 @@ impl JwtAuthenticator {
         self
     }
 }
-
-/// The default of [`JwtAuthenticator::with_max_lifetime`] and
-/// `ServerConfig::jwt_max_lifetime`: 24 h.
-pub const DEFAULT_JWT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 impl std::fmt::Debug for JwtAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,15 +241,13 @@ pub(crate) struct Malformed(pub(crate) &'static str);
 
 /// Finds the token: `Authorization: Bearer <jwt>`, else the subprotocol
 /// `jwt.<base64url(jwt)>`, else the `token` query parameter.
-pub(crate) fn find_token(req: &Request) -> Result<FoundToken, Malformed> {
+pub(crate) fn find_token(head: &Head) -> Result<FoundToken, Malformed> {
     let mut found = FoundToken {
         token: None,
         select_jwt_auth: false,
     };
-    for value in req.headers().get_all("sec-websocket-protocol") {
-        let value = value
-            .to_str()
-            .map_err(|_| Malformed("Sec-WebSocket-Protocol is not ASCII"))?;
+    for value in head.ascii_values("sec-websocket-protocol") {
+        let value = value.ok_or(Malformed("Sec-WebSocket-Protocol is not ASCII"))?;
         for proto in value.split(',').map(str::trim) {
             if proto == JWT_AUTH_PROTOCOL {
                 found.select_jwt_auth = true;
@@ -266,17 +261,15 @@ pub(crate) fn find_token(req: &Request) -> Result<FoundToken, Malformed> {
             }
         }
     }
-    if let Some(value) = req.headers().get("authorization") {
-        let value = value
-            .to_str()
-            .map_err(|_| Malformed("Authorization is not ASCII"))?;
+    if let Some(value) = head.ascii_value("authorization") {
+        let value = value.ok_or(Malformed("Authorization is not ASCII"))?;
         let token =
             bearer_token(value).ok_or(Malformed("Authorization must be 'Bearer <token>'"))?;
         found.token = Some(token.to_owned());
         return Ok(found);
     }
     if found.token.is_none() {
-        if let Some(query) = req.uri().query() {
+        if let Some(query) = head.query.as_deref() {
             for pair in query.split('&') {
                 if let Some(v) = pair.strip_prefix("token=") {
                     found.token = Some(
@@ -427,12 +420,8 @@ mod tests {
         assert!(err.len() < 40 && !err.contains("forged"), "{err}");
     }
 
-    fn request(headers: &[(&str, &str)], uri: &str) -> Request {
-        let mut b = Request::builder().uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        b.body(()).unwrap()
+    fn request(headers: &[(&str, &str)], uri: &str) -> Head {
+        Head::for_test(uri, headers)
     }
 
     #[test]
@@ -465,5 +454,6 @@ mod tests {
         assert!(find_token(&request(&[("Authorization", "Basic x")], "/ws")).is_err());
         assert!(find_token(&request(&[("Sec-WebSocket-Protocol", "jwt.!!!")], "/ws")).is_err());
         assert!(find_token(&request(&[], "/ws?token=%zz")).is_err());
+        assert!(find_token(&request(&[("Authorization", "Bearer a\u{e9}b")], "/ws")).is_err());
     }
 }

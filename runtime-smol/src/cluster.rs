@@ -26,13 +26,14 @@
 //!   [`ClusterError::Unavailable`], admission falls back to the local cap,
 //!   and a background task reconnects with backoff, resubscribes and drains.
 
+use async_tungstenite::tungstenite::Message;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use serde::{Deserialize, Serialize};
 
 /// Envelope format version: the first byte of every message between nodes.
@@ -145,14 +146,14 @@ impl Envelope {
 
 /// The envelope carrying `message` from node `origin` (text or binary; other
 /// frame kinds are not application messages and give `None`).
-pub fn envelope_of(message: &crate::Message, origin: [u8; 16]) -> Option<Envelope> {
+pub fn envelope_of(message: &Message, origin: [u8; 16]) -> Option<Envelope> {
     match message {
-        crate::Message::Text(t) => Some(Envelope::Deliver {
+        Message::Text(t) => Some(Envelope::Deliver {
             origin,
             text: true,
             payload: t.as_bytes().to_vec(),
         }),
-        crate::Message::Binary(b) => Some(Envelope::Deliver {
+        Message::Binary(b) => Some(Envelope::Deliver {
             origin,
             text: false,
             payload: b.to_vec(),
@@ -162,18 +163,18 @@ pub fn envelope_of(message: &crate::Message, origin: [u8; 16]) -> Option<Envelop
 }
 
 /// The message a `Deliver` envelope carries.
-pub fn message_of(envelope: Envelope) -> Option<crate::Message> {
+pub fn message_of(envelope: Envelope) -> Option<Message> {
     match envelope {
         Envelope::Deliver {
             text: true,
             payload,
             ..
-        } => String::from_utf8(payload).ok().map(crate::Message::text),
+        } => String::from_utf8(payload).ok().map(Message::text),
         Envelope::Deliver {
             text: false,
             payload,
             ..
-        } => Some(crate::Message::binary(payload)),
+        } => Some(Message::binary(payload)),
         _ => None,
     }
 }
@@ -255,7 +256,7 @@ pub const RTT_BUCKETS_US: [u64; 10] = [
 
 /// Redis round-trip times: a fixed-bucket histogram.
 #[derive(Debug, Default)]
-pub struct RttHistogram {
+pub(crate) struct RttHistogram {
     buckets: [AtomicU64; RTT_BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
     count: AtomicU64,
@@ -273,24 +274,59 @@ impl RttHistogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Per-bucket counts (not cumulative; the last is "over the largest bound"),
-    /// the sum in microseconds and the count.
-    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+    /// Per-bucket counts, the sum in microseconds and the count.
+    fn snapshot(&self) -> ([u64; RTT_BUCKETS_US.len() + 1], u64, u64) {
         (
-            self.buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
             self.sum_us.load(Ordering::Relaxed),
             self.count.load(Ordering::Relaxed),
         )
     }
 }
 
+/// A snapshot of a node's cluster counters, part of
+/// [`ServerStats`](crate::ServerStats) when the node runs in a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterStats {
+    /// Whether Redis answered the last call.
+    pub healthy: bool,
+    /// Users this node holds (and is subscribed for).
+    pub local_users: u64,
+    /// Cross-node operations that failed because Redis was unreachable.
+    pub unavailable_errors: u64,
+    /// Envelopes received from other nodes.
+    pub envelopes_received: u64,
+    /// Admissions decided by the local cap because Redis was unreachable.
+    pub local_admissions: u64,
+    /// Stored messages this node took from offline streams right after
+    /// (re)subscribing and delivered to its open connections.
+    pub offline_delivered: u64,
+    /// Redis round trips per bucket of [`RTT_BUCKETS_US`] (not cumulative;
+    /// the last counts those over the largest bound).
+    pub rtt_buckets: [u64; RTT_BUCKETS_US.len() + 1],
+    /// The round trips' total, in microseconds.
+    pub rtt_sum_us: u64,
+    /// Round trips measured.
+    pub rtt_count: u64,
+}
+
 /// A request to the subscriber task.
 enum SubCmd {
-    Subscribe(String, smol::channel::Sender<bool>),
+    Subscribe(String, Arc<Confirmed>),
     Unsubscribe(String),
+}
+
+/// Whether a user's subscription (and the drain after it) is confirmed:
+/// set once by the subscriber task, awaited by every connection of the user
+/// that opens meanwhile.
+type Confirmed = async_lock::OnceCell<bool>;
+
+/// This node's local connections of one user.
+struct LocalUser {
+    /// Open connections (the node is subscribed while > 0).
+    count: usize,
+    /// The answer to the user's current subscription request.
+    confirmed: Arc<Confirmed>,
 }
 
 /// A node's link to the cluster.
@@ -300,8 +336,8 @@ pub struct Cluster {
     client: redis::Client,
     conn: async_lock::Mutex<Option<MultiplexedConnection>>,
     healthy: AtomicBool,
-    /// Local open connections per user (subscribed while > 0).
-    local: Mutex<HashMap<String, usize>>,
+    /// Local open connections per user (subscribed while any).
+    local: Mutex<HashMap<String, LocalUser>>,
     /// This node's connections that count against the cluster-wide cap, per
     /// user: what the refresh keeps (and re-creates) in Redis. Not the
     /// registry: a connection there may still await `ADMIT`, and a lease the
@@ -311,16 +347,12 @@ pub struct Cluster {
     sub_tx: smol::channel::Sender<SubCmd>,
     sub_rx: smol::channel::Receiver<SubCmd>,
     /// Round-trip times of Redis calls.
-    pub rtt: RttHistogram,
-    /// Cross-node operations that failed because Redis was unreachable.
-    pub unavailable_errors: AtomicU64,
-    /// Envelopes received from other nodes.
-    pub envelopes_received: AtomicU64,
-    /// Admissions decided by the local cap because Redis was unreachable.
-    pub local_admissions: AtomicU64,
-    /// Stored messages this node took from offline streams right after
-    /// (re)subscribing and delivered to its open connections.
-    pub offline_delivered: AtomicU64,
+    rtt: RttHistogram,
+    /// See [`ClusterStats`].
+    unavailable_errors: AtomicU64,
+    envelopes_received: AtomicU64,
+    pub(crate) local_admissions: AtomicU64,
+    offline_delivered: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -354,6 +386,28 @@ impl Cluster {
             local_admissions: AtomicU64::new(0),
             offline_delivered: AtomicU64::new(0),
         }))
+    }
+
+    /// A snapshot of this node's cluster counters (also in
+    /// [`ServerStats::cluster`](crate::ServerStats::cluster)).
+    pub fn stats(&self) -> ClusterStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (rtt_buckets, rtt_sum_us, rtt_count) = self.rtt.snapshot();
+        ClusterStats {
+            healthy: self.is_healthy(),
+            local_users: self
+                .local
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len() as u64,
+            unavailable_errors: get(&self.unavailable_errors),
+            envelopes_received: get(&self.envelopes_received),
+            local_admissions: get(&self.local_admissions),
+            offline_delivered: get(&self.offline_delivered),
+            rtt_buckets,
+            rtt_sum_us,
+            rtt_count,
+        }
     }
 
     /// This node's id as envelope origin.
@@ -655,30 +709,48 @@ impl Cluster {
     /// node to the user's channel and, once subscribed, the subscriber task
     /// delivers the user's offline stream to this node's connections of the
     /// user (the new one included) before anything published after the
-    /// subscription. Returns whether subscription and drain are confirmed.
+    /// subscription. Every connection that opens while that subscription is
+    /// pending waits for the same answer (at most `op_timeout`): returns
+    /// whether subscription and drain are confirmed.
     pub async fn local_opened(&self, user: &str) -> bool {
-        let first = {
+        let (first, confirmed) = {
             let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = local.entry(user.to_owned()).or_insert(0);
-            *n += 1;
-            *n == 1
+            let entry = local.entry(user.to_owned()).or_insert_with(|| LocalUser {
+                count: 0,
+                confirmed: Arc::new(Confirmed::new()),
+            });
+            entry.count += 1;
+            (entry.count == 1, entry.confirmed.clone())
         };
-        if !first {
-            return true;
-        }
-        let (tx, rx) = smol::channel::bounded(1);
-        if self
-            .sub_tx
-            .try_send(SubCmd::Subscribe(user.to_owned(), tx))
-            .is_err()
+        if first
+            && self
+                .sub_tx
+                .try_send(SubCmd::Subscribe(user.to_owned(), confirmed.clone()))
+                .is_err()
         {
-            return false;
+            let _ = confirmed.set(false).await;
         }
-        smol::future::or(async { rx.recv().await.unwrap_or(false) }, async {
+        smol::future::or(async { *confirmed.wait().await }, async {
             smol::Timer::after(self.config.op_timeout).await;
             false
         })
         .await
+    }
+
+    /// After a (re)subscription of `users` and its drain: their connections
+    /// that open from now on find their subscription confirmed.
+    fn confirm(&self, users: &[String]) {
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        for user in users {
+            let Some(user) = local.get_mut(user) else {
+                continue;
+            };
+            if user.confirmed.get() != Some(&true) {
+                let confirmed = Confirmed::new();
+                let _ = confirmed.set_blocking(true);
+                user.confirmed = Arc::new(confirmed);
+            }
+        }
     }
 
     /// Counts a local connection of `user` gone; the last one unsubscribes.
@@ -686,8 +758,8 @@ impl Cluster {
         let last = {
             let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
             match local.get_mut(user) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
+                Some(u) if u.count > 1 => {
+                    u.count -= 1;
                     false
                 }
                 Some(_) => {
@@ -749,99 +821,122 @@ impl Cluster {
     /// another node to `deliver`.
     pub(crate) async fn run_subscriber(self: Arc<Self>, deliver: impl Fn(&str, Envelope)) {
         let mut backoff = Duration::from_millis(100);
-        let prefix = self.channel_prefix();
         loop {
-            let pubsub =
-                smol::future::or(async { self.client.get_async_pubsub().await.ok() }, async {
-                    smol::Timer::after(self.config.op_timeout).await;
-                    None
-                })
-                .await;
-            let Some(pubsub) = pubsub else {
+            let Some((mut sink, mut stream, users)) = self.subscribe_held().await else {
                 self.healthy.store(false, Ordering::Relaxed);
-                // Answer pending subscribe requests: not confirmed.
-                while let Ok(cmd) = self.sub_rx.try_recv() {
-                    if let SubCmd::Subscribe(_, ack) = cmd {
-                        let _ = ack.try_send(false);
-                    }
-                }
                 smol::Timer::after(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             };
-            let (mut sink, mut stream) = pubsub.split();
-            let mut ok = true;
-            let users = self.local_users();
-            for user in &users {
-                if sink.subscribe(format!("{prefix}{user}")).await.is_err() {
-                    ok = false;
-                    break;
-                }
-            }
-            if !ok {
-                self.healthy.store(false, Ordering::Relaxed);
-                smol::Timer::after(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
             // Subscribed to every held user: whatever a sender stored while
             // this node was not subscribed is in the streams now, and nothing
             // more is stored for these users while the subscription lasts.
             // Deliver it before reading any published message.
             self.drain_into(&users, &deliver).await;
+            // A request of one of these users still queued is answered
+            // again when it is read (subscribing twice is harmless).
+            self.confirm(&users);
             backoff = Duration::from_millis(100);
             self.healthy.store(true, Ordering::Relaxed);
             log::info!(
                 "subscribed to {} user channel(s) on redis",
                 self.local_users().len()
             );
-            loop {
-                enum Step {
-                    Msg(Option<redis::Msg>),
-                    Cmd(Option<SubCmd>),
-                }
-                let step = smol::future::or(async { Step::Msg(stream.next().await) }, async {
-                    Step::Cmd(self.sub_rx.recv().await.ok())
-                })
-                .await;
-                match step {
-                    Step::Msg(Some(msg)) => {
-                        let Some(user) = msg.get_channel_name().strip_prefix(&prefix) else {
-                            continue;
-                        };
-                        let Some(env) = Envelope::decode(msg.get_payload_bytes()) else {
-                            log::warn!(
-                                "dropping an envelope of unknown version on {}",
-                                msg.get_channel_name()
-                            );
-                            continue;
-                        };
-                        if env.origin() != self.node_id {
-                            self.envelopes_received.fetch_add(1, Ordering::Relaxed);
-                            deliver(user, env);
-                        }
-                    }
-                    Step::Msg(None) => break,
-                    Step::Cmd(Some(SubCmd::Subscribe(user, ack))) => {
-                        let r = sink.subscribe(format!("{prefix}{user}")).await.is_ok();
-                        if r {
-                            self.drain_into(std::slice::from_ref(&user), &deliver).await;
-                        }
-                        let _ = ack.try_send(r);
-                        if !r {
-                            break;
-                        }
-                    }
-                    Step::Cmd(Some(SubCmd::Unsubscribe(user))) => {
-                        if sink.unsubscribe(format!("{prefix}{user}")).await.is_err() {
-                            break;
-                        }
-                    }
-                    Step::Cmd(None) => return,
-                }
+            if !self.serve_pubsub(&mut sink, &mut stream, &deliver).await {
+                return;
             }
             log::warn!("redis pub/sub connection lost; reconnecting");
             self.healthy.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Opens a pub/sub connection and subscribes it to every locally held
+    /// user; returns it and those users, or `None` when Redis did not take
+    /// it (pending subscribe requests are then answered "not confirmed").
+    async fn subscribe_held(&self) -> Option<(PubSubSink, PubSubStream, Vec<String>)> {
+        let pubsub = smol::future::or(async { self.client.get_async_pubsub().await.ok() }, async {
+            smol::Timer::after(self.config.op_timeout).await;
+            None
+        })
+        .await;
+        let Some(pubsub) = pubsub else {
+            while let Ok(cmd) = self.sub_rx.try_recv() {
+                if let SubCmd::Subscribe(_, ack) = cmd {
+                    let _ = ack.set(false).await;
+                }
+            }
+            return None;
+        };
+        let (mut sink, stream) = pubsub.split();
+        let prefix = self.channel_prefix();
+        let users = self.local_users();
+        for user in &users {
+            if sink.subscribe(format!("{prefix}{user}")).await.is_err() {
+                return None;
+            }
+        }
+        Some((sink, stream, users))
+    }
+
+    /// Serves one subscribed pub/sub connection: hands every envelope of
+    /// another node to `deliver`, and (un)subscribes users as their first
+    /// connection opens or their last one closes. Returns false when the
+    /// node is gone (no more requests can come), true when the connection
+    /// was lost and must be made anew.
+    async fn serve_pubsub(
+        &self,
+        sink: &mut PubSubSink,
+        stream: &mut PubSubStream,
+        deliver: &impl Fn(&str, Envelope),
+    ) -> bool {
+        enum Step {
+            Msg(Option<redis::Msg>),
+            Cmd(Option<SubCmd>),
+        }
+        let prefix = self.channel_prefix();
+        loop {
+            let step = smol::future::or(async { Step::Msg(stream.next().await) }, async {
+                Step::Cmd(self.sub_rx.recv().await.ok())
+            })
+            .await;
+            match step {
+                Step::Msg(Some(msg)) => self.receive(&prefix, &msg, deliver),
+                Step::Msg(None) => return true,
+                Step::Cmd(Some(SubCmd::Subscribe(user, ack))) => {
+                    let r = sink.subscribe(format!("{prefix}{user}")).await.is_ok();
+                    if r {
+                        self.drain_into(std::slice::from_ref(&user), deliver).await;
+                    }
+                    let _ = ack.set(r).await;
+                    if !r {
+                        return true;
+                    }
+                }
+                Step::Cmd(Some(SubCmd::Unsubscribe(user))) => {
+                    if sink.unsubscribe(format!("{prefix}{user}")).await.is_err() {
+                        return true;
+                    }
+                }
+                Step::Cmd(None) => return false,
+            }
+        }
+    }
+
+    /// One published envelope: handed to `deliver` unless this node sent it.
+    fn receive(&self, prefix: &str, msg: &redis::Msg, deliver: &impl Fn(&str, Envelope)) {
+        let Some(user) = msg.get_channel_name().strip_prefix(prefix) else {
+            return;
+        };
+        let Some(env) = Envelope::decode(msg.get_payload_bytes()) else {
+            log::warn!(
+                "dropping an envelope of unknown version on {}",
+                msg.get_channel_name()
+            );
+            return;
+        };
+        if env.origin() != self.node_id {
+            self.envelopes_received.fetch_add(1, Ordering::Relaxed);
+            deliver(user, env);
         }
     }
 }
@@ -860,10 +955,7 @@ impl Cluster {
 /// lease of a closed connection is gone unless that `ZREM` fails or the
 /// refresh's reply is lost (a timeout after Redis ran it): then the stale
 /// lease is never refreshed again and expires within `lease_ttl`.
-pub(crate) async fn refresh_leases_forever(shared: Arc<crate::handle::ServerShared>) {
-    let Some(cluster) = shared.cluster.clone() else {
-        return;
-    };
+pub(crate) async fn refresh_leases_forever(cluster: Arc<Cluster>) {
     let period = cluster.config.lease_ttl / 3;
     loop {
         smol::Timer::after(period).await;

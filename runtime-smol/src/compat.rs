@@ -14,19 +14,20 @@
 
 use std::future::{ready, Ready};
 use std::panic::Location;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use userlane_core::compat::{CallSite, CallSites, LegacyMethod};
+use userlane_core::compat::LegacyMethod;
 use userlane_core::{CloseCode, ManagerHandle, SendOutcome, UserContext};
 
-use crate::handle::{ServerHandle, ServerShared, UserError};
-use crate::{ConnectionInfo, Message};
-
-/// Call sites kept; calls from further sites are counted as overflow.
-pub const CALL_SITE_CAPACITY: usize = 256;
+use crate::error::UserError;
+use crate::handle::ServerHandle;
+use crate::info::ConnectionInfo;
+pub use crate::legacy_sites::{legacy_usage, LegacyUsage, CALL_SITE_CAPACITY};
+use crate::legacy_sites::{record, snapshot};
+use crate::state::ServerShared;
+use async_tungstenite::tungstenite::Message;
 
 static RUNNING: RwLock<Option<ServerHandle>> = RwLock::new(None);
-static SITES: Mutex<CallSites<CALL_SITE_CAPACITY>> = Mutex::new(CallSites::new());
 
 /// Binds the legacy API to `handle` (called when a server starts).
 pub(crate) fn install(handle: &ServerHandle) {
@@ -44,13 +45,6 @@ pub(crate) fn uninstall(shared: &Arc<ServerShared>) {
     }
 }
 
-fn record(method: LegacyMethod, at: &'static Location<'static>) {
-    SITES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .record(method, at);
-}
-
 /// Why a legacy call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompatError {
@@ -63,27 +57,6 @@ pub enum CompatError {
     /// The user-level operation failed.
     #[error(transparent)]
     User(#[from] UserError),
-}
-
-/// Legacy calls made in this process: every site with its `file:line` and count.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LegacyUsage {
-    /// Every legacy call.
-    pub total_calls: u64,
-    /// Calls from sites beyond [`CALL_SITE_CAPACITY`].
-    pub overflow_calls: u64,
-    /// The sites, in order of first call.
-    pub sites: Vec<CallSite>,
-}
-
-/// A snapshot of the legacy call-site table.
-pub fn legacy_usage() -> LegacyUsage {
-    let sites = SITES.lock().unwrap_or_else(PoisonError::into_inner);
-    LegacyUsage {
-        total_calls: sites.total_calls(),
-        overflow_calls: sites.overflow_calls(),
-        sites: sites.sites().to_vec(),
-    }
 }
 
 /// The legacy handle of the running server.
@@ -160,7 +133,7 @@ impl LegacyHandle {
     pub fn get_stats(&self) -> Ready<LegacyStats> {
         record(LegacyMethod::GetStats, Location::caller());
         let core = self.server.stats().core;
-        let sites = SITES.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let sites = snapshot();
         // The runtime's legacy calls build no default context: a send to a
         // user without a manager uses the server's service context.
         ready(LegacyStats::new(&core, 0, &sites))

@@ -13,6 +13,10 @@ const INBOUND_DEFAULTS: userlane_core::Config = userlane_core::Config::for_capac
 pub use crate::origin::OriginPolicy;
 use crate::shards::{SHARD_CONNS, SHARD_USERS};
 
+/// The default of [`JwtAuthenticator::with_max_lifetime`](crate::JwtAuthenticator::with_max_lifetime)
+/// and [`ServerConfig::jwt_max_lifetime`]: 24 h.
+pub const DEFAULT_JWT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// Where the server runs; decides how a connection without a token is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Environment {
@@ -145,7 +149,7 @@ pub struct ServerConfig {
     /// Timeout` when the request was still being read). Bounds how long a
     /// slow client (slowloris) can hold a socket before it is a connection.
     /// Default 10 s.
-    pub handshake_timeout: Duration,
+    pub request_timeout: Duration,
     /// Clock skew accepted on a JWT's `exp` and `nbf`. Default 30 s.
     pub jwt_leeway: Duration,
     /// When set, a JWT's `iss` must be this. Default none (not checked).
@@ -194,7 +198,7 @@ impl fmt::Debug for ServerConfig {
             .field("close_grace", &self.close_grace)
             .field("echo_path", &self.echo_path)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("request_timeout", &self.request_timeout)
             .field("jwt_leeway", &self.jwt_leeway)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
@@ -233,11 +237,11 @@ impl ServerConfig {
             echo_path: None,
             cluster: None,
             max_http_body_bytes: 64 * 1024,
-            handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
             jwt_leeway: Duration::from_secs(30),
             jwt_issuer: None,
             jwt_audience: None,
-            jwt_max_lifetime: crate::auth::DEFAULT_JWT_MAX_LIFETIME,
+            jwt_max_lifetime: DEFAULT_JWT_MAX_LIFETIME,
             allowed_origins: if environment.requires_authentication() {
                 OriginPolicy::SameHost
             } else {
@@ -299,9 +303,9 @@ impl ServerConfig {
                 "ping_interval must be shorter than idle_timeout",
             ));
         }
-        if self.handshake_timeout.is_zero() || self.jwt_max_lifetime.is_zero() {
+        if self.request_timeout.is_zero() || self.jwt_max_lifetime.is_zero() {
             return Err(ConfigError::Invalid(
-                "handshake_timeout and jwt_max_lifetime must be positive",
+                "request_timeout and jwt_max_lifetime must be positive",
             ));
         }
         if !self.ws_path.starts_with('/') {
@@ -334,6 +338,23 @@ impl ServerConfig {
     }
 
     /// The core limits of one shard. Its `factory_tag` is 0:
+    /// The tungstenite settings of every connection. The write buffer has no
+    /// upper bound of its own (`max_write_buffer_size` stays unlimited):
+    /// the writer feeds a message only after `poll_ready`, so the buffer
+    /// holds at most `write_buffer_bytes` plus one message, and a message
+    /// taken from the core is never refused by the socket for its size,
+    /// whatever size the application sent.
+    pub(crate) fn websocket_config(
+        &self,
+    ) -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
+        async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_bytes)
+            .write_buffer_size(self.write_buffer_bytes)
+            .max_write_buffer_size(usize::MAX)
+            .max_message_size(Some(self.max_message_bytes))
+            .max_frame_size(Some(self.max_message_bytes))
+    }
+
     /// [`ShardSlot::build`](crate::shards::ShardSlot::build) gives every
     /// shard its own.
     pub(crate) fn core_config(&self, _shard: usize) -> userlane_core::Config {

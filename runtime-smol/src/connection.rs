@@ -10,8 +10,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::http::StatusCode;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCloseCode;
+use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::tungstenite::protocol::{CloseFrame as WireCloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
@@ -20,14 +21,16 @@ use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Timer};
 use userlane_core::{CloseCode, Error as CoreError, Inbound, InboundLimit, Transmit};
 
-use crate::admission::{admit, admit_echo, EchoSlot};
+use crate::admission::{admit, admit_echo, EchoSlot, Refusal};
 use crate::auth::JWT_AUTH_PROTOCOL;
-use crate::handle::{bump, ServerHandle, ServerShared};
-use crate::handler::ConnectionInfo;
+use crate::handle::ServerHandle;
+use crate::handler::App;
 use crate::http::{
     body_length, read_head, serve_plain, Head, HeadError, HttpResponse, Phase, PhaseCell, Replay,
 };
+use crate::info::ConnectionInfo;
 use crate::signals::{Signals, CLOSING, CORE, KILL, SOCKET, TIMER};
+use crate::state::{bump, ServerShared};
 
 type Stream = Replay<Async<TcpStream>>;
 
@@ -38,34 +41,40 @@ const WRITE_BATCH: usize = 64;
 /// when the task ends, which lets shutdown know every connection is gone.
 pub(crate) async fn serve(
     shared: Arc<ServerShared>,
+    app: Arc<App>,
     socket: Async<TcpStream>,
     remote: SocketAddr,
     _task: smol::channel::Sender<()>,
 ) {
     // The request deadline counts from the accept.
-    let deadline = std::time::Instant::now() + shared.config.handshake_timeout;
+    let deadline = std::time::Instant::now() + shared.config.request_timeout;
     // Boxed: the handshake's state (request head, admission, upgrade, the
     // plain-HTTP path) is freed once the connection is open instead of
     // staying in the task for the connection's whole life.
-    let (conn, info, cleanup) = match Box::pin(open(&shared, socket, remote, deadline)).await {
+    let (conn, admission) = match Box::pin(open(&shared, &app, socket, remote, deadline)).await {
         None => return,
         Some(Opened::Echo(ws, slot)) => {
             Box::pin(crate::echo::serve(&shared, *ws)).await;
             drop(slot);
             return;
         }
-        Some(Opened::Conn(conn, info, cleanup)) => (conn, info, cleanup),
+        Some(Opened::Conn(conn, admission)) => (conn, admission),
     };
-    let forced = conn.await;
+    // Shutdown raises KILL on the connections in the registry; one
+    // registered after that pass finds the channel already closed.
+    let forced = shared.lifecycle.is_killed() || conn.await;
     if forced {
         bump(&shared.counters.forced_closes);
     }
-    release(&shared, &info, cleanup);
+    // Gives back the core slot, the registry entry and the cluster's lease
+    // and subscription, before the application hears of the disconnect.
+    let info = admission.info.clone();
+    drop(admission);
     let handle = ServerHandle {
         shared: shared.clone(),
     };
     if catch_unwind(AssertUnwindSafe(|| {
-        shared.handler.on_disconnect(&handle, &info)
+        app.handler.on_disconnect(&handle, &info)
     }))
     .is_err()
     {
@@ -78,9 +87,9 @@ pub(crate) async fn serve(
 // would add an allocation per connection.
 #[allow(clippy::large_enum_variant)]
 enum Opened {
-    /// A WebSocket connection of a user: its future, its info and what it
-    /// holds in the cluster.
-    Conn(Conn, Arc<ConnectionInfo>, Cleanup),
+    /// A WebSocket connection of a user: its future and its admission
+    /// (released when the connection ends).
+    Conn(Conn, Admission),
     /// An upgraded echo connection and its share of `max_connections`.
     Echo(Box<WebSocketStream<Stream>>, EchoSlot),
 }
@@ -107,7 +116,7 @@ async fn bounded<T>(
                 Bounded::TimedOut
             },
             async {
-                killed(shared).await;
+                shared.lifecycle.killed().await;
                 Bounded::Killed
             },
         ),
@@ -120,6 +129,7 @@ async fn bounded<T>(
 /// passes). `None` when the socket was answered or dropped here.
 async fn open(
     shared: &Arc<ServerShared>,
+    app: &Arc<App>,
     mut socket: Async<TcpStream>,
     remote: SocketAddr,
     deadline: std::time::Instant,
@@ -131,7 +141,14 @@ async fn open(
     let first = bounded(
         shared,
         deadline,
-        Box::pin(read_request(shared, &mut socket, &mut buf, remote, &phase)),
+        Box::pin(read_request(
+            shared,
+            app,
+            &mut socket,
+            &mut buf,
+            remote,
+            &phase,
+        )),
     )
     .await;
     let head = match first {
@@ -142,6 +159,9 @@ async fn open(
             return None;
         }
     };
+    // The head was parsed once; what follows it (frames a client sent
+    // early) is read again by tungstenite.
+    buf.drain(..head.len);
     let stream = Replay::new(buf, socket);
     let upgraded = match bounded(
         shared,
@@ -159,27 +179,27 @@ async fn open(
         }
         Bounded::Killed => return None,
     };
-    let (ws, mut pending, signals) = match upgraded {
+    let (ws, mut admission, signals) = match upgraded {
         Upgraded::Echo(ws, slot) => return Some(Opened::Echo(ws, slot)),
-        Upgraded::Ws(ws, pending, signals) => (ws, pending, signals),
+        Upgraded::Ws(ws, admission, signals) => (ws, admission, signals),
     };
     if let Some(cluster) = &shared.cluster {
-        let info = pending.info();
+        let info = &admission.info;
         // The first local connection of the user subscribes; the subscriber
         // task then drains the user's offline stream into this node's
         // connections of the user (this one included) before it delivers
         // anything published after the subscription.
         cluster.local_opened(info.user_id()).await;
-        pending.cleanup.subscription = true;
+        admission.cleanup.subscription = true;
     }
-    let (info, cleanup) = pending.keep();
+    let info = &admission.info;
     log::debug!(
         "user {} connected from {remote} (connection {})",
         info.user_id(),
         info.connection_id()
     );
-    let conn = Conn::new(shared, &info, *ws, signals);
-    Some(Opened::Conn(conn, info, cleanup))
+    let conn = Conn::new(shared, app, info, *ws, signals);
+    Some(Opened::Conn(conn, admission))
 }
 
 /// The request deadline passed: counted, and answered with 408 when the
@@ -219,6 +239,7 @@ async fn timed_out(
 /// cannot be read) and returns `None`, or returns the head of an upgrade.
 async fn read_request(
     shared: &Arc<ServerShared>,
+    app: &App,
     socket: &mut Async<TcpStream>,
     buf: &mut Vec<u8>,
     remote: SocketAddr,
@@ -255,7 +276,7 @@ async fn read_request(
         max_body,
         phase,
         |req| async {
-            let answer = AssertUnwindSafe(async { shared.http.handle(&handle, req).await });
+            let answer = AssertUnwindSafe(async { app.http.handle(&handle, req).await });
             futures_util::FutureExt::catch_unwind(answer)
                 .await
                 .unwrap_or_else(|_| {
@@ -272,52 +293,41 @@ async fn read_request(
 }
 
 /// What the upgrade step produced.
-enum Upgraded<'a> {
-    /// A user's WebSocket, its admission (given back if dropped) and its wake flags.
-    Ws(Box<WebSocketStream<Stream>>, Pending<'a>, Arc<Signals>),
+enum Upgraded {
+    /// A user's WebSocket, its admission and its wake flags.
+    Ws(Box<WebSocketStream<Stream>>, Admission, Arc<Signals>),
     /// An echo WebSocket and its share of `max_connections`.
     Echo(Box<WebSocketStream<Stream>>, EchoSlot),
 }
 
-/// An admitted connection not yet handed to its task: released (core slot,
-/// registry, cluster lease and subscription) if dropped before
-/// [`keep`](Pending::keep) — when the request deadline passes mid-upgrade,
-/// for example.
-struct Pending<'a> {
-    shared: &'a ServerShared,
-    info: Option<Arc<ConnectionInfo>>,
+/// An admitted connection's hold on the server: its slot in the core and
+/// its registry entry and, in a cluster, its lease and its share of the
+/// node's subscription to the user ([`Cleanup`] says which it took). Its
+/// `Drop` gives back all of it, wherever the connection ends: the request
+/// deadline mid-upgrade, a refused cluster lease, a failed handshake, or
+/// the end of a served connection.
+struct Admission {
+    shared: Arc<ServerShared>,
+    info: Arc<ConnectionInfo>,
     cleanup: Cleanup,
 }
 
-impl Pending<'_> {
-    fn info(&self) -> Arc<ConnectionInfo> {
-        self.info.clone().expect("kept only once")
-    }
-
-    /// The connection is handed on: no release on drop.
-    fn keep(mut self) -> (Arc<ConnectionInfo>, Cleanup) {
-        (self.info.take().expect("kept only once"), self.cleanup)
-    }
-}
-
-impl Drop for Pending<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        if let Some(info) = self.info.take() {
-            release(self.shared, &info, self.cleanup);
-        }
+        release(&self.shared, &self.info, self.cleanup);
     }
 }
 
 /// Admits an upgrade request (or refuses it with an HTTP status) and runs
 /// the WebSocket handshake.
-async fn upgrade<'a>(
-    shared: &'a Arc<ServerShared>,
+async fn upgrade(
+    shared: &Arc<ServerShared>,
     stream: Stream,
     head: Head,
     remote: SocketAddr,
-) -> Option<Upgraded<'a>> {
-    let request = match (body_length(&head), head.to_request()) {
-        (Ok(0), Some(request)) => request,
+) -> Option<Upgraded> {
+    let accept = match body_length(&head) {
+        Ok(0) => head.websocket_accept(),
         _ => {
             bump(&shared.counters.rejected_400);
             let _ = write_response(
@@ -328,117 +338,132 @@ async fn upgrade<'a>(
             return None;
         }
     };
-    drop(head);
-    let cfg = &shared.config;
-    if cfg.echo_path.as_deref() == Some(request.uri().path()) {
-        let slot = match admit_echo(shared, &request, remote) {
+    if shared.config.echo_path.as_deref() == Some(head.path.as_str()) {
+        let slot = match admit_echo(shared, &head, remote) {
             Ok(slot) => slot,
             Err(refusal) => {
                 let _ = write_refusal(stream, refusal).await;
                 return None;
             }
         };
-        drop(request);
-        let ws = crate::echo::accept(shared, stream).await?;
+        drop(head);
+        let config = shared.config.websocket_config();
+        let ws = Box::pin(handshake(shared, stream, accept, None, config)).await?;
         return Some(Upgraded::Echo(Box::new(ws), slot));
     }
     // Admission runs before the upgrade, in this task: every refusal is an
     // HTTP status, and the cluster's lease check may await Redis.
-    let admitted = match admit(shared, &request, remote) {
+    let admitted = match admit(shared, &head, remote) {
         Ok(a) => a,
         Err(refusal) => {
             let _ = write_refusal(stream, refusal).await;
             return None;
         }
     };
-    // Not needed past admission: dropped here, so its header map does not
-    // stay in the connection task for the connection's whole life.
-    drop(request);
-    let mut pending = Pending {
-        shared,
-        info: Some(admitted.info.clone()),
+    // Not needed past admission: dropped here, so its headers do not stay
+    // in the connection task for the connection's whole life.
+    drop(head);
+    let mut admission = Admission {
+        shared: shared.clone(),
+        info: admitted.info,
         cleanup: Cleanup::default(),
     };
-    if let Some(cluster) = &shared.cluster {
-        let cap = cfg.max_connections_per_user;
-        // Boxed (as the other transient steps below): an await's future is
-        // part of the task's state for the connection's whole life otherwise.
-        // Given back if the deadline drops this step while Redis may
-        // already hold the lease (removing an absent lease is harmless).
-        pending.cleanup.lease = true;
-        match Box::pin(cluster.admit(admitted.info.user_id(), admitted.info.connection_id(), cap))
-            .await
-        {
-            Ok(true) => {
-                cluster.hold_lease(admitted.info.user_id(), admitted.info.connection_id());
-            }
-            Ok(false) => {
-                pending.cleanup.lease = false;
-                drop(pending);
-                bump(&shared.counters.rejected_429);
-                shared.refusal_log.info(429, || {
-                    format!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user")
-                });
-                let body = format!(
-                    "too many connections for this user across the cluster (limit {cap})\n"
-                );
-                let _ = write_response(stream, HttpResponse::text(429, body)).await;
-                return None;
-            }
-            Err(e) => {
-                // Documented fallback: the node's own per-user cap (already
-                // enforced by the core). The connection counts cluster-wide
-                // once Redis is back (the refresh creates its lease), and its
-                // lease is removed when it closes (the script may even have
-                // run before the call timed out).
-                cluster.hold_lease(admitted.info.user_id(), admitted.info.connection_id());
-                cluster
-                    .local_admissions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log::warn!(
-                    "cluster admission unavailable ({e}); admitted under the local per-user cap"
-                );
-            }
-        }
+    if let Err(refusal) = Box::pin(admit_in_cluster(shared, &mut admission, remote)).await {
+        drop(admission);
+        let _ = write_refusal(stream, refusal).await;
+        return None;
     }
-    let select_jwt_auth = admitted.select_jwt_auth;
-    // The callback's error type is fixed by tungstenite's `Callback` trait.
-    #[allow(clippy::result_large_err)]
-    let callback = |_req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-        if select_jwt_auth {
-            resp.headers_mut().insert(
-                "sec-websocket-protocol",
-                JWT_AUTH_PROTOCOL.parse().expect("static header"),
-            );
-        }
-        Ok(resp)
-    };
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(cfg.write_buffer_bytes)
-        .max_write_buffer_size(cfg.write_buffer_bytes + 2 * cfg.max_message_bytes + 1024)
-        .max_message_size(Some(cfg.max_message_bytes))
-        .max_frame_size(Some(cfg.max_message_bytes));
-    let result = Box::pin(async_tungstenite::accept_hdr_async_with_config(
-        stream,
-        callback,
-        Some(ws_config),
-    ))
-    .await;
-    match result {
-        Ok(ws) => Some(Upgraded::Ws(Box::new(ws), pending, admitted.signals)),
-        Err(e) => {
-            bump(&shared.counters.handshakes_failed);
-            log::debug!("handshake with {remote} failed: {e}");
-            None
-        }
-    }
+    let protocol = admitted.select_jwt_auth.then_some(JWT_AUTH_PROTOCOL);
+    let config = shared.config.websocket_config();
+    let ws = Box::pin(handshake(shared, stream, accept, protocol, config)).await?;
+    Some(Upgraded::Ws(Box::new(ws), admission, admitted.signals))
 }
 
-/// Resolves when shutdown's deadline has passed and every connection still
-/// open must be dropped.
-pub(crate) async fn killed(shared: &ServerShared) {
-    let _ = shared.kill_rx.recv().await;
+/// In a cluster, takes the connection's cluster-wide lease: a 429 refusal
+/// when the user's cap is reached across the cluster. With Redis
+/// unreachable the node's own per-user cap (already enforced by the core)
+/// decides. What is taken is recorded in `admission`, given back when it
+/// drops.
+async fn admit_in_cluster(
+    shared: &ServerShared,
+    admission: &mut Admission,
+    remote: SocketAddr,
+) -> Result<(), Refusal> {
+    let Some(cluster) = &shared.cluster else {
+        return Ok(());
+    };
+    let info = admission.info.clone();
+    let cap = shared.config.max_connections_per_user;
+    // Given back if the deadline drops this step while Redis may already
+    // hold the lease (removing an absent lease is harmless).
+    admission.cleanup.lease = true;
+    match cluster
+        .admit(info.user_id(), info.connection_id(), cap)
+        .await
+    {
+        Ok(true) => cluster.hold_lease(info.user_id(), info.connection_id()),
+        Ok(false) => {
+            admission.cleanup.lease = false;
+            bump(&shared.counters.rejected_429);
+            shared.refusal_log.info(429, || {
+                format!("refused upgrade from {remote}: 429 cluster-wide limit of {cap} connections for this user")
+            });
+            return Err(Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "too many connections for this user across the cluster (limit {cap})\n"
+                ),
+            });
+        }
+        Err(e) => {
+            // Documented fallback: the node's own per-user cap. The
+            // connection counts cluster-wide once Redis is back (the refresh
+            // creates its lease), and its lease is removed when it closes
+            // (the script may even have run before the call timed out).
+            cluster.hold_lease(info.user_id(), info.connection_id());
+            cluster
+                .local_admissions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::warn!(
+                "cluster admission unavailable ({e}); admitted under the local per-user cap"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The WebSocket handshake on a request head parsed once (httparse): the
+/// `101` answer with `Sec-WebSocket-Accept` (and the selected subprotocol),
+/// then the stream in tungstenite's hands, with no second parse of the
+/// request. An invalid upgrade request (`accept` is `None`) is answered 400
+/// and counted in `handshakes_failed`, like a socket that fails here.
+async fn handshake(
+    shared: &ServerShared,
+    mut stream: Stream,
+    accept: Option<String>,
+    protocol: Option<&str>,
+    config: WebSocketConfig,
+) -> Option<WebSocketStream<Stream>> {
+    use smol::io::AsyncWriteExt;
+    let Some(accept) = accept else {
+        bump(&shared.counters.handshakes_failed);
+        let body = "not a valid WebSocket upgrade request\n";
+        let _ = write_response(stream, HttpResponse::text(400, body)).await;
+        return None;
+    };
+    let mut answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-accept: {accept}\r\n"
+    );
+    if let Some(protocol) = protocol {
+        answer.push_str(&format!("sec-websocket-protocol: {protocol}\r\n"));
+    }
+    answer.push_str("\r\n");
+    if stream.write_all(answer.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+        bump(&shared.counters.handshakes_failed);
+        return None;
+    }
+    Some(WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await)
 }
 
 /// What a connection holds in the cluster and must give back.
@@ -483,7 +508,7 @@ fn release(shared: &ServerShared, info: &ConnectionInfo, cleanup: Cleanup) {
 }
 
 /// Answers a refused upgrade with its status and fixed text.
-async fn write_refusal(stream: Stream, refusal: crate::admission::Refusal) -> std::io::Result<()> {
+async fn write_refusal(stream: Stream, refusal: Refusal) -> std::io::Result<()> {
     write_response(
         stream,
         HttpResponse::text(refusal.status.as_u16(), refusal.message),
@@ -568,6 +593,7 @@ enum ReadStep {
 /// server does).
 struct Conn {
     handle: ServerHandle,
+    app: Arc<App>,
     info: Arc<ConnectionInfo>,
     ws: WebSocketStream<Stream>,
     signals: Arc<Signals>,
@@ -578,8 +604,14 @@ struct Conn {
     /// Raises `TIMER`: given to the ping timer, the close deadline and the linger timer.
     timer_waker: Waker,
     ping: Timer,
-    /// Armed when the core closes the connection: the flush must end by then.
-    grace: Option<Box<Timer>>,
+    /// Where the connection is in its life.
+    life: Life,
+    /// Whether the reader has more to read, waits, or reads no more.
+    reader: Reader,
+    /// From `Life::Closing` on, the close grace: the flush must end by then
+    /// (or the socket is dropped); in `Life::Lingering`, the end of the
+    /// linger period.
+    close_timer: Option<Box<Timer>>,
     /// The handler's greeting, written before anything from the core.
     greeting: Option<Box<Message>>,
     /// A ping is due.
@@ -590,16 +622,7 @@ struct Conn {
     take: bool,
     /// The writer waits for the socket (a feed or a flush was pending).
     blocked: bool,
-    /// The close frame was fed or the connection is gone: flush, then end.
-    finishing: bool,
-    /// The reader may have more to read without waiting for the socket.
-    read_again: bool,
-    /// The reader refused a frame and reads no more.
-    reader_parked: bool,
-    /// The core has closed the connection: inbound data messages are read
-    /// (to see the peer's close) but discarded, never handed on.
-    closing: bool,
-    /// Bytes of data messages discarded since `closing`; past
+    /// Bytes of data messages discarded since `Life::Closing`; past
     /// [`DISCARD_CAP`] the reader stops reading altogether.
     discarded: usize,
     /// When the peer was last told that a message of its was refused.
@@ -608,31 +631,51 @@ struct Conn {
     close_sent: bool,
     /// The peer's close frame was read.
     peer_closed: bool,
-    /// Armed once our close frame is flushed and the write side shut down:
-    /// until it passes (or the peer's end of stream), inbound bytes are read
-    /// and dropped (see [`Conn::start_linger`]).
-    linger: Option<Box<Timer>>,
-    /// The first poll has happened.
-    started: bool,
+}
+
+/// A connection's life, in order: each state comes after the ones before
+/// it, never back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Life {
+    /// Reading, handling and writing.
+    Open,
+    /// The core has closed the connection: inbound data messages are read
+    /// (to see the peer's close) but discarded, never handed on, and the
+    /// queue and close frame must be flushed within the close grace.
+    Closing,
+    /// Our close frame is fed, the peer's close was read, or the
+    /// connection is gone from the core: flush, then end.
+    Finishing,
+    /// Our close frame is flushed and the write side shut down: until the
+    /// linger period passes (or the peer's end of stream), inbound bytes
+    /// are read and dropped (see [`Conn::start_linger`]).
+    Lingering,
+}
+
+/// The reader's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// Nothing to read until the socket wakes the task.
+    Waiting,
+    /// It may have more to read without waiting for the socket.
+    Ready,
+    /// It refused a frame or read the peer's close, and reads no more.
+    Parked,
 }
 
 impl Conn {
     fn new(
         shared: &Arc<ServerShared>,
+        app: &Arc<App>,
         info: &Arc<ConnectionInfo>,
         ws: WebSocketStream<Stream>,
         signals: Arc<Signals>,
     ) -> Self {
-        let greeting = match catch_unwind(AssertUnwindSafe(|| shared.handler.greeting(info))) {
+        let greeting = match catch_unwind(AssertUnwindSafe(|| app.handler.greeting(info))) {
             Ok(g) => g.map(Box::new),
             Err(_) => {
                 // Like a panic in on_message: counted, and this connection closed with 1011.
-                bump(&shared.counters.handler_panics);
-                log::error!(
-                    "handler panicked greeting connection {}; closing it with 1011",
-                    info.connection_id()
-                );
-                let _ = close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
+                handler_panicked(shared, info, "greeting");
                 None
             }
         };
@@ -641,6 +684,7 @@ impl Conn {
             handle: ServerHandle {
                 shared: shared.clone(),
             },
+            app: app.clone(),
             info: info.clone(),
             ws,
             socket_waker: signals.waker(SOCKET),
@@ -648,22 +692,18 @@ impl Conn {
             timer_waker: signals.waker(TIMER),
             signals,
             ping: Timer::interval(cfg.ping_interval),
-            grace: None,
+            life: Life::Open,
+            reader: Reader::Waiting,
+            close_timer: None,
             greeting,
             ping_due: false,
             fed: 0,
             take: true,
             blocked: false,
-            finishing: false,
-            read_again: false,
-            reader_parked: false,
-            closing: false,
             discarded: 0,
             last_refusal_notice: None,
             close_sent: false,
             peer_closed: false,
-            linger: None,
-            started: false,
         }
     }
 
@@ -671,22 +711,24 @@ impl Conn {
     /// close deadline has passed.
     fn poll_timers(&mut self) -> bool {
         let mut cx = Context::from_waker(&self.timer_waker);
-        if let Some(grace) = &mut self.grace {
-            if Pin::new(&mut **grace).poll(&mut cx).is_ready() {
-                return true;
+        if self.life < Life::Lingering {
+            if let Some(grace) = &mut self.close_timer {
+                if Pin::new(&mut **grace).poll(&mut cx).is_ready() {
+                    return true;
+                }
             }
         }
         // Until Pending, so the timer holds the waker for its next period.
         let mut ticked = false;
         while let Poll::Ready(Some(_)) = Pin::new(&mut self.ping).poll_next(&mut cx) {
-            self.ping_due = !self.finishing;
+            self.ping_due = self.life < Life::Finishing;
             ticked = true;
         }
         // The CLOSING signal comes through the shard's bounded lifecycle
         // queue, which drops its oldest events when a sweep closes more
         // connections than it holds; every ping period the connection also
         // asks the core itself, so its close grace starts at the latest then.
-        if ticked && self.grace.is_none() && !self.finishing {
+        if ticked && self.life == Life::Open {
             let slot = &self.handle.shared.shards.slots[self.info.shard];
             let conn = self.info.connection;
             if !slot.core.read(|f| f.is_open(conn)) {
@@ -700,17 +742,20 @@ impl Conn {
     /// discarded, and the flush of what is queued (then the close frame)
     /// must end within the close grace.
     fn begin_closing(&mut self) {
-        self.closing = true;
-        if self.grace.is_none() {
+        self.life = self.life.max(Life::Closing);
+        if self.close_timer.is_none() && self.life < Life::Lingering {
             let mut grace = Box::new(Timer::after(self.handle.shared.config.close_grace));
             let _ = Pin::new(&mut *grace).poll(&mut Context::from_waker(&self.timer_waker));
-            self.grace = Some(grace);
+            self.close_timer = Some(grace);
         }
     }
 
     /// A data message read from a closing connection: dropped, counted, and
     /// the reader parked once [`DISCARD_CAP`] bytes have been dropped.
     fn discard(&mut self, bytes: usize) -> ReadStep {
+        // Also when the close frame was fed before the core's CLOSING
+        // signal arrived: the flush is bounded by the close grace.
+        self.begin_closing();
         bump(&self.handle.shared.counters.inbound_discarded);
         self.discarded = self.discarded.saturating_add(bytes);
         if self.discarded > DISCARD_CAP {
@@ -724,7 +769,9 @@ impl Conn {
     /// out: we closed while it was sending (its data was discarded or
     /// refused). A quiet peer (idle, shutdown) is not waited for.
     fn should_linger(&self) -> bool {
-        self.close_sent && !self.peer_closed && (self.discarded > 0 || self.reader_parked)
+        self.close_sent
+            && !self.peer_closed
+            && (self.discarded > 0 || self.reader == Reader::Parked)
     }
 
     /// Our close frame is flushed but the peer has not closed: shut down
@@ -743,17 +790,17 @@ impl Conn {
         }
         // The close frame is out: the rest is the peer's to finish, within
         // one more close grace (not a forced close if it does not).
-        self.grace = None;
         let mut timer = Box::new(Timer::after(self.handle.shared.config.close_grace));
         let _ = Pin::new(&mut *timer).poll(&mut Context::from_waker(&self.timer_waker));
-        self.linger = Some(timer);
+        self.close_timer = Some(timer);
+        self.life = Life::Lingering;
         true
     }
 
     /// Reads and drops inbound bytes until the peer's end of stream, an
     /// error, or the end of the linger period.
     fn poll_linger(&mut self) -> Linger {
-        if let Some(timer) = &mut self.linger {
+        if let Some(timer) = &mut self.close_timer {
             let mut cx = Context::from_waker(&self.timer_waker);
             if Pin::new(&mut **timer).poll(&mut cx).is_ready() {
                 return Linger::Done;
@@ -791,7 +838,7 @@ impl Conn {
         }
         self.last_refusal_notice = Some(now);
         let info = &*self.info;
-        match catch_unwind(AssertUnwindSafe(|| shared.handler.refusal(info, limit))) {
+        match catch_unwind(AssertUnwindSafe(|| self.app.handler.refusal(info, limit))) {
             // Best effort: a full queue is the slow-consumer rule's business.
             Ok(Some(frame)) => {
                 let _ = self.handle.send_to_connection(info, frame);
@@ -825,7 +872,11 @@ impl Conn {
         if self.blocked {
             flags & SOCKET != 0
         } else {
-            self.take || self.ping_due || self.greeting.is_some() || self.fed > 0 || self.finishing
+            self.take
+                || self.ping_due
+                || self.greeting.is_some()
+                || self.fed > 0
+                || self.life >= Life::Finishing
         }
     }
 
@@ -838,7 +889,7 @@ impl Conn {
         let slot = &self.handle.shared.shards.slots[self.info.shard];
         let conn = self.info.connection;
         loop {
-            if self.finishing {
+            if self.life >= Life::Finishing {
                 if Pin::new(&mut self.ws).poll_flush(&mut sock).is_pending() {
                     self.blocked = true;
                     return Poll::Pending;
@@ -864,7 +915,7 @@ impl Conn {
                 } else {
                     match slot.core.poll_transmit_more(conn, &mut core) {
                         Poll::Ready(None) => {
-                            self.finishing = true;
+                            self.life = self.life.max(Life::Finishing);
                             continue;
                         }
                         Poll::Ready(Some((Transmit::Message(m), more))) => {
@@ -883,7 +934,7 @@ impl Conn {
                             };
                             let _ = Pin::new(&mut self.ws).start_send(Message::Close(Some(wire)));
                             self.close_sent = true;
-                            self.finishing = true;
+                            self.life = self.life.max(Life::Finishing);
                             continue;
                         }
                         Poll::Pending => {
@@ -924,53 +975,15 @@ impl Conn {
             Poll::Ready(None) => return ReadStep::Gone,
             Poll::Ready(Some(item)) => item,
         };
-        let shared = &*self.handle.shared;
-        let info = &*self.info;
         match item {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                if self.closing {
-                    return self.discard(m.len());
-                }
-                // An accepted message is also the connection's inbound
-                // activity (the core notes it in the same call).
-                match self.check_budget(m.len()) {
-                    Budget::Process => {}
-                    Budget::Refused(limit) => {
-                        drop(m);
-                        self.notify_refusal(limit);
-                        return ReadStep::Again;
-                    }
-                    Budget::Closing => {
-                        // Already counted by the core (refused, or refused on
-                        // a closing connection); not counted again here.
-                        self.begin_closing();
-                        self.discarded = self.discarded.saturating_add(m.len());
-                        return ReadStep::Again;
-                    }
-                    Budget::Gone => return ReadStep::Gone,
-                }
-                let (handle, info) = (&self.handle, &*self.info);
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    handle.shared.handler.on_message(handle, info, m)
-                }));
-                if outcome.is_err() {
-                    let shared = &*self.handle.shared;
-                    bump(&shared.counters.handler_panics);
-                    log::error!(
-                        "handler panicked on connection {}; closing it with 1011",
-                        info.connection_id()
-                    );
-                    let _ = close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error");
-                    return ReadStep::Parked;
-                }
-                ReadStep::Again
-            }
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => self.on_data(m),
             // Control frames count against the inbound budget too (a client
             // could otherwise send pings at line rate, each one answered);
             // a refused one is not answered with a notice, and strikes close
             // the connection like any other flood.
             Ok(m @ (Message::Ping(_) | Message::Pong(_))) => {
-                if self.closing {
+                if self.life >= Life::Closing {
+                    self.begin_closing();
                     return ReadStep::Again;
                 }
                 match self.check_budget(m.len()) {
@@ -988,33 +1001,84 @@ impl Conn {
             // only flushes the reply.
             Ok(Message::Close(_)) => {
                 self.peer_closed = true;
-                self.finishing = true;
+                self.life = self.life.max(Life::Finishing);
                 ReadStep::Parked
             }
             Ok(Message::Frame(_)) => ReadStep::Again,
-            Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                if close_with(shared, info, CloseCode::MESSAGE_TOO_BIG, "message too big") {
-                    bump(&shared.counters.closed_message_too_big);
-                }
-                ReadStep::Parked
-            }
-            Err(WsError::Utf8(_)) => {
-                if close_with(shared, info, CloseCode::INVALID_PAYLOAD, "invalid UTF-8") {
-                    bump(&shared.counters.closed_invalid_utf8);
-                }
-                ReadStep::Parked
-            }
-            // The peer vanished without a close frame: gone, not a protocol error.
-            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => ReadStep::Gone,
-            Err(WsError::Protocol(e)) => {
-                log::debug!("protocol error on {}: {e}", info.connection_id());
-                if close_with(shared, info, CloseCode::PROTOCOL_ERROR, "protocol error") {
-                    bump(&shared.counters.closed_protocol_error);
-                }
-                ReadStep::Parked
-            }
-            Err(_) => ReadStep::Gone,
+            Err(e) => self.on_read_error(e),
         }
+    }
+
+    /// A text or binary message: dropped while closing, checked against the
+    /// inbound budget, then handed to the handler (a panic there closes the
+    /// connection with 1011).
+    fn on_data(&mut self, m: Message) -> ReadStep {
+        if self.life >= Life::Closing {
+            return self.discard(m.len());
+        }
+        // An accepted message is also the connection's inbound activity (the
+        // core notes it in the same call).
+        match self.check_budget(m.len()) {
+            Budget::Process => {}
+            Budget::Refused(limit) => {
+                drop(m);
+                self.notify_refusal(limit);
+                return ReadStep::Again;
+            }
+            Budget::Closing => {
+                // Already counted by the core (refused, or refused on a
+                // closing connection); not counted again here.
+                self.begin_closing();
+                self.discarded = self.discarded.saturating_add(m.len());
+                return ReadStep::Again;
+            }
+            Budget::Gone => return ReadStep::Gone,
+        }
+        let (handle, info) = (&self.handle, &*self.info);
+        let handler = &self.app.handler;
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.on_message(handle, info, m)));
+        if outcome.is_err() {
+            handler_panicked(&self.handle.shared, info, "on_message");
+            return ReadStep::Parked;
+        }
+        ReadStep::Again
+    }
+
+    /// The reader's verdict on a frame tungstenite refused: the connection
+    /// is closed through the core with 1009, 1007 or 1002 (counted), or it
+    /// is gone.
+    fn on_read_error(&mut self, e: WsError) -> ReadStep {
+        let shared = &*self.handle.shared;
+        let info = &*self.info;
+        let (code, reason, counter) = match e {
+            WsError::Capacity(CapacityError::MessageTooLong { .. }) => (
+                CloseCode::MESSAGE_TOO_BIG,
+                "message too big",
+                &shared.counters.closed_message_too_big,
+            ),
+            WsError::Utf8(_) => (
+                CloseCode::INVALID_PAYLOAD,
+                "invalid UTF-8",
+                &shared.counters.closed_invalid_utf8,
+            ),
+            // The peer vanished without a close frame: gone, not a protocol error.
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                return ReadStep::Gone
+            }
+            WsError::Protocol(e) => {
+                log::debug!("protocol error on {}: {e}", info.connection_id());
+                (
+                    CloseCode::PROTOCOL_ERROR,
+                    "protocol error",
+                    &shared.counters.closed_protocol_error,
+                )
+            }
+            _ => return ReadStep::Gone,
+        };
+        if close_with(shared, info, code, reason) {
+            bump(counter);
+        }
+        ReadStep::Parked
     }
 }
 
@@ -1025,14 +1089,6 @@ impl Future for Conn {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         let this = &mut *self;
         this.signals.begin_poll(cx.waker());
-        if !this.started {
-            this.started = true;
-            // Shutdown raises KILL on the connections in the registry; one
-            // registered after that pass finds the channel already closed.
-            if this.handle.shared.kill_rx.is_closed() {
-                return Poll::Ready(true);
-            }
-        }
         let mut reads = 0;
         loop {
             let flags = this.signals.take();
@@ -1040,11 +1096,7 @@ impl Future for Conn {
                 return Poll::Ready(true);
             }
             if flags & CLOSING != 0 {
-                this.closing = true;
-                if this.grace.is_none() {
-                    let grace = this.handle.shared.config.close_grace;
-                    this.grace = Some(Box::new(Timer::after(grace)));
-                }
+                this.begin_closing();
             }
             if flags & CORE != 0 {
                 this.take = true;
@@ -1052,7 +1104,7 @@ impl Future for Conn {
             if flags & (TIMER | CLOSING) != 0 && this.poll_timers() {
                 return Poll::Ready(true);
             }
-            if this.linger.is_some() {
+            if this.life == Life::Lingering {
                 match this.poll_linger() {
                     Linger::Done => return Poll::Ready(false),
                     Linger::Yield => {
@@ -1073,18 +1125,19 @@ impl Future for Conn {
                 }
                 return Poll::Ready(false);
             }
-            if !this.reader_parked && (this.read_again || flags & SOCKET != 0) {
+            if this.reader == Reader::Ready
+                || (this.reader == Reader::Waiting && flags & SOCKET != 0)
+            {
                 if reads == READ_BUDGET {
                     this.signals.yield_with(SOCKET, cx.waker());
                     return Poll::Pending;
                 }
                 reads += 1;
                 match this.read_one() {
-                    ReadStep::Again => this.read_again = true,
-                    ReadStep::Wait => this.read_again = false,
+                    ReadStep::Again => this.reader = Reader::Ready,
+                    ReadStep::Wait => this.reader = Reader::Waiting,
                     ReadStep::Parked => {
-                        this.read_again = false;
-                        this.reader_parked = true;
+                        this.reader = Reader::Parked;
                         // The writer has work now (the close the reader asked
                         // for, or the reply to the peer's close).
                         continue;
@@ -1092,10 +1145,24 @@ impl Future for Conn {
                     ReadStep::Gone => return Poll::Ready(false),
                 }
             }
-            if !this.read_again && this.signals.try_end_poll() {
+            if this.reader != Reader::Ready && this.signals.try_end_poll() {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+/// The handler panicked in `during` (`greeting`, `on_message`): counted,
+/// logged, and the connection closed with 1011 (counted as such when this
+/// call closed it).
+fn handler_panicked(shared: &ServerShared, info: &ConnectionInfo, during: &str) {
+    bump(&shared.counters.handler_panics);
+    log::error!(
+        "handler panicked in {during} on connection {}; closing it with 1011",
+        info.connection_id()
+    );
+    if close_with(shared, info, CloseCode::INTERNAL_ERROR, "internal error") {
+        bump(&shared.counters.closed_handler_panic);
     }
 }
 

@@ -9,37 +9,17 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use futures_util::StreamExt;
 use smol::{Async, Timer};
 use userlane_core::CloseReason;
 
-use crate::handle::{bump, ServerShared};
 use crate::http::Replay;
+use crate::state::ServerShared;
 
 type Stream = Replay<Async<TcpStream>>;
-
-/// The WebSocket handshake of an admitted echo request.
-pub(crate) async fn accept(
-    shared: &ServerShared,
-    stream: Stream,
-) -> Option<WebSocketStream<Stream>> {
-    let cfg = &shared.config;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(cfg.write_buffer_bytes)
-        .max_message_size(Some(cfg.max_message_bytes))
-        .max_frame_size(Some(cfg.max_message_bytes));
-    match async_tungstenite::accept_async_with_config(stream, Some(ws_config)).await {
-        Ok(ws) => Some(ws),
-        Err(_) => {
-            bump(&shared.counters.handshakes_failed);
-            None
-        }
-    }
-}
 
 /// What woke the echo loop.
 enum Wake {
@@ -71,7 +51,7 @@ pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>
                 smol::future::or(
                     async {
                         // Shutdown closes this channel.
-                        let _ = shared.stop_accepting_rx.recv().await;
+                        shared.lifecycle.accepting_stopped().await;
                         Wake::Shutdown
                     },
                     async {
@@ -136,5 +116,5 @@ pub(crate) async fn serve(shared: &ServerShared, mut ws: WebSocketStream<Stream>
         }
     };
     // A peer that stops reading is dropped at the shutdown deadline.
-    smol::future::or(echo, crate::connection::killed(shared)).await;
+    smol::future::or(echo, shared.lifecycle.killed()).await;
 }

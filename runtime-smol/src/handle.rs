@@ -1,7 +1,7 @@
-//! `ServerHandle`: what application code uses to reach users, and the
-//! server's shared state behind it.
+//! `ServerHandle`: what application code uses to reach users (the public
+//! layer above the state, the connections and the cluster).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,69 +10,11 @@ use userlane_core::{
     CloseCode, CloseFrame, CloseReason, Error as CoreError, SendOutcome, Stats, UserContext,
 };
 
-use crate::auth::Authenticator;
-use crate::clock::Clock;
-use crate::cluster::{ClusterError, Envelope, Remote};
+use crate::cluster::{ClusterError, ClusterStats, Envelope, Remote};
 use crate::config::ServerConfig;
-use crate::handler::{ConnectionInfo, Handler};
-use crate::shards::Shards;
-
-/// Counters kept by the network layer (the core keeps the rest).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) tcp_accepted: AtomicU64,
-    pub(crate) accept_errors: AtomicU64,
-    pub(crate) handshakes_failed: AtomicU64,
-    pub(crate) rejected_400: AtomicU64,
-    pub(crate) rejected_401: AtomicU64,
-    pub(crate) rejected_403: AtomicU64,
-    pub(crate) requests_timed_out: AtomicU64,
-    pub(crate) rejected_404: AtomicU64,
-    pub(crate) rejected_429: AtomicU64,
-    pub(crate) rejected_503: AtomicU64,
-    pub(crate) fallback_connections: AtomicU64,
-    pub(crate) closed_message_too_big: AtomicU64,
-    pub(crate) closed_invalid_utf8: AtomicU64,
-    pub(crate) closed_protocol_error: AtomicU64,
-    pub(crate) handler_panics: AtomicU64,
-    pub(crate) forced_closes: AtomicU64,
-    pub(crate) inbound_discarded: AtomicU64,
-}
-
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The state every task and handle shares.
-pub(crate) struct ServerShared {
-    pub(crate) config: ServerConfig,
-    pub(crate) shards: Arc<Shards>,
-    pub(crate) clock: Clock,
-    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
-    pub(crate) handler: Arc<dyn Handler>,
-    /// The node's link to the cluster, when one is configured.
-    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
-    pub(crate) http: Arc<dyn crate::http::HttpService>,
-    pub(crate) counters: Counters,
-    /// Rate limit of refusal log lines.
-    pub(crate) refusal_log: crate::bounded::RefusalLog,
-    /// Open echo connections (they count toward `max_connections`).
-    pub(crate) echo_open: AtomicU64,
-    /// Held from admission's count of open connections to its connect, so
-    /// that handshakes on other executor threads cannot all pass the
-    /// server-wide `max_connections` check at once (each shard's core only
-    /// enforces its own share).
-    pub(crate) admitting: std::sync::Mutex<()>,
-    pub(crate) accepting: AtomicBool,
-    /// Closed when the accept loop must stop.
-    pub(crate) stop_accepting: smol::channel::Sender<()>,
-    pub(crate) stop_accepting_rx: smol::channel::Receiver<()>,
-    /// Closed when remaining connections must be dropped at once.
-    pub(crate) kill: smol::channel::Sender<()>,
-    pub(crate) kill_rx: smol::channel::Receiver<()>,
-    /// Every connection task holds a clone; `recv` fails once all are gone.
-    pub(crate) tasks_rx: smol::channel::Receiver<()>,
-}
+use crate::error::UserError;
+use crate::info::ConnectionInfo;
+use crate::state::ServerShared;
 
 /// A snapshot of the server's counters: the core's, summed over shards, and
 /// the network layer's.
@@ -97,7 +39,7 @@ pub struct ServerStats {
     /// Refused with 404 (wrong path).
     pub rejected_not_found: u64,
     /// Sockets closed because the request deadline
-    /// (`ServerConfig::handshake_timeout`) passed before the request was
+    /// (`ServerConfig::request_timeout`) passed before the request was
     /// answered or upgraded.
     pub requests_timed_out: u64,
     /// Refused with 429 (per-user connection limit).
@@ -112,10 +54,15 @@ pub struct ServerStats {
     pub closed_invalid_utf8: u64,
     /// Connections closed with 1002.
     pub closed_protocol_error: u64,
-    /// Handler panics: in `on_message` and `greeting` (the connection was
-    /// closed with 1011), in `on_disconnect`, and in the HTTP service (answered
-    /// with 500).
+    /// Panics in application code, wherever they happened: in
+    /// `on_message` and `greeting` (the connection is closed with 1011,
+    /// also counted in [`closed_handler_panic`](Self::closed_handler_panic)),
+    /// in `refusal` (no notice sent), in `on_disconnect` (the connection was
+    /// already gone), and in the HTTP service (answered with 500).
     pub handler_panics: u64,
+    /// Connections closed with 1011 because `on_message` or `greeting`
+    /// panicked (a part of [`handler_panics`](Self::handler_panics)).
+    pub closed_handler_panic: u64,
     /// Connections dropped without a close frame (close grace or shutdown deadline passed).
     pub forced_closes: u64,
     /// Inbound data messages read from connections the core had already
@@ -126,25 +73,8 @@ pub struct ServerStats {
     pub legacy_calls: u64,
     /// Distinct legacy call sites recorded.
     pub legacy_call_sites: u64,
-}
-
-/// Why a user-targeted operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UserError {
-    /// The user has no manager (never connected, or reclaimed) and offline
-    /// buffering is off.
-    #[error("unknown user")]
-    UnknownUser,
-    /// The connection is not open on this server: it has closed, or the
-    /// `ConnectionInfo` came from another server.
-    #[error("unknown connection")]
-    UnknownConnection,
-    /// The core refused.
-    #[error(transparent)]
-    Core(#[from] CoreError),
-    /// The cluster could not take the message and nothing was delivered locally.
-    #[error(transparent)]
-    Cluster(#[from] ClusterError),
+    /// The node's cluster counters; `None` on a single node.
+    pub cluster: Option<ClusterStats>,
 }
 
 /// What a cluster-wide operation did here and elsewhere.
@@ -199,20 +129,40 @@ impl ServerHandle {
     /// refusal is an error: nothing is dropped silently. In a cluster, use
     /// [`send`](Self::send) to reach the user's connections on every node.
     pub fn send_to_user(&self, user_id: &str, message: Message) -> Result<SendOutcome, UserError> {
+        self.send_local(user_id, message, Absent::Buffer)?
+            .ok_or(UserError::UnknownUser)
+    }
+
+    /// The one path by which a message for a user reaches this node's core:
+    /// its open connections here, in order. `absent` says what happens when
+    /// the node holds no open connection of the user: buffered (through
+    /// `create_offline_manager` when the user has no manager, if offline
+    /// buffering is on), or nothing (`Ok(None)`: nothing created, nothing
+    /// buffered). Every refusal is an error.
+    fn send_local(
+        &self,
+        user_id: &str,
+        message: Message,
+        absent: Absent,
+    ) -> Result<Option<SendOutcome>, UserError> {
         let slot = self.shared.shards.of(user_id);
         let now = self.shared.clock.now();
         let buffering = self.shared.config.offline_buffer > 0;
         slot.core.with(|f| {
-            let manager = match f.manager_for_user(user_id) {
-                Some(m) => m,
-                None if buffering => {
+            let manager = match (f.manager_for_user(user_id), absent) {
+                (Some(m), Absent::Buffer) => m,
+                (Some(m), Absent::Skip) if f.connection_count(m).unwrap_or(0) > 0 => m,
+                (None, Absent::Buffer) if buffering => {
                     let ctx = service_context(user_id)?;
                     f.create_offline_manager(ctx, now)?
                 }
-                None => return Err(UserError::UnknownUser),
+                (None, Absent::Buffer) => return Err(UserError::UnknownUser),
+                (_, Absent::Skip) => return Ok(None),
             };
-            Ok(f.send_to_user(manager, message, now)
-                .map_err(CoreError::from)?)
+            Ok(Some(
+                f.send_to_user(manager, message, now)
+                    .map_err(CoreError::from)?,
+            ))
         })
     }
 
@@ -255,7 +205,7 @@ impl ServerHandle {
             });
         };
         let envelope = crate::cluster::envelope_of(&message, cluster.origin());
-        let local = self.send_to_held(user_id, message).transpose()?;
+        let local = self.send_local(user_id, message, Absent::Skip)?;
         let Some(envelope) = envelope else {
             return Ok(Reach {
                 local,
@@ -306,23 +256,6 @@ impl ServerHandle {
         Reach { local, remote }
     }
 
-    /// Sends to this node's open connections of `user_id`, if it holds any;
-    /// `None` (nothing created, nothing buffered) when it holds none.
-    fn send_to_held(
-        &self,
-        user_id: &str,
-        message: Message,
-    ) -> Option<Result<SendOutcome, CoreError>> {
-        let slot = self.shared.shards.of(user_id);
-        let now = self.shared.clock.now();
-        slot.core.with(|f| {
-            let m = f
-                .manager_for_user(user_id)
-                .filter(|m| f.connection_count(*m).unwrap_or(0) > 0)?;
-            Some(f.send_to_user(m, message, now).map_err(CoreError::from))
-        })
-    }
-
     /// Applies an envelope from another node to this node's connections of `user_id`.
     pub(crate) fn apply_remote(&self, user_id: &str, envelope: Envelope) {
         match envelope {
@@ -338,7 +271,7 @@ impl ServerHandle {
                 let Some(message) = crate::cluster::message_of(deliver) else {
                     return;
                 };
-                if let Some(Err(e)) = self.send_to_held(user_id, message) {
+                if let Err(e) = self.send_local(user_id, message, Absent::Skip) {
                     log::warn!("message from another node for {user_id} refused here: {e} (counted in stats)");
                 }
             }
@@ -412,7 +345,7 @@ impl ServerHandle {
         }
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let legacy = crate::compat::legacy_usage();
+        let legacy = crate::legacy_sites::legacy_usage();
         ServerStats {
             core,
             events_dropped,
@@ -431,16 +364,18 @@ impl ServerHandle {
             closed_invalid_utf8: get(&c.closed_invalid_utf8),
             closed_protocol_error: get(&c.closed_protocol_error),
             handler_panics: get(&c.handler_panics),
+            closed_handler_panic: get(&c.closed_handler_panic),
             forced_closes: get(&c.forced_closes),
             inbound_discarded: get(&c.inbound_discarded),
             legacy_calls: legacy.total_calls,
             legacy_call_sites: legacy.sites.len() as u64,
+            cluster: self.shared.cluster.as_ref().map(|c| c.stats()),
         }
     }
 
     /// Whether the server still accepts connections.
     pub fn is_accepting(&self) -> bool {
-        self.shared.accepting.load(Ordering::Acquire)
+        self.shared.lifecycle.is_accepting()
     }
 
     /// Graceful shutdown: stop accepting, close every connection with 1001
@@ -449,8 +384,7 @@ impl ServerHandle {
     /// `Stats::messages_dropped`. Resolves when every connection task is gone.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = &self.shared;
-        shared.accepting.store(false, Ordering::Release);
-        shared.stop_accepting.close();
+        shared.lifecycle.stop_accepting();
         let dropped_before = self.stats().core.messages_dropped;
         let forced_before = shared.counters.forced_closes.load(Ordering::Relaxed);
         let now = shared.clock.now();
@@ -463,7 +397,7 @@ impl ServerHandle {
             .sum();
         let all_done = async {
             // Fails (Closed) once every connection task has dropped its sender.
-            let _ = shared.tasks_rx.recv().await;
+            shared.lifecycle.all_tasks_done().await;
         };
         let timed_out = smol::future::or(
             async {
@@ -481,13 +415,13 @@ impl ServerHandle {
             // serving are told through their flags. One admitted after this
             // loop passed its shard finds the channel closed when its
             // connection task starts (see `connection::Conn`).
-            shared.kill.close();
+            shared.lifecycle.kill();
             for slot in &shared.shards.slots {
                 for entry in slot.registry().values() {
                     entry.signals.raise(crate::signals::KILL);
                 }
             }
-            let _ = shared.tasks_rx.recv().await;
+            shared.lifecycle.all_tasks_done().await;
         }
         let stats = self.stats();
         ShutdownReport {
@@ -496,6 +430,18 @@ impl ServerHandle {
             undelivered: stats.core.messages_dropped - dropped_before,
         }
     }
+}
+
+/// What a send does when this node holds no open connection of the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Absent {
+    /// Buffer the message in the user's offline buffer (creating the
+    /// user's manager through `create_offline_manager` if it has none and
+    /// buffering is on): a send on a single node.
+    Buffer,
+    /// Nothing: no manager created, nothing buffered (a cluster send, whose
+    /// offline copy is kept by Redis, and an envelope from another node).
+    Skip,
 }
 
 /// The context of a manager created by a service send for a user who has

@@ -1,7 +1,7 @@
 //! Plain HTTP on the WebSocket port: the request head is parsed with
 //! `httparse`; upgrades go on to the WebSocket handshake (the bytes already
 //! read are replayed), everything else goes to the application's
-//! [`HttpService`] and gets one response with `Connection: close`.
+//! [`HttpService`](crate::service::HttpService) and gets one response with `Connection: close`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,8 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use crate::ServerHandle;
 
 /// Where a percent-encoded text comes from, which decides what `+` means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,28 +162,6 @@ impl HttpResponse {
     }
 }
 
-/// A boxed future answering one HTTP request.
-pub type HttpFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = HttpResponse> + Send + 'a>>;
-
-/// The application's plain-HTTP endpoints on the WebSocket port. Answers
-/// are futures, so a handler may await the cluster (Redis) or a timer; it
-/// runs on the connection's own task.
-pub trait HttpService: Send + Sync + 'static {
-    /// Answers one request.
-    fn handle<'a>(&'a self, server: &'a ServerHandle, request: HttpRequest) -> HttpFuture<'a>;
-}
-
-/// Answers 404 to every plain HTTP request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoHttp;
-
-impl HttpService for NoHttp {
-    fn handle<'a>(&'a self, _server: &'a ServerHandle, _request: HttpRequest) -> HttpFuture<'a> {
-        Box::pin(async { HttpResponse::text(404, "not found\n") })
-    }
-}
-
 /// What the request head says.
 pub(crate) struct Head {
     pub(crate) method: String,
@@ -194,24 +170,69 @@ pub(crate) struct Head {
     pub(crate) headers: Vec<(String, String)>,
     /// Bytes of the head (the rest of the buffer is body or frames).
     pub(crate) len: usize,
+    /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub(crate) version: u8,
 }
 
 impl Head {
-    /// The head as an `http::Request` (for admission and the handshake).
-    pub(crate) fn to_request(
-        &self,
-    ) -> Option<async_tungstenite::tungstenite::handshake::server::Request> {
-        let target = match &self.query {
-            Some(q) => format!("{}?{q}", self.path),
-            None => self.path.clone(),
+    /// The `Sec-WebSocket-Accept` value for a valid WebSocket upgrade
+    /// request (RFC 6455 4.2.1: a GET of HTTP/1.1 or later with `Upgrade:
+    /// websocket`, a `Connection` that lists `upgrade`, version 13 and a
+    /// key), or `None`.
+    pub(crate) fn websocket_accept(&self) -> Option<String> {
+        let connection_upgrades = self.header("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+        let valid = self.method == "GET"
+            && self.version >= 1
+            && self.is_websocket_upgrade()
+            && connection_upgrades
+            && self.header("sec-websocket-version") == Some("13");
+        let key = self.header("sec-websocket-key").filter(|_| valid)?;
+        Some(async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    }
+
+    /// The values of header `name` (lower case), in order: each `Some` when
+    /// it is visible ASCII (and tabs), as an `http::HeaderValue` must be to
+    /// be read as text, `None` otherwise.
+    pub(crate) fn ascii_values<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| {
+                v.bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                    .then_some(v.as_str())
+            })
+    }
+
+    /// The first value of header `name`, if any (see [`ascii_values`](Self::ascii_values)).
+    pub(crate) fn ascii_value<'a>(&'a self, name: &'a str) -> Option<Option<&'a str>> {
+        self.ascii_values(name).next()
+    }
+
+    /// A head with `target` (path and query) and `headers`, as if read.
+    #[cfg(test)]
+    pub(crate) fn for_test(target: &str, headers: &[(&str, &str)]) -> Head {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (target.to_owned(), None),
         };
-        let mut builder = async_tungstenite::tungstenite::http::Request::builder()
-            .method(self.method.as_str())
-            .uri(target);
-        for (k, v) in &self.headers {
-            builder = builder.header(k.as_str(), v.as_str());
+        Head {
+            method: "GET".into(),
+            path,
+            query,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned()))
+                .collect(),
+            len: 0,
+            version: 1,
         }
-        builder.body(()).ok()
     }
 
     pub(crate) fn is_websocket_upgrade(&self) -> bool {
@@ -268,6 +289,7 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
                     query,
                     headers,
                     len,
+                    version: req.version.unwrap_or(0),
                 });
             }
             Ok(httparse::Status::Partial) => {}
@@ -319,38 +341,6 @@ impl PhaseCell {
     pub(crate) fn set(&self, phase: Phase) {
         self.0
             .store(phase as u8, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Serves one plain HTTP/1.1 request on `stream` with `service`, with the
-/// parsing (httparse), framing rules, body limit and answer encoding of the
-/// server's own port, then returns (`Connection: close`). For a second
-/// listener of the application's, such as an operations port; the caller
-/// bounds the time it may take.
-pub async fn serve_http_request<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    remote: SocketAddr,
-    max_body: usize,
-    service: &dyn HttpService,
-    server: &crate::ServerHandle,
-) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    match read_head(stream, &mut buf).await {
-        Ok(head) => {
-            let phase = PhaseCell::new(Phase::Reading);
-            serve_plain(stream, head, buf, remote, max_body, &phase, |req| {
-                service.handle(server, req)
-            })
-            .await
-            .map(|_| ())
-        }
-        Err(HeadError::Io) => Ok(()),
-        Err(HeadError::Bad(status, why)) => {
-            stream
-                .write_all(&HttpResponse::text(status, why).encode())
-                .await?;
-            stream.flush().await
-        }
     }
 }
 

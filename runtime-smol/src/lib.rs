@@ -41,7 +41,18 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
+// The layers, bottom up: a module uses only modules below it (`.ci/run`
+// checks that the module graph has no cycle).
+// 1. parts: bounded, clock, mutex, signals, origin, http, info,
+//    legacy_sites, and cluster (the Redis link);
+// 2. state: error, shards (the core shards and their connection
+//    registries), config, auth, state (what every task shares);
+// 3. the public API: handle (`ServerHandle`), then the application's
+//    callbacks that take it: service (`HttpService`), handler (`Handler`);
+// 4. connections: admission, echo, connection;
+// 5. the accept loop and the server: server, and the legacy facade compat.
 mod admission;
 mod auth;
 mod bounded;
@@ -51,29 +62,34 @@ pub mod compat;
 mod config;
 mod connection;
 mod echo;
+mod error;
 mod handle;
 mod handler;
 mod http;
+mod info;
+mod legacy_sites;
 mod mutex;
 mod origin;
 mod server;
+mod service;
 mod shards;
 mod signals;
+mod state;
 
 pub use auth::{
     AuthError, Authenticator, Identity, JwtAuthenticator, DEFAULT_JWT_MAX_LIFETIME,
     JWT_AUTH_PROTOCOL, JWT_PROTOCOL_PREFIX,
 };
 pub use config::{ConfigError, Environment, ServerConfig, UnknownEnvironment};
-pub use handle::{Reach, ServerHandle, ServerStats, ShutdownReport, UserError};
-pub use handler::{inbound_limit_name, ConnectionInfo, Handler, IgnoreInbound};
-pub use http::{
-    percent_decode, serve_http_request, Encoded, HttpFuture, HttpRequest, HttpResponse,
-    HttpService, NoHttp, MAX_HEAD_BYTES,
-};
+pub use error::UserError;
+pub use handle::{Reach, ServerHandle, ServerStats, ShutdownReport};
+pub use handler::{inbound_limit_name, Handler, IgnoreInbound};
+pub use http::{percent_decode, Encoded, HttpRequest, HttpResponse, MAX_HEAD_BYTES};
+pub use info::ConnectionInfo;
 pub use mutex::StdRawMutex;
 pub use origin::{BadOrigin, OriginPolicy};
 pub use server::{Server, ServerBuilder, StartError};
+pub use service::{serve_http_request, HttpFuture, HttpService, NoHttp};
 pub use shards::{Shard, SHARD_CONNS, SHARD_EVENTS, SHARD_SLOTS, SHARD_USERS};
 
 pub use async_tungstenite::tungstenite::Message;

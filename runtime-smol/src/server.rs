@@ -2,7 +2,7 @@
 //! socket gets its own task.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +11,11 @@ use smol::Async;
 use crate::auth::{Authenticator, JwtAuthenticator};
 use crate::clock::Clock;
 use crate::config::{ConfigError, ServerConfig};
-use crate::handle::{bump, Counters, ServerHandle, ServerShared};
-use crate::handler::{Handler, IgnoreInbound};
-use crate::http::{HttpService, NoHttp};
+use crate::handle::ServerHandle;
+use crate::handler::{App, Handler, IgnoreInbound};
+use crate::service::{HttpService, NoHttp};
 use crate::shards::{run_events, run_timer, ShardSlot, Shards};
+use crate::state::{bump, Counters, Lifecycle, ServerShared};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,30 +88,26 @@ impl ServerBuilder {
         };
         let listener = Async::<TcpListener>::bind(addr)?;
         let local_addr = listener.get_ref().local_addr()?;
-        let (stop_accepting, stop_accepting_rx) = smol::channel::bounded(1);
-        let (kill, kill_rx) = smol::channel::bounded(1);
-        let (tasks_tx, tasks_rx) = smol::channel::bounded(1);
+        let (lifecycle, tasks_tx) = Lifecycle::new();
         let shared = Arc::new(ServerShared {
             config,
             shards: Arc::new(Shards { slots }),
             clock: Clock::new(),
             authenticator,
-            handler: self.handler,
             cluster,
-            http: self.http,
             counters: Counters::default(),
             refusal_log: Default::default(),
             echo_open: Default::default(),
             admitting: std::sync::Mutex::new(()),
-            accepting: AtomicBool::new(true),
-            stop_accepting,
-            stop_accepting_rx,
-            kill,
-            kill_rx,
-            tasks_rx,
+            lifecycle,
+        });
+        let app = Arc::new(App {
+            handler: self.handler,
+            http: self.http,
         });
         Ok(Server {
             shared,
+            app,
             listener,
             local_addr,
             tasks_tx,
@@ -123,6 +120,7 @@ impl ServerBuilder {
 /// Connection tasks run on smol's global executor (`SMOL_THREADS` threads).
 pub struct Server {
     shared: Arc<ServerShared>,
+    app: Arc<App>,
     listener: Async<TcpListener>,
     local_addr: SocketAddr,
     tasks_tx: smol::channel::Sender<()>,
@@ -157,6 +155,7 @@ impl Server {
     pub async fn run(self) {
         let Server {
             shared,
+            app,
             listener,
             tasks_tx,
             ..
@@ -164,44 +163,7 @@ impl Server {
         crate::compat::install(&ServerHandle {
             shared: shared.clone(),
         });
-        let background: Vec<smol::Task<()>> = shared
-            .shards
-            .slots
-            .iter()
-            .enumerate()
-            .flat_map(|(i, slot)| {
-                [
-                    smol::spawn(run_timer(slot.core.clone(), shared.clock)),
-                    smol::spawn(run_events(shared.shards.clone(), i)),
-                ]
-            })
-            .collect();
-        let mut background = background;
-        let flushing = shared.clone();
-        background.push(smol::spawn(async move {
-            loop {
-                smol::Timer::after(crate::bounded::REFUSAL_LOG_WINDOW).await;
-                flushing.refusal_log.flush();
-            }
-        }));
-        if let Some(cluster) = &shared.cluster {
-            let handle = ServerHandle {
-                shared: shared.clone(),
-            };
-            background.push(smol::spawn(
-                cluster
-                    .clone()
-                    .run_subscriber(move |user, env| handle.apply_remote(user, env)),
-            ));
-            background.push(smol::spawn(crate::cluster::refresh_leases_forever(
-                shared.clone(),
-            )));
-            log::info!(
-                "node {} joins the cluster at {}",
-                cluster.node_id(),
-                cluster.config.redis_url
-            );
-        }
+        let background = spawn_background(&shared);
         log::info!(
             "userlane listening on {} ({} mode, {} shard(s))",
             listener
@@ -212,39 +174,96 @@ impl Server {
             shared.config.environment,
             shared.shards.slots.len()
         );
-        loop {
-            let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
-                let _ = shared.stop_accepting_rx.recv().await;
-                None
-            })
-            .await;
-            let Some(accepted) = accepted else { break };
-            match accepted {
-                Ok((stream, remote)) => {
-                    bump(&shared.counters.tcp_accepted);
-                    let _ = stream.get_ref().set_nodelay(true);
-                    smol::spawn(crate::connection::serve(
-                        shared.clone(),
-                        stream,
-                        remote,
-                        tasks_tx.clone(),
-                    ))
-                    .detach();
-                }
-                Err(e) => {
-                    bump(&shared.counters.accept_errors);
-                    log::warn!("accept failed: {e}; retrying in 50 ms");
-                    smol::Timer::after(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        shared.accepting.store(false, Ordering::Release);
+        accept_loop(&shared, &app, &listener, &tasks_tx).await;
+        shared.lifecycle.stop_accepting();
         drop(listener);
         drop(tasks_tx);
         // Wait for the connection tasks (shutdown drives them to the end).
-        let _ = shared.tasks_rx.recv().await;
+        shared.lifecycle.all_tasks_done().await;
         drop(background);
         crate::compat::uninstall(&shared);
         log::info!("userlane stopped");
+    }
+}
+
+/// Starts the server's background tasks: each shard's timer and event
+/// readers, the refusal log's flush and, in a cluster, the subscriber and the
+/// lease refresh. They end when the returned tasks are dropped.
+fn spawn_background(shared: &Arc<ServerShared>) -> Vec<smol::Task<()>> {
+    let mut background: Vec<smol::Task<()>> = shared
+        .shards
+        .slots
+        .iter()
+        .enumerate()
+        .flat_map(|(i, slot)| {
+            [
+                smol::spawn(run_timer(slot.core.clone(), shared.clock)),
+                smol::spawn(run_events(shared.shards.clone(), i)),
+            ]
+        })
+        .collect();
+    let flushing = shared.clone();
+    background.push(smol::spawn(async move {
+        loop {
+            smol::Timer::after(crate::bounded::REFUSAL_LOG_WINDOW).await;
+            flushing.refusal_log.flush();
+        }
+    }));
+    if let Some(cluster) = &shared.cluster {
+        let handle = ServerHandle {
+            shared: shared.clone(),
+        };
+        background.push(smol::spawn(
+            cluster
+                .clone()
+                .run_subscriber(move |user, env| handle.apply_remote(user, env)),
+        ));
+        background.push(smol::spawn(crate::cluster::refresh_leases_forever(
+            cluster.clone(),
+        )));
+        log::info!(
+            "node {} joins the cluster at {}",
+            cluster.node_id(),
+            cluster.config.redis_url
+        );
+    }
+    background
+}
+
+/// Accepts sockets until shutdown stops it; each socket gets its own task.
+/// Accept errors (such as the open-file limit) are logged and retried after
+/// a short pause.
+async fn accept_loop(
+    shared: &Arc<ServerShared>,
+    app: &Arc<App>,
+    listener: &Async<TcpListener>,
+    tasks_tx: &smol::channel::Sender<()>,
+) {
+    loop {
+        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+            shared.lifecycle.accepting_stopped().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok((stream, remote)) => {
+                bump(&shared.counters.tcp_accepted);
+                let _ = stream.get_ref().set_nodelay(true);
+                smol::spawn(crate::connection::serve(
+                    shared.clone(),
+                    app.clone(),
+                    stream,
+                    remote,
+                    tasks_tx.clone(),
+                ))
+                .detach();
+            }
+            Err(e) => {
+                bump(&shared.counters.accept_errors);
+                log::warn!("accept failed: {e}; retrying in 50 ms");
+                smol::Timer::after(Duration::from_millis(50)).await;
+            }
+        }
     }
 }

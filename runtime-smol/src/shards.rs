@@ -7,10 +7,14 @@ use std::sync::{Arc, Mutex};
 use async_tungstenite::tungstenite::Message;
 use smol::Timer;
 use userlane_core::shim::{shard_for, SharedFactory};
-use userlane_core::{CloseCode, ConnectionHandle, Event, Instant, ManagerFactory, ManagerHandle};
+use userlane_core::{
+    CloseCode, ConnectionHandle, Error as CoreError, Event, Instant, ManagerFactory, ManagerHandle,
+    UserContext,
+};
 
 use crate::clock::Clock;
-use crate::handler::ConnectionInfo;
+use crate::error::UserError;
+use crate::info::ConnectionInfo;
 use crate::mutex::StdRawMutex;
 use crate::signals::Signals;
 
@@ -89,6 +93,40 @@ impl ShardSlot {
         })
     }
 
+    /// Opens a connection of `ctx`'s user (creating the user's manager if
+    /// it has none) and registers it, in one shard lock: a close right
+    /// after (`disconnect_user`, …) finds the registry entry and records its
+    /// reason for the close frame.
+    pub(crate) fn open(
+        &self,
+        shard: usize,
+        ctx: UserContext,
+        remote: std::net::SocketAddr,
+        anonymous: bool,
+        signals: &Arc<Signals>,
+        now: Instant,
+    ) -> Result<Arc<ConnectionInfo>, CoreError> {
+        self.core.with(|f| {
+            let manager = match f.manager_for_user(ctx.user_id()) {
+                Some(m) => m,
+                None => f.create_manager(ctx.clone(), now)?,
+            };
+            let connection = f.add_connection(manager, &ctx, now)?;
+            let info = Arc::new(ConnectionInfo::new(
+                ctx, connection, manager, shard, remote, anonymous,
+            ));
+            self.registry().insert(
+                connection,
+                ConnEntry {
+                    info: info.clone(),
+                    signals: signals.clone(),
+                    reason: None,
+                },
+            );
+            Ok(info)
+        })
+    }
+
     pub(crate) fn registry(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<ConnectionHandle, ConnEntry>> {
@@ -152,14 +190,11 @@ impl Shards {
     /// `ConnectionInfo` of another server (its shard index may be out of
     /// range here, its handles may name one of this server's connections)
     /// is refused: the registry must hold the very same connection id.
-    pub(crate) fn slot_of(
-        &self,
-        info: &ConnectionInfo,
-    ) -> Result<&ShardSlot, crate::handle::UserError> {
+    pub(crate) fn slot_of(&self, info: &ConnectionInfo) -> Result<&ShardSlot, UserError> {
         let slot = self
             .slots
             .get(info.shard)
-            .ok_or(crate::handle::UserError::UnknownConnection)?;
+            .ok_or(UserError::UnknownConnection)?;
         let ours = slot
             .registry()
             .get(&info.connection)
@@ -167,7 +202,7 @@ impl Shards {
         if ours {
             Ok(slot)
         } else {
-            Err(crate::handle::UserError::UnknownConnection)
+            Err(UserError::UnknownConnection)
         }
     }
 }

@@ -122,7 +122,7 @@ fn refused_upgrade_raw(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -
 fn slow_heads_and_slow_bodies_are_cut_at_the_request_deadline() {
     let deadline = Duration::from_millis(1000);
     let mut cfg = config(Environment::Testing);
-    cfg.handshake_timeout = deadline;
+    cfg.request_timeout = deadline;
     let server = start_http(cfg);
     let addr = server.addr;
     // A slowloris on the head and one on the body, one byte every 200 ms.
@@ -190,7 +190,7 @@ fn a_slow_service_answer_is_cut_at_the_request_deadline() {
         }
     }
     let mut cfg = config(Environment::Testing);
-    cfg.handshake_timeout = Duration::from_millis(800);
+    cfg.request_timeout = Duration::from_millis(800);
     let server = start_with_http(cfg, Slow);
     let started = Instant::now();
     let mut s = TcpStream::connect(server.addr).unwrap();
@@ -613,4 +613,97 @@ fn a_connection_info_of_another_server_is_refused_not_a_panic() {
             .send_to_connection(&foreign, Message::text("home"))
             .unwrap();
     });
+}
+
+// ------------------------------------------------------------ 7. outbound size
+
+/// A message larger than the writer's buffer bound used to be taken from the
+/// core, counted as transmitted, and refused by the socket: lost without a
+/// word, and the connection ended. The bound is gone (the writer feeds one
+/// message at a time after `poll_ready`), so a large message the
+/// application sends goes out like any other, on every send path.
+#[test]
+fn an_outbound_message_larger_than_the_write_buffer_is_delivered_not_lost() {
+    let mut cfg = config(Environment::Production);
+    cfg.max_message_bytes = 1024;
+    let server = start(cfg);
+    smol::block_on(async {
+        let mut alice = connect(server.addr, "alice").await;
+        // Past the old bound of write buffer + 2 x max message + 1 KiB.
+        let big = "x".repeat(64 * 1024);
+        let sent = server.handle.send_text("alice", big.clone()).unwrap();
+        assert_eq!(sent.queued_for(), 1);
+        assert_eq!(recv(&mut alice).await, Recv::Text(big.clone()));
+        let info = server.handle.user_connections("alice")[0].clone();
+        server
+            .handle
+            .send_to_connection(&info, Message::text(big.clone()))
+            .unwrap();
+        assert_eq!(recv(&mut alice).await, Recv::Text(big.clone()));
+        server
+            .handle
+            .send("alice", Message::binary(big.clone().into_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(recv(&mut alice).await, Recv::Binary(big.into_bytes()));
+        // And the connection carries on.
+        server.handle.send_text("alice", "after").unwrap();
+        assert_eq!(recv(&mut alice).await, Recv::Text("after".into()));
+    });
+    let stats = server.stats();
+    assert_eq!(stats.core.messages_transmitted, 4);
+    assert_eq!(stats.core.messages_dropped, 0);
+    assert_eq!(stats.forced_closes, 0);
+    assert_consistent(&stats);
+}
+
+// ------------------------------------------------------------ 8. the handshake
+
+/// The request head is parsed once (httparse) and the server answers the
+/// upgrade itself: a valid request gets `101` with the RFC 6455 accept key
+/// (the RFC's own example), an admitted request that is not a valid
+/// WebSocket upgrade gets 400 and is counted as a failed handshake, and
+/// its admission is given back.
+#[test]
+fn the_upgrade_is_answered_from_the_one_parse_of_the_head() {
+    let server = start(config(Environment::Development));
+    let addr = server.addr;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    drop(s);
+    for (name, bad) in [
+        ("version", "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: Upgrade"),
+        ("key", "Sec-WebSocket-Version: 13\r\nConnection: Upgrade"),
+        ("connection", "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: close"),
+    ] {
+        let req = format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n{bad}\r\n\r\n");
+        let (status, body) = raw_http(addr, req.as_bytes());
+        assert_eq!(status, 400, "{name}: {body}");
+        assert_eq!(body, "not a valid WebSocket upgrade request\n", "{name}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.handshakes_failed, 3);
+    assert!(smol::block_on(eventually(Duration::from_secs(5), || {
+        server.stats().core.connections_active == 0
+    })));
 }

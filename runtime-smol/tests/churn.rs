@@ -131,3 +131,41 @@ fn peers_that_vanish_without_a_close_frame_are_counted_as_lost_and_free_their_pl
     assert_eq!(stats.core.connections_closed(), 0);
     assert_eq!(stats.rejected_user_limit, 0);
 }
+
+/// A close that lands right after admission's `connect` keeps its reason:
+/// the registry entry that carries it is inserted in the same shard lock as
+/// the connection (it used to be inserted after, under a lock of its own,
+/// and a close in between went out with the core's generic reason).
+#[test]
+fn a_close_racing_admission_keeps_its_reason() {
+    const ROUNDS: usize = 1_000;
+    let server = start(config(Environment::Production));
+    let handle = server.handle.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kicker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let code = userlane_smol::userlane_core::CloseCode::new(4001).unwrap();
+            let mut closed = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                closed += handle.disconnect_user("racer", code, "kicked");
+            }
+            closed
+        })
+    };
+    smol::block_on(async {
+        let token = jwt("racer", 300);
+        for round in 0..ROUNDS {
+            let (mut client, _) = connect_raw(server.addr, "/ws", Some(&token))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: refused: {e}"));
+            assert_eq!(
+                recv(&mut client).await,
+                Recv::Close(4001, "kicked".into()),
+                "round {round}"
+            );
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(kicker.join().unwrap() >= ROUNDS);
+}

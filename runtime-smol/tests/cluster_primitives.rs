@@ -168,3 +168,39 @@ fn drain_many_takes_each_users_stream_in_order_over_several_batches() {
         assert!(again.iter().all(Vec::is_empty));
     });
 }
+
+/// Two connections of a user open at once on a node: the second one used to
+/// be told "subscribed" at once while the first one's subscription was still
+/// pending. Both wait for the same answer. This node runs no subscriber task
+/// (no server), so the answer never comes: both report it unconfirmed, after
+/// `op_timeout`.
+#[test]
+fn a_second_concurrent_first_connection_waits_for_the_same_subscription() {
+    let Some(redis) = RedisServer::start("a_second_concurrent_first_connection_waits") else {
+        return;
+    };
+    let mut config = ClusterConfig::new(redis.url());
+    config.namespace = "sub".into();
+    config.op_timeout = Duration::from_millis(300);
+    let node = Cluster::new(config).unwrap();
+    smol::block_on(async {
+        let started = std::time::Instant::now();
+        let second = async {
+            smol::Timer::after(Duration::from_millis(50)).await;
+            let confirmed = node.local_opened("alice").await;
+            (confirmed, started.elapsed())
+        };
+        let (first, (second, second_after)) =
+            smol::future::zip(node.local_opened("alice"), second).await;
+        assert!(!first, "nothing subscribed the node");
+        assert!(
+            !second,
+            "the second connection was told its subscription was confirmed"
+        );
+        assert!(
+            second_after >= Duration::from_millis(300),
+            "{second_after:?}"
+        );
+        assert_eq!(node.local_users(), vec!["alice".to_owned()]);
+    });
+}

@@ -83,6 +83,7 @@ fn a_panic_in_on_message_closes_only_that_connection_with_1011() {
         server.stats()
     });
     assert_eq!(stats.handler_panics, 1);
+    assert_eq!(stats.closed_handler_panic, 1);
     assert_eq!(stats.core.closed_application, 1);
     assert_eq!(stats.core.connections_active, 3);
     assert_consistent(&stats);
@@ -121,6 +122,7 @@ fn a_panic_in_greeting_closes_only_that_connection_with_1011() {
         server.stats()
     });
     assert_eq!(stats.handler_panics, 1);
+    assert_eq!(stats.closed_handler_panic, 1);
     assert_eq!(stats.core.closed_application, 1);
     assert_consistent(&stats);
 }
@@ -158,6 +160,35 @@ fn a_panic_in_on_disconnect_is_counted_and_frees_the_connection() {
     });
     let stats = server.stats();
     assert_eq!(stats.handler_panics, 3);
+    // The connections were already gone: none of them was closed with 1011.
+    assert_eq!(stats.closed_handler_panic, 0);
     assert_eq!(stats.rejected_user_limit, 0);
+    assert_consistent(&stats);
+}
+
+#[test]
+fn a_panic_in_the_http_service_is_a_500_and_closes_no_connection() {
+    use std::io::{Read, Write};
+    use userlane_smol::{HttpFuture, HttpRequest, HttpService, ServerHandle};
+    struct Panicking;
+    impl HttpService for Panicking {
+        fn handle<'a>(&'a self, _s: &'a ServerHandle, _r: HttpRequest) -> HttpFuture<'a> {
+            Box::pin(async { panic!("test handler panics in the HTTP service") })
+        }
+    }
+    quiet_expected_panics();
+    let server = start_with_http(config(Environment::Testing), Panicking);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    let stats = server.stats();
+    assert_eq!(stats.handler_panics, 1);
+    assert_eq!(stats.closed_handler_panic, 0);
+    assert_eq!(stats.core.closed_application, 0);
     assert_consistent(&stats);
 }

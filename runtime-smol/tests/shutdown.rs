@@ -194,7 +194,7 @@ fn shutdown_is_bounded_by_its_deadline_even_with_stragglers_that_hold_no_lane() 
     cfg.echo_path = Some("/echo".into());
     let server = start(cfg);
     // Connected at the TCP level, never a byte of HTTP (the default
-    // handshake_timeout is 10 s).
+    // request_timeout is 10 s).
     let _silent = std::net::TcpStream::connect(server.addr).unwrap();
     // A plain HTTP request whose body never finishes.
     let mut slow_body = std::net::TcpStream::connect(server.addr).unwrap();

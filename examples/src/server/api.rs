@@ -126,24 +126,10 @@ impl Api {
 
     async fn metrics(&self, server: &ServerHandle) -> HttpResponse {
         {
-            let cluster = match server.cluster() {
-                Some(c) => Some(super::metrics::ClusterView {
-                    healthy: c.is_healthy(),
-                    gauges: c.cluster_gauges().await.ok(),
-                    rtt: c.rtt.snapshot(),
-                    unavailable_errors: c
-                        .unavailable_errors
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    local_admissions: c
-                        .local_admissions
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    envelopes_received: c
-                        .envelopes_received
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    offline_delivered: c
-                        .offline_delivered
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                }),
+            // Redis's view of the whole cluster (a scan); the node's own
+            // cluster counters come with the server's stats.
+            let gauges = match server.cluster() {
+                Some(c) => c.cluster_gauges().await.ok(),
                 None => None,
             };
             HttpResponse::with_type(
@@ -152,7 +138,7 @@ impl Api {
                 super::metrics::render(
                     &server.stats(),
                     &self.agent,
-                    cluster.as_ref(),
+                    gauges,
                     &self.health.memory.figures(),
                 ),
             )

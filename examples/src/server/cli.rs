@@ -228,7 +228,7 @@ impl Args {
         c.offline_buffer = self.offline_buffer;
         c.ping_interval = Duration::from_secs(self.ping_interval);
         c.idle_timeout = Duration::from_secs(self.idle_timeout);
-        c.handshake_timeout = Duration::from_secs(self.request_timeout);
+        c.request_timeout = Duration::from_secs(self.request_timeout);
         c.jwt_issuer = self.jwt_issuer.clone().filter(|s| !s.is_empty());
         c.jwt_audience = self.jwt_audience.clone().filter(|s| !s.is_empty());
         c.jwt_leeway = Duration::from_secs(self.jwt_leeway);
@@ -325,7 +325,7 @@ mod tests {
     fn jwt_and_origin_settings_reach_the_config() {
         let a = Args::try_parse_from(["userlane-server"]).unwrap();
         let c = a.server_config(None).unwrap();
-        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(
             (
                 c.jwt_leeway,
@@ -363,7 +363,7 @@ mod tests {
         assert_eq!(c.jwt_audience.as_deref(), Some("userlane"));
         assert_eq!(c.jwt_leeway, Duration::from_secs(5));
         assert_eq!(c.jwt_max_lifetime, Duration::from_secs(3600));
-        assert_eq!(c.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(
             c.allowed_origins,
             OriginPolicy::List(vec![

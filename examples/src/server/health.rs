@@ -66,7 +66,7 @@ impl Sample {
     pub fn of(stats: &ServerStats) -> Self {
         Sample {
             opened: stats.core.total_connections_managed,
-            dropped: stats.core.closed_idle_timeout + stats.handler_panics,
+            dropped: stats.core.closed_idle_timeout + stats.closed_handler_panic,
         }
     }
 }
@@ -499,7 +499,10 @@ mod tests {
         stats.core.closed_inbound_flood = 10;
         stats.forced_closes = 20;
         stats.core.closed_idle_timeout = 1;
-        stats.handler_panics = 1;
+        stats.closed_handler_panic = 1;
+        // Panics that closed no connection (on_disconnect, the HTTP
+        // service) are not drops.
+        stats.handler_panics = 3;
         assert_eq!(
             Sample::of(&stats),
             Sample {

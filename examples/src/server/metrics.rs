@@ -62,25 +62,6 @@ impl prometheus_client::encoding::EncodeMetric for RttHistogram {
     }
 }
 
-/// What the node knows about the cluster, for one scrape.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterView {
-    /// Whether Redis answered the last call.
-    pub healthy: bool,
-    /// Users and connections holding leases across the cluster (`None` if Redis did not answer).
-    pub gauges: Option<(u64, u64)>,
-    /// Round-trip histogram: per-bucket counts, sum (µs), count.
-    pub rtt: (Vec<u64>, u64, u64),
-    /// Cross-node operations that failed.
-    pub unavailable_errors: u64,
-    /// Admissions decided by the local cap.
-    pub local_admissions: u64,
-    /// Envelopes received from other nodes.
-    pub envelopes_received: u64,
-    /// Stored messages delivered right after a (re)subscription.
-    pub offline_delivered: u64,
-}
-
 fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     let c = Counter::<u64>::default();
     c.inc_by(value);
@@ -113,7 +94,7 @@ fn family<
 pub fn render(
     stats: &ServerStats,
     agent: &AgentStats,
-    cluster: Option<&ClusterView>,
+    cluster_gauges: Option<(u64, u64)>,
     memory: &MemoryFigures,
 ) -> String {
     let c = &stats.core;
@@ -352,7 +333,7 @@ pub fn render(
                     code: "1011",
                     reason: "handler_panic",
                 },
-                stats.handler_panics,
+                stats.closed_handler_panic,
             ),
             (
                 Code {
@@ -383,6 +364,12 @@ pub fn render(
                 stats.forced_closes,
             ),
         ],
+    );
+    counter(
+        &mut r,
+        "handler_panics",
+        "Panics in application code: on_message and greeting (closed with 1011), refusal, on_disconnect, the HTTP service (answered with 500)",
+        stats.handler_panics,
     );
     counter(
         &mut r,
@@ -452,14 +439,14 @@ pub fn render(
         "Distinct source locations still calling the legacy API",
         stats.legacy_call_sites,
     );
-    if let Some(c) = cluster {
+    if let Some(c) = &stats.cluster {
         gauge(
             &mut r,
             "cluster_healthy",
             "1 while Redis answers, 0 while the node serves local users only",
             c.healthy as u64,
         );
-        if let Some((users, conns)) = c.gauges {
+        if let Some((users, conns)) = cluster_gauges {
             gauge(
                 &mut r,
                 "cluster_users",
@@ -497,20 +484,19 @@ pub fn render(
             "Messages taken from offline streams after a (re)subscription and delivered here",
             c.offline_delivered,
         );
-        let (counts, sum_us, count) = &c.rtt;
         let bounds = userlane_smol::cluster::RTT_BUCKETS_US
             .iter()
             .map(|us| *us as f64 / 1e6)
             .chain([f64::INFINITY]);
-        let buckets = bounds.zip(counts.iter().copied()).collect();
+        let buckets = bounds.zip(c.rtt_buckets.iter().copied()).collect();
         r.register_with_unit(
             "redis_rtt",
             "Round-trip time of Redis calls",
             prometheus_client::registry::Unit::Seconds,
             RttHistogram {
                 buckets,
-                sum: *sum_us as f64 / 1e6,
-                count: *count,
+                sum: c.rtt_sum_us as f64 / 1e6,
+                count: c.rtt_count,
             },
         );
     }
@@ -531,6 +517,10 @@ mod tests {
         stats.rejected_unauthorized = 7;
         stats.rejected_forbidden = 4;
         stats.requests_timed_out = 2;
+        // One connection closed with 1011; two more panics in on_disconnect
+        // and the HTTP service closed nothing.
+        stats.handler_panics = 3;
+        stats.closed_handler_panic = 1;
         let agent = AgentStats::default();
         agent.busy.store(4, Ordering::Relaxed);
         let memory = MemoryFigures {
@@ -539,6 +529,7 @@ mod tests {
             limit_percent: 200,
         };
         let text = render(&stats, &agent, None, &memory);
+        assert!(!text.contains("cluster_"), "{text}");
         assert!(text.contains("userlane_agent_busy_total 4\n"), "{text}");
         assert!(
             text.contains("userlane_resident_memory_bytes 3145728\n"),
@@ -575,6 +566,49 @@ mod tests {
             text.contains("userlane_rejections_total{reason=\"request_deadline\"} 2"),
             "{text}"
         );
+        assert!(
+            text.contains("userlane_closes_total{code=\"1011\",reason=\"handler_panic\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("userlane_handler_panics_total 3\n"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_cluster_nodes_figures_come_from_its_stats() {
+        let mut rtt_buckets = [0; userlane_smol::cluster::RTT_BUCKETS_US.len() + 1];
+        rtt_buckets[0] = 3;
+        let stats = ServerStats {
+            cluster: Some(userlane_smol::cluster::ClusterStats {
+                healthy: true,
+                local_users: 2,
+                unavailable_errors: 4,
+                envelopes_received: 5,
+                local_admissions: 6,
+                offline_delivered: 7,
+                rtt_buckets,
+                rtt_sum_us: 150,
+                rtt_count: 3,
+            }),
+            ..ServerStats::default()
+        };
+        let memory = MemoryFigures {
+            resident_bytes: None,
+            baseline_bytes: None,
+            limit_percent: 200,
+        };
+        let text = render(&stats, &AgentStats::default(), Some((8, 9)), &memory);
+        for line in [
+            "userlane_cluster_healthy 1\n",
+            "userlane_cluster_users 8\n",
+            "userlane_cluster_connections 9\n",
+            "userlane_cluster_unavailable_errors_total 4\n",
+            "userlane_cluster_envelopes_received_total 5\n",
+            "userlane_cluster_local_admissions_total 6\n",
+            "userlane_cluster_offline_delivered_total 7\n",
+            "userlane_redis_rtt_seconds_count 3\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
     }
 }

@@ -477,6 +477,26 @@ async fn fanout(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
     );
 }
 
+/// The process `raw` names as a `kill` target: `None` for 0 and for values
+/// past `pid_t::MAX`, which `kill` would read as a process group or as -1
+/// (every process the caller may signal), never as one process.
+fn signal_target(raw: u32) -> Option<libc::pid_t> {
+    libc::pid_t::try_from(raw).ok().filter(|pid| *pid > 0)
+}
+
+/// Sends `signal` to the one process `pid` (a positive id from
+/// [`signal_target`]).
+fn send_signal(pid: libc::pid_t, signal: libc::c_int) {
+    assert!(pid > 0, "a signal goes to one process, never to a group");
+    // SAFETY: sending a signal to a process id has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        eprintln!(
+            "kill({pid}, {signal}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 async fn paced(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
     let n: usize = args.num("conns", 990);
     let users: usize = args.num("users", n);
@@ -484,7 +504,18 @@ async fn paced(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
     let secs: f64 = args.num("secs", 30.0);
     let size: usize = args.num("size", 64);
     let pid: u32 = args.num("server-pid", 0);
-    let stop_pid: u32 = args.num("stop-pid", 0);
+    let stop_raw: u32 = args.num("stop-pid", 0);
+    let stop_pid = match (stop_raw, signal_target(stop_raw)) {
+        (0, _) => None,
+        (_, Some(pid)) => Some(pid),
+        (raw, None) => {
+            eprintln!(
+                "--stop-pid {raw} is not a process id (1..={})",
+                libc::pid_t::MAX
+            );
+            std::process::exit(2);
+        }
+    };
     let expect_slow: u32 = args.num("expect-slow", 0);
     let stop_after = args.secs("stop-after", 2.0);
     let prefix = args.str("prefix", "u");
@@ -509,9 +540,8 @@ async fn paced(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
     loop {
         smol::Timer::after(Duration::from_millis(250)).await;
         rss_max = rss_max.max(status_kib(pid, "VmRSS").unwrap_or(0));
-        if stop_pid != 0 && t_stop == 0 && start.elapsed() >= stop_after {
-            // SAFETY: sending a signal to a process id has no memory-safety preconditions.
-            unsafe { libc::kill(stop_pid as i32, libc::SIGSTOP) };
+        if let Some(pid) = stop_pid.filter(|_| t_stop == 0 && start.elapsed() >= stop_after) {
+            send_signal(pid, libc::SIGSTOP);
             t_stop = mono_ns();
         }
         report = http_get(addr, "/pace-report").await;
@@ -521,18 +551,18 @@ async fn paced(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
             .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok())
             .sum();
         let done = report.lines().any(|l| l == "done 1");
-        if t_stop != 0 && t_cont == 0 && (closes >= expect_slow || done) {
-            // SAFETY: as above.
-            unsafe { libc::kill(stop_pid as i32, libc::SIGCONT) };
-            t_cont = mono_ns();
+        if let Some(pid) = stop_pid.filter(|_| t_stop != 0 && t_cont == 0) {
+            if closes >= expect_slow || done {
+                send_signal(pid, libc::SIGCONT);
+                t_cont = mono_ns();
+            }
         }
         if done || start.elapsed().as_secs_f64() > secs + 10.0 {
             break;
         }
     }
-    if t_stop != 0 && t_cont == 0 {
-        // SAFETY: as above.
-        unsafe { libc::kill(stop_pid as i32, libc::SIGCONT) };
+    if let Some(pid) = stop_pid.filter(|_| t_stop != 0 && t_cont == 0) {
+        send_signal(pid, libc::SIGCONT);
     }
     smol::Timer::after(Duration::from_millis(500)).await;
     let started_ns: u64 = report
@@ -600,4 +630,18 @@ async fn hold(ex: &LocalExecutor<'_>, addr: SocketAddr, args: &Args) {
         max_seq.iter().max().copied().unwrap_or(0),
         max_seq.iter().min().copied().unwrap_or(0),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signal_target;
+
+    #[test]
+    fn a_pid_past_pid_t_is_refused_not_sent_to_every_process() {
+        assert_eq!(signal_target(4_294_967_295), None);
+        assert_eq!(signal_target(2_147_483_648), None);
+        assert_eq!(signal_target(0), None);
+        assert_eq!(signal_target(1), Some(1));
+        assert_eq!(signal_target(2_147_483_647), Some(2_147_483_647));
+    }
 }
