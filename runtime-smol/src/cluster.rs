@@ -433,44 +433,86 @@ impl Cluster {
         format!("{}:user:", self.config.namespace)
     }
 
-    /// Runs one Redis operation with the timeout, reconnecting lazily.
+    /// Runs one Redis operation with the timeout, reconnecting lazily. Not
+    /// retried: for operations that must not run twice (a send).
     async fn call<T, F, Fut>(&self, op: F) -> Result<T, ClusterError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let timeout = self.config.op_timeout;
         let started = Instant::now();
-        let result = smol::future::or(
+        let result = self.attempt(op).await.map_err(|(e, _)| e);
+        self.record(started, &result).await;
+        result
+    }
+
+    /// [`call`](Self::call) for an operation that may run twice: if it failed
+    /// on a connection Redis had dropped (the first call after a restart finds
+    /// its kept connection dead), it runs once more on a new connection, so a
+    /// Redis that is back answers the first call (an admission does not fall
+    /// back to the local cap because of a stale connection).
+    async fn call_idempotent<T, F, Fut>(&self, op: F) -> Result<T, ClusterError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let result = match self.attempt(&op).await {
+            Err((_, true)) => {
+                *self.conn.lock().await = None;
+                self.attempt(&op).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        };
+        self.record(started, &result).await;
+        result
+    }
+
+    /// One try of `op` within `op_timeout`; on failure, whether it failed on
+    /// a kept connection that Redis dropped (worth one more try).
+    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, (ClusterError, bool)>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = self.config.op_timeout;
+        smol::future::or(
             async {
-                let conn = {
+                let (conn, kept) = {
                     let mut guard = self.conn.lock().await;
                     match guard.as_ref() {
-                        Some(c) => c.clone(),
+                        Some(c) => (c.clone(), true),
                         None => {
                             let c = self
                                 .client
                                 .get_multiplexed_async_connection()
                                 .await
-                                .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+                                .map_err(|e| (ClusterError::Unavailable(e.to_string()), false))?;
                             *guard = Some(c.clone());
-                            c
+                            (c, false)
                         }
                     }
                 };
-                op(conn)
-                    .await
-                    .map_err(|e| ClusterError::Unavailable(e.to_string()))
+                op(conn).await.map_err(|e| {
+                    let dropped = kept && (e.is_connection_dropped() || e.is_io_error());
+                    (ClusterError::Unavailable(e.to_string()), dropped)
+                })
             },
             async {
                 smol::Timer::after(timeout).await;
-                Err(ClusterError::Unavailable(format!(
-                    "redis call timed out after {timeout:?}"
-                )))
+                Err((
+                    ClusterError::Unavailable(format!("redis call timed out after {timeout:?}")),
+                    false,
+                ))
             },
         )
-        .await;
-        match &result {
+        .await
+    }
+
+    /// Counts a call's outcome: its round trip, or the outage (the kept
+    /// connection is dropped, the next call makes a new one).
+    async fn record<T>(&self, started: Instant, result: &Result<T, ClusterError>) {
+        match result {
             Ok(_) => {
                 self.rtt.observe(started.elapsed());
                 self.healthy.store(true, Ordering::Relaxed);
@@ -483,7 +525,6 @@ impl Cluster {
                 *self.conn.lock().await = None;
             }
         }
-        result
     }
 
     /// Takes a cluster-wide lease for connection `member` of `user`:
@@ -492,14 +533,18 @@ impl Cluster {
         let key = self.key("conns", user);
         let ttl = self.config.lease_ttl.as_millis() as u64;
         let member = format!("{}:{member}", self.node_id());
-        self.call(|mut c| async move {
-            ADMIT_SCRIPT
-                .key(key)
-                .arg(member)
-                .arg(cap)
-                .arg(ttl)
-                .invoke_async::<i64>(&mut c)
-                .await
+        // Idempotent: a second run finds the member's lease and renews it.
+        self.call_idempotent(|mut c| {
+            let (key, member) = (key.clone(), member.clone());
+            async move {
+                ADMIT_SCRIPT
+                    .key(key)
+                    .arg(member)
+                    .arg(cap)
+                    .arg(ttl)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            }
         })
         .await
         .map(|n| n == 1)

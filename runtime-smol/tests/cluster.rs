@@ -509,3 +509,32 @@ fn leases_of_connections_that_stayed_open_are_recreated_after_a_redis_restart() 
         drop(g1);
     });
 }
+
+#[test]
+fn the_first_admission_after_a_redis_restart_is_decided_by_redis() {
+    let Some(mut redis) =
+        RedisServer::start("the_first_admission_after_a_redis_restart_is_decided_by_redis")
+    else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2)
+        .map(|_| capped_node(&redis, "first", 1, |_| {}))
+        .collect();
+    smol::block_on(async {
+        // Node 2 has a kept connection to Redis, which the restart kills.
+        let _ivy = join(&nodes[1], "ivy").await;
+        redis.restart();
+        let local_before = nodes[1].stats().cluster.unwrap().local_admissions;
+        // The first call after the restart: admitted by Redis, not by the
+        // local cap (which would let a second connection on node 1 in).
+        let _hank = join(&nodes[1], "hank").await;
+        let cluster = nodes[1].stats().cluster.unwrap();
+        assert_eq!(cluster.local_admissions, local_before, "{cluster:?}");
+        let second = connect_raw(nodes[0].addr, "/ws", Some(&jwt("hank", 300))).await;
+        assert!(
+            matches!(&second, Err(async_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 429),
+            "hank is at the cluster-wide cap of 1: {:?}",
+            second.as_ref().map(|_| ())
+        );
+    });
+}
