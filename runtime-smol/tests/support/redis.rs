@@ -2,6 +2,7 @@
 //! Tests skip (loudly) when the binary is not installed.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,6 +58,30 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Makes the server answer nobody for `d` (a script that busy-waits, as
+    /// a slow Redis would), from a thread; returns once the stall began.
+    pub fn stall(&self, d: Duration) -> std::thread::JoinHandle<()> {
+        let script = format!(
+            "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] \
+             while true do t = redis.call('TIME') \
+             if t[1] * 1000000 + t[2] - s > {} then return 1 end end",
+            d.as_micros()
+        );
+        let cmd = format!(
+            "*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n",
+            script.len()
+        );
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).expect("connects to redis");
+        conn.write_all(cmd.as_bytes()).expect("sends the stall");
+        let stalled = std::thread::spawn(move || {
+            let mut reply = [0u8; 16];
+            let _ = conn.read(&mut reply);
+        });
+        // Let Redis start the script before anything else reaches it.
+        std::thread::sleep(Duration::from_millis(50));
+        stalled
     }
 
     /// Stops the server (as if it crashed).
