@@ -69,19 +69,22 @@ impl RedisServer {
              if t[1] * 1000000 + t[2] - s > {} then return 1 end end",
             d.as_micros()
         );
-        let cmd = format!(
-            "*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n",
-            script.len()
-        );
-        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).expect("connects to redis");
-        conn.write_all(cmd.as_bytes()).expect("sends the stall");
+        let mut admin = self.admin();
+        admin.send(&["EVAL", &script, "0"]);
         let stalled = std::thread::spawn(move || {
-            let mut reply = [0u8; 16];
-            let _ = conn.read(&mut reply);
+            let _ = admin.reply();
         });
         // Let Redis start the script before anything else reaches it.
         std::thread::sleep(Duration::from_millis(50));
         stalled
+    }
+
+    /// A plain connection for commands of the test's own.
+    pub fn admin(&self) -> Admin {
+        let conn = TcpStream::connect(("127.0.0.1", self.port)).expect("connects to redis");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Admin { conn }
     }
 
     /// Stops the server (as if it crashed).
@@ -102,5 +105,34 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A raw RESP connection to the test's redis-server.
+pub struct Admin {
+    conn: TcpStream,
+}
+
+impl Admin {
+    /// Sends a command without waiting for its reply.
+    pub fn send(&mut self, args: &[&str]) {
+        let mut cmd = format!("*{}\r\n", args.len());
+        for a in args {
+            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.conn.write_all(cmd.as_bytes()).expect("sends to redis");
+    }
+
+    /// The raw reply (one read: the replies these tests ask for are small).
+    pub fn reply(&mut self) -> String {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = self.conn.read(&mut buf).expect("redis replies");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Runs a command and returns its raw reply.
+    pub fn cmd(&mut self, args: &[&str]) -> String {
+        self.send(args);
+        self.reply()
     }
 }
