@@ -414,6 +414,22 @@ fn parse_id(s: &[u8]) -> Option<StreamId> {
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
+/// A published payload: `<stream id> <envelope>`, `' '<envelope>` (control),
+/// or a bare envelope (a node of the previous release; it starts with the
+/// version byte, never a digit or a space).
+fn split_published(payload: &[u8]) -> (Option<StreamId>, &[u8]) {
+    match payload.iter().position(|b| *b == b' ') {
+        Some(space)
+            if payload[..space]
+                .iter()
+                .all(|b| b.is_ascii_digit() || *b == b'-') =>
+        {
+            (parse_id(&payload[..space]), &payload[space + 1..])
+        }
+        _ => (None, payload),
+    }
+}
+
 /// A node's position in one user's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Cursor {
@@ -795,7 +811,12 @@ impl Cluster {
             let reqs: Vec<(String, Option<Cursor>)> =
                 batch.iter().map(|u| (u.clone(), None)).collect();
             let (_, drained) = self.read_streams(&reqs).await?;
-            self.ack(&reqs, &drained).await?;
+            let heads: Vec<_> = batch
+                .iter()
+                .cloned()
+                .zip(drained.iter().map(|d| d.0))
+                .collect();
+            self.ack(&heads).await?;
             all.extend(
                 drained
                     .into_iter()
@@ -805,19 +826,15 @@ impl Cluster {
         Ok(all)
     }
 
-    /// Tells Redis that what `drained` read of the streams of `reqs` was
-    /// delivered: a new subscription no longer takes it. Run after the
+    /// Tells Redis that what a drain read of each user's stream (up to the
+    /// stream's last id then) was delivered: a new subscription no longer takes it. Run after the
     /// delivery, so a drain whose reply was lost loses nothing (the next one
     /// reads the same); an `ACK` that fails only lets a later new
     /// subscription on another node take the same stored messages again.
-    async fn ack(
-        &self,
-        reqs: &[(String, Option<Cursor>)],
-        drained: &[Drained],
-    ) -> Result<(), ClusterError> {
+    async fn ack(&self, read: &[(String, Option<StreamId>)]) -> Result<(), ClusterError> {
         let mut keys = Vec::new();
         let mut heads = Vec::new();
-        for ((user, _), (head, _)) in reqs.iter().zip(drained) {
+        for (user, head) in read {
             if let Some((ms, seq)) = head {
                 keys.extend([self.key("offline", user), self.key("offmeta", user)]);
                 heads.push(format!("{ms}-{seq}"));
@@ -924,14 +941,22 @@ impl Cluster {
                     }
                 }
             };
-            let heads: Vec<Drained> = drained.iter().map(|(h, _)| (*h, Vec::new())).collect();
+            // Acknowledged: what was delivered to users still held here. The
+            // stream of a user whose last connection closed meanwhile waits
+            // for their next connection.
+            let mut acked = Vec::new();
             for ((user, cursor), read) in reqs.iter().zip(drained) {
-                for env in self.advance(user, cursor.as_ref(), &epoch, read) {
+                let head = read.0;
+                let Some(envelopes) = self.advance(user, cursor.as_ref(), &epoch, read) else {
+                    continue;
+                };
+                for env in envelopes {
                     self.offline_delivered.fetch_add(1, Ordering::Relaxed);
                     deliver(user, env);
                 }
+                acked.push((user.clone(), head));
             }
-            if let Err(e) = self.ack(&reqs, &heads).await {
+            if let Err(e) = self.ack(&acked).await {
                 log::warn!("drained streams not acknowledged ({e}); a new connection elsewhere may get their stored messages again");
             }
         }
@@ -941,13 +966,14 @@ impl Cluster {
     /// returns the messages to deliver: after a new subscription (`None`),
     /// those stored for nobody; after a resubscription, every message after
     /// the cursor but this node's own (delivered locally when sent).
+    /// `None` when the node no longer holds the user.
     fn advance(
         &self,
         user: &str,
         cursor: Option<&Cursor>,
         epoch: &str,
         (head, entries): Drained,
-    ) -> Vec<Envelope> {
+    ) -> Option<Vec<Envelope>> {
         let same_epoch = cursor.filter(|c| c.epoch == epoch);
         let at = head.or(same_epoch.map(|c| c.at)).unwrap_or((0, 0));
         let mut delivered = cursor.is_some().then_some(at);
@@ -961,15 +987,12 @@ impl Cluster {
             out.push(env);
         }
         let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(u) = local.get_mut(user) else {
-            return Vec::new();
-        };
-        u.cursor = Some(Cursor {
+        local.get_mut(user)?.cursor = Some(Cursor {
             epoch: epoch.to_owned(),
             at,
             delivered,
         });
-        out
+        Some(out)
     }
 
     /// Counts a local connection of `user`; the first one subscribes this
@@ -1213,18 +1236,11 @@ impl Cluster {
         let Some(user) = msg.get_channel_name().strip_prefix(prefix) else {
             return;
         };
-        let payload = msg.get_payload_bytes();
-        let Some(space) = payload.iter().position(|b| *b == b' ') else {
-            log::warn!(
-                "dropping a malformed envelope on {}",
-                msg.get_channel_name()
-            );
-            return;
-        };
-        if !self.first_delivery(user, parse_id(&payload[..space])) {
+        let (id, envelope) = split_published(msg.get_payload_bytes());
+        if !self.first_delivery(user, id) {
             return;
         }
-        let Some(env) = Envelope::decode(&payload[space + 1..]) else {
+        let Some(env) = Envelope::decode(envelope) else {
             log::warn!(
                 "dropping an envelope of unknown version on {}",
                 msg.get_channel_name()
@@ -1308,6 +1324,25 @@ mod tests {
         assert_eq!(Envelope::decode(&other), None);
         assert_eq!(Envelope::decode(&[]), None);
         assert_eq!(Envelope::decode(&[ENVELOPE_VERSION, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn published_payloads_carry_a_stream_id_and_bare_envelopes_still_decode() {
+        let e = Envelope::Deactivate { origin: [9; 16] };
+        let bytes = e.encode();
+        let mut with_id = b"1764320000000-7 ".to_vec();
+        with_id.extend(&bytes);
+        assert_eq!(
+            split_published(&with_id),
+            (Some((1_764_320_000_000, 7)), &bytes[..])
+        );
+        let mut control = b" ".to_vec();
+        control.extend(&bytes);
+        assert_eq!(split_published(&control), (None, &bytes[..]));
+        // From a node of the previous release: the version byte comes first.
+        assert_eq!(split_published(&bytes), (None, &bytes[..]));
+        assert_eq!(Envelope::decode(split_published(&with_id).1), Some(e));
+        assert_eq!(parse_id(b"12-x"), None);
     }
 
     #[test]
