@@ -292,7 +292,8 @@ return {epoch, heads, lists}
 
 /// After a drain delivered up to `ARGV[k]` (a stream id) of the stream
 /// `KEYS[2k]`: a new subscription no longer takes what is up to there
-/// (`seen`), and `waiting` counts what was stored for nobody after it.
+/// (`seen`), and `waiting` counts what was stored for nobody after it. The
+/// hash expires with the stream.
 const ACK: &str = r#"
 local function id(s) local a, b = string.match(s, '^(%d+)-(%d+)$'); return {tonumber(a), tonumber(b)} end
 for k = 1, #ARGV do
@@ -305,6 +306,8 @@ for k = 1, #ARGV do
       if e[2][4] == '1' then waiting = waiting + 1 end
     end
     redis.call('HSET', m, 'seen', head, 'waiting', waiting)
+    local ttl = redis.call('PTTL', KEYS[2 * k - 1])
+    if ttl > 0 then redis.call('PEXPIRE', m, ttl) else redis.call('DEL', m) end
   end
 end
 return 1

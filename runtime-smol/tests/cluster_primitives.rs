@@ -175,6 +175,17 @@ fn drain_many_takes_each_users_stream_in_order_over_several_batches() {
         // Taken: a second drain finds nothing.
         let again = node.drain_offline_many(&users).await.unwrap();
         assert!(again.iter().all(Vec::is_empty));
+        // Nothing a drain leaves behind outlives the streams, also for a user
+        // whose messages were all delivered (logged, never stored).
+        let delivered = node.publish("lisa", &msg("here".into()), false).await;
+        assert_eq!(delivered, Ok(Remote::Published(0)));
+        assert!(node.drain_offline("lisa").await.unwrap().is_empty());
+        let mut admin = redis.admin();
+        for key in ["many:offline:lisa", "many:offmeta:lisa", "many:offmeta:u2"] {
+            let ttl = admin.cmd(&["PTTL", key]);
+            let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+            assert!(ms > 0, "{key} expires: {ttl:?}");
+        }
     });
 }
 
