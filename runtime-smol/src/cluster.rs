@@ -2,19 +2,23 @@
 //!
 //! - **User-targeted send from any node.** The sending node delivers to its
 //!   own connections of the user directly, then runs one Lua script that
-//!   `PUBLISH`es a postcard envelope on the user's channel
-//!   (`<ns>:user:<id>`) and, if no node is subscribed, appends it to the
-//!   user's bounded offline stream (`<ns>:offline:<id>`) instead — atomically,
-//!   so a message is either published or stored, never neither. A full stream
-//!   is reported to the caller, never trimmed.
-//! - **Subscriptions follow connections.** A node subscribes to a user's
-//!   channel when it opens its first connection of that user and unsubscribes
-//!   when the last one leaves. After every subscription — a first connection,
-//!   or all held users after a reconnect — the subscriber task drains the
-//!   offline streams (one script per batch: `XRANGE` + `DEL`) into the node's
-//!   connections of each user, in order, before it reads any published
-//!   message: what was stored while the node was not subscribed is delivered
-//!   once and ahead of what was published after.
+//!   `PUBLISH`es a postcard envelope, prefixed by its stream id, on the
+//!   user's channel (`<ns>:user:<id>`) and appends it to the user's stream
+//!   (`<ns>:offline:<id>`), flagged as stored for nobody when no node was
+//!   subscribed and nothing was delivered locally — atomically, so a message
+//!   is published and logged, or refused, never half. Too many messages
+//!   stored for nobody is reported to the caller, never trimmed; the rest is
+//!   kept for `replay_window`.
+//! - **Subscriptions follow connections; each node has its own cursor.** A
+//!   node subscribes to a user's channel when it opens its first connection
+//!   of that user and unsubscribes when the last one leaves. After every
+//!   subscription the subscriber task reads the streams (read-only, one
+//!   script per batch) before it reads any published message: a new
+//!   subscription takes what was stored for nobody, a resubscription every
+//!   message after the node's cursor. Then it acknowledges. Published
+//!   messages a drain delivered already are skipped by id, so each node
+//!   delivers each message once and in order, whichever way it came, and a
+//!   drain whose reply is lost is simply read again.
 //! - **Hard cluster-wide per-user cap.** Admission is one Lua script over the
 //!   user's sorted set of connection leases (`<ns>:conns:<id>`, score =
 //!   expiry): drop expired leases, refuse if `ZCARD >= cap`, else `ZADD`.
@@ -25,6 +29,8 @@
 //!   the node keeps serving its local users, cross-node operations return
 //!   [`ClusterError::Unavailable`], admission falls back to the local cap,
 //!   and a background task reconnects with backoff, resubscribes and drains.
+//!   A call that may run twice is retried once on a new connection when it
+//!   failed on one Redis dropped (the first call after a restart).
 
 use async_tungstenite::tungstenite::Message;
 use std::collections::{HashMap, HashSet};
@@ -54,6 +60,10 @@ pub struct ClusterConfig {
     pub offline_ttl: Duration,
     /// Timeout of one Redis call. Default 1 s.
     pub op_timeout: Duration,
+    /// How long a user's messages stay in their stream after they reached a
+    /// node, for a node that holds the user and resubscribes (Redis came
+    /// back) to deliver what it missed. Default 60 s.
+    pub replay_window: Duration,
 }
 
 impl ClusterConfig {
@@ -66,6 +76,7 @@ impl ClusterConfig {
             offline_max: 64,
             offline_ttl: Duration::from_secs(24 * 3600),
             op_timeout: Duration::from_secs(1),
+            replay_window: Duration::from_secs(60),
         }
     }
 }
@@ -205,36 +216,101 @@ redis.call('PEXPIRE', KEYS[1], ttl * 2)
 return 1
 "#;
 
+/// Publishes a message and appends it to the user's stream, in one atomic
+/// step. `KEYS`: channel, stream, meta (hash: `seen`, the last id a drain
+/// covered; `waiting`, messages stored for nobody since). `ARGV`: envelope,
+/// mode (`s` store if nobody is subscribed, `l` delivered locally too, `c`
+/// control: published only), most waiting, offline ttl, replay window (ms).
+/// The stream id (`ms-seq`, from Redis `TIME`, above the stream's last one)
+/// is chosen first so that the published payload carries it: `<id> <env>`.
+/// Returns `{subscribers, waiting}`: waiting 0 when not stored, -1 full.
 const SEND: &str = r#"
-local n = redis.call('PUBLISH', KEYS[1], ARGV[1])
-if n > 0 then return {n, 0} end
-if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {0, -1} end
-redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {0, redis.call('XLEN', KEYS[2])}
-"#;
-
-const DRAIN: &str = r#"
-local r = redis.call('XRANGE', KEYS[1], '-', '+')
-redis.call('DEL', KEYS[1])
-local out = {}
-for i, e in ipairs(r) do out[i] = e[2][2] end
-return out
-"#;
-
-/// `DRAIN` over several streams (one per key), in one atomic step.
-const DRAIN_MANY: &str = r#"
-local all = {}
-for k = 1, #KEYS do
-  local r = redis.call('XRANGE', KEYS[k], '-', '+')
-  local out = {}
-  if #r > 0 then
-    redis.call('DEL', KEYS[k])
-    for i, e in ipairs(r) do out[i] = e[2][2] end
-  end
-  all[k] = out
+if ARGV[2] == 'c' then return {redis.call('PUBLISH', KEYS[1], ' ' .. ARGV[1]), 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms, seq = now, 0
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local lms, lseq = string.match(last[1][1], '^(%d+)-(%d+)$')
+  if tonumber(lms) >= now then ms = tonumber(lms); seq = tonumber(lseq) + 1 end
 end
-return all
+local id = string.format('%.0f-%.0f', ms, seq)
+local waiting = tonumber(redis.call('HGET', KEYS[3], 'waiting') or '0')
+local n = redis.call('PUBLISH', KEYS[1], id .. ' ' .. ARGV[1])
+local stored = n == 0 and ARGV[2] == 's'
+if stored and waiting >= tonumber(ARGV[3]) then return {0, -1} end
+redis.call('XADD', KEYS[2], id, 'e', ARGV[1], 'w', stored and '1' or '0')
+if stored then waiting = redis.call('HINCRBY', KEYS[3], 'waiting', 1) end
+local ttl = ARGV[5]
+if waiting > 0 then
+  ttl = ARGV[4]
+else
+  redis.call('XTRIM', KEYS[2], 'MINID', '~', string.format('%.0f', now - tonumber(ARGV[5])))
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+if stored then return {0, waiting} end
+return {n, 0}
+"#;
+
+/// Reads users' streams without removing anything. `KEYS`: the epoch key,
+/// then each user's stream and meta. `ARGV[1]`: an epoch to set if Redis
+/// has none (it lost its data); then per user the epoch of the node's
+/// cursor and the cursor (`''`: a new subscription, which takes only the
+/// messages stored for nobody since the last drain). A cursor of another
+/// epoch reads the whole stream. Writes nothing but the epoch: the node
+/// acknowledges with `ACK` once it has delivered. Returns `{epoch, heads, lists}`: per user
+/// the stream's last id (`''` if empty) and `{id, w, envelope, ...}`.
+const DRAIN_MANY: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch) end
+local heads, lists = {}, {}
+for k = 1, (#KEYS - 1) / 2 do
+  local s, m = KEYS[2 * k], KEYS[2 * k + 1]
+  local cursor = ARGV[2 * k + 1]
+  local fresh = cursor == ''
+  local from = '-'
+  if fresh then
+    local seen = redis.call('HGET', m, 'seen')
+    if seen then from = '(' .. seen end
+  elseif ARGV[2 * k] == epoch then
+    from = '(' .. cursor
+  end
+  local out = {}
+  for _, e in ipairs(redis.call('XRANGE', s, from, '+')) do
+    if not fresh or e[2][4] == '1' then
+      out[#out + 1] = e[1]; out[#out + 1] = e[2][4]; out[#out + 1] = e[2][2]
+    end
+  end
+  local top = redis.call('XREVRANGE', s, '+', '-', 'COUNT', 1)
+  heads[k] = ''
+  if #top > 0 then heads[k] = top[1][1] end
+  lists[k] = out
+end
+return {epoch, heads, lists}
+"#;
+
+/// After a drain delivered up to `ARGV[k]` (a stream id) of the stream
+/// `KEYS[2k]`: a new subscription no longer takes what is up to there
+/// (`seen`), and `waiting` counts what was stored for nobody after it. The
+/// hash expires with the stream.
+const ACK: &str = r#"
+local function id(s) local a, b = string.match(s, '^(%d+)-(%d+)$'); return {tonumber(a), tonumber(b)} end
+for k = 1, #ARGV do
+  local m, head = KEYS[2 * k], ARGV[k]
+  local seen = redis.call('HGET', m, 'seen')
+  local h, o = id(head), seen and id(seen)
+  if not o or h[1] > o[1] or (h[1] == o[1] and h[2] > o[2]) then
+    local waiting = 0
+    for _, e in ipairs(redis.call('XRANGE', KEYS[2 * k - 1], '(' .. head, '+')) do
+      if e[2][4] == '1' then waiting = waiting + 1 end
+    end
+    redis.call('HSET', m, 'seen', head, 'waiting', waiting)
+    local ttl = redis.call('PTTL', KEYS[2 * k - 1])
+    if ttl > 0 then redis.call('PEXPIRE', m, ttl) else redis.call('DEL', m) end
+  end
+end
+return 1
 "#;
 
 /// The scripts, each hashed once: `invoke_async` sends `EVALSHA` and falls
@@ -242,7 +318,7 @@ return all
 static ADMIT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADMIT));
 static REFRESH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REFRESH));
 static SEND_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SEND));
-static DRAIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DRAIN));
+static ACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ACK));
 static DRAIN_MANY_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(DRAIN_MANY));
 
@@ -298,8 +374,9 @@ pub struct ClusterStats {
     pub envelopes_received: u64,
     /// Admissions decided by the local cap because Redis was unreachable.
     pub local_admissions: u64,
-    /// Stored messages this node took from offline streams right after
-    /// (re)subscribing and delivered to its open connections.
+    /// Messages this node read from users' streams right after
+    /// (re)subscribing and delivered to its open connections: stored for
+    /// nobody, or missed while it was not subscribed.
     pub offline_delivered: u64,
     /// Redis round trips per bucket of [`RTT_BUCKETS_US`] (not cumulative;
     /// the last counts those over the largest bound).
@@ -327,7 +404,51 @@ struct LocalUser {
     count: usize,
     /// The answer to the user's current subscription request.
     confirmed: Arc<Confirmed>,
+    /// Where this node is in the user's stream; `None` until the first
+    /// drain of the subscription.
+    cursor: Option<Cursor>,
 }
+
+/// A stream id, `ms-seq`.
+type StreamId = (u64, u64);
+
+fn parse_id(s: &[u8]) -> Option<StreamId> {
+    let (ms, seq) = std::str::from_utf8(s).ok()?.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// A published payload: `<stream id> <envelope>`, `' '<envelope>` (control),
+/// or a bare envelope (a node of the previous release; it starts with the
+/// version byte, never a digit or a space).
+fn split_published(payload: &[u8]) -> (Option<StreamId>, &[u8]) {
+    match payload.iter().position(|b| *b == b' ') {
+        Some(space)
+            if payload[..space]
+                .iter()
+                .all(|b| b.is_ascii_digit() || *b == b'-') =>
+        {
+            (parse_id(&payload[..space]), &payload[space + 1..])
+        }
+        _ => (None, payload),
+    }
+}
+
+/// A node's position in one user's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    /// The Redis data set the ids belong to (a new one after Redis lost its data).
+    epoch: String,
+    /// Every message up to here was delivered to this node's connections of
+    /// the user, or sent before it subscribed: a later drain reads after it.
+    at: StreamId,
+    /// Every message up to here was delivered: a published one at or below it
+    /// is a duplicate (a drain delivered it already).
+    delivered: Option<StreamId>,
+}
+
+/// What one drain read for a user: the stream's last id and `(id, stored
+/// for nobody, envelope)` per message.
+type Drained = (Option<StreamId>, Vec<(StreamId, bool, Envelope)>);
 
 /// A node's link to the cluster.
 pub struct Cluster {
@@ -433,44 +554,86 @@ impl Cluster {
         format!("{}:user:", self.config.namespace)
     }
 
-    /// Runs one Redis operation with the timeout, reconnecting lazily.
+    /// Runs one Redis operation with the timeout, reconnecting lazily. Not
+    /// retried: for operations that must not run twice (a send).
     async fn call<T, F, Fut>(&self, op: F) -> Result<T, ClusterError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let timeout = self.config.op_timeout;
         let started = Instant::now();
-        let result = smol::future::or(
+        let result = self.attempt(op).await.map_err(|(e, _)| e);
+        self.record(started, &result).await;
+        result
+    }
+
+    /// [`call`](Self::call) for an operation that may run twice: if it failed
+    /// on a connection Redis had dropped (the first call after a restart finds
+    /// its kept connection dead), it runs once more on a new connection, so a
+    /// Redis that is back answers the first call (an admission does not fall
+    /// back to the local cap because of a stale connection).
+    async fn call_idempotent<T, F, Fut>(&self, op: F) -> Result<T, ClusterError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let result = match self.attempt(&op).await {
+            Err((_, true)) => {
+                *self.conn.lock().await = None;
+                self.attempt(&op).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        };
+        self.record(started, &result).await;
+        result
+    }
+
+    /// One try of `op` within `op_timeout`; on failure, whether it failed on
+    /// a kept connection that Redis dropped (worth one more try).
+    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, (ClusterError, bool)>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = self.config.op_timeout;
+        smol::future::or(
             async {
-                let conn = {
+                let (conn, kept) = {
                     let mut guard = self.conn.lock().await;
                     match guard.as_ref() {
-                        Some(c) => c.clone(),
+                        Some(c) => (c.clone(), true),
                         None => {
                             let c = self
                                 .client
                                 .get_multiplexed_async_connection()
                                 .await
-                                .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+                                .map_err(|e| (ClusterError::Unavailable(e.to_string()), false))?;
                             *guard = Some(c.clone());
-                            c
+                            (c, false)
                         }
                     }
                 };
-                op(conn)
-                    .await
-                    .map_err(|e| ClusterError::Unavailable(e.to_string()))
+                op(conn).await.map_err(|e| {
+                    let dropped = kept && (e.is_connection_dropped() || e.is_io_error());
+                    (ClusterError::Unavailable(e.to_string()), dropped)
+                })
             },
             async {
                 smol::Timer::after(timeout).await;
-                Err(ClusterError::Unavailable(format!(
-                    "redis call timed out after {timeout:?}"
-                )))
+                Err((
+                    ClusterError::Unavailable(format!("redis call timed out after {timeout:?}")),
+                    false,
+                ))
             },
         )
-        .await;
-        match &result {
+        .await
+    }
+
+    /// Counts a call's outcome: its round trip, or the outage (the kept
+    /// connection is dropped, the next call makes a new one).
+    async fn record<T>(&self, started: Instant, result: &Result<T, ClusterError>) {
+        match result {
             Ok(_) => {
                 self.rtt.observe(started.elapsed());
                 self.healthy.store(true, Ordering::Relaxed);
@@ -483,7 +646,6 @@ impl Cluster {
                 *self.conn.lock().await = None;
             }
         }
-        result
     }
 
     /// Takes a cluster-wide lease for connection `member` of `user`:
@@ -492,14 +654,18 @@ impl Cluster {
         let key = self.key("conns", user);
         let ttl = self.config.lease_ttl.as_millis() as u64;
         let member = format!("{}:{member}", self.node_id());
-        self.call(|mut c| async move {
-            ADMIT_SCRIPT
-                .key(key)
-                .arg(member)
-                .arg(cap)
-                .arg(ttl)
-                .invoke_async::<i64>(&mut c)
-                .await
+        // Idempotent: a second run finds the member's lease and renews it.
+        self.call_idempotent(|mut c| {
+            let (key, member) = (key.clone(), member.clone());
+            async move {
+                ADMIT_SCRIPT
+                    .key(key)
+                    .arg(member)
+                    .arg(cap)
+                    .arg(ttl)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            }
         })
         .await
         .map(|n| n == 1)
@@ -581,128 +747,255 @@ impl Cluster {
         .map(|_| ())
     }
 
-    /// Publishes `envelope` for `user`, or stores it in the user's offline
-    /// stream when no node holds the user (`store_offline`).
+    /// Publishes `envelope` for `user` and, for a message, appends it to the
+    /// user's stream (kept for `replay_window`, for nodes that resubscribe);
+    /// stored there for the user's next connection when no node is
+    /// subscribed and nothing was delivered locally (`store_offline`).
     pub async fn publish(
         &self,
         user: &str,
         envelope: &Envelope,
         store_offline: bool,
     ) -> Result<Remote, ClusterError> {
-        let channel = self.key("user", user);
-        let stream = self.key("offline", user);
-        let max = if store_offline {
-            self.config.offline_max
-        } else {
-            0
+        let keys = [
+            self.key("user", user),
+            self.key("offline", user),
+            self.key("offmeta", user),
+        ];
+        let mode = match envelope {
+            Envelope::Deliver { .. } if store_offline => "s",
+            Envelope::Deliver { .. } => "l",
+            _ => "c",
         };
-        let ttl = self.config.offline_ttl.as_millis() as u64;
+        let args = (
+            self.config.offline_max,
+            self.config.offline_ttl.as_millis() as u64,
+            self.config.replay_window.as_millis() as u64,
+        );
         let bytes = envelope.encode();
         let (n, stored): (i64, i64) = self
             .call(|mut c| async move {
+                let [channel, stream, meta] = keys;
                 SEND_SCRIPT
                     .key(channel)
                     .key(stream)
+                    .key(meta)
                     .arg(bytes)
-                    .arg(max)
-                    .arg(ttl)
+                    .arg(mode)
+                    .arg(args.0)
+                    .arg(args.1)
+                    .arg(args.2)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
         match (n, stored) {
-            (n, _) if n > 0 => Ok(Remote::Published(n as u32)),
-            (_, -1) if store_offline => Err(ClusterError::OfflineFull),
-            (_, -1) => Ok(Remote::Published(0)),
-            (_, s) => Ok(Remote::Stored(s as u32)),
+            (_, -1) => Err(ClusterError::OfflineFull),
+            (_, s) if s > 0 => Ok(Remote::Stored(s as u32)),
+            (n, _) => Ok(Remote::Published(n as u32)),
         }
     }
 
-    /// Takes every message of the user's offline stream, oldest first.
+    /// Takes the messages stored for `user` while no node was subscribed,
+    /// oldest first (what a new connection would get).
     pub async fn drain_offline(&self, user: &str) -> Result<Vec<Envelope>, ClusterError> {
-        let stream = self.key("offline", user);
-        let raw: Vec<Vec<u8>> = self
-            .call(|mut c| async move { DRAIN_SCRIPT.key(stream).invoke_async(&mut c).await })
-            .await?;
-        Ok(raw.iter().filter_map(|b| Envelope::decode(b)).collect())
+        let mut all = self.drain_offline_many(&[user.to_owned()]).await?;
+        Ok(all.pop().unwrap_or_default())
     }
 
-    /// Takes every message of the offline streams of `users` (one list per
-    /// user, oldest first), in atomic batches of [`DRAIN_BATCH`] users. On an
-    /// error, batches before the failing one were taken: pass at most
-    /// [`DRAIN_BATCH`] users to lose nothing.
+    /// [`drain_offline`](Self::drain_offline) for each of `users`, in atomic
+    /// batches of [`DRAIN_BATCH`] users.
     pub async fn drain_offline_many(
         &self,
         users: &[String],
     ) -> Result<Vec<Vec<Envelope>>, ClusterError> {
         let mut all = Vec::with_capacity(users.len());
         for batch in users.chunks(DRAIN_BATCH) {
-            let keys: Vec<String> = batch.iter().map(|u| self.key("offline", u)).collect();
-            let raw: Vec<Vec<Vec<u8>>> = self
-                .call(|mut c| async move {
-                    let mut inv = DRAIN_MANY_SCRIPT.prepare_invoke();
-                    for k in &keys {
-                        inv.key(k);
-                    }
-                    inv.invoke_async(&mut c).await
-                })
-                .await?;
+            let reqs: Vec<(String, Option<Cursor>)> =
+                batch.iter().map(|u| (u.clone(), None)).collect();
+            let (_, drained) = self.read_streams(&reqs).await?;
+            let heads: Vec<_> = batch
+                .iter()
+                .cloned()
+                .zip(drained.iter().map(|d| d.0))
+                .collect();
+            self.ack(&heads).await?;
             all.extend(
-                raw.into_iter()
-                    .map(|r| r.iter().filter_map(|b| Envelope::decode(b)).collect()),
+                drained
+                    .into_iter()
+                    .map(|(_, list)| list.into_iter().map(|(_, _, e)| e).collect()),
             );
         }
         Ok(all)
     }
 
-    /// Drains the offline streams of `users`, which this node has just
-    /// (re)subscribed to, and hands what was stored to `deliver` in order,
-    /// one batch of [`DRAIN_BATCH`] users after the other. Runs on the
-    /// subscriber task before it reads any further pub/sub message, so a
-    /// stored message is delivered before any message published after the
+    /// Tells Redis that what a drain read of each user's stream (up to the
+    /// stream's last id then) was delivered: a new subscription no longer takes it. Run after the
+    /// delivery, so a drain whose reply was lost loses nothing (the next one
+    /// reads the same); an `ACK` that fails only lets a later new
+    /// subscription on another node take the same stored messages again.
+    async fn ack(&self, read: &[(String, Option<StreamId>)]) -> Result<(), ClusterError> {
+        let mut keys = Vec::new();
+        let mut heads = Vec::new();
+        for (user, head) in read {
+            if let Some((ms, seq)) = head {
+                keys.extend([self.key("offline", user), self.key("offmeta", user)]);
+                heads.push(format!("{ms}-{seq}"));
+            }
+        }
+        if heads.is_empty() {
+            return Ok(());
+        }
+        self.call_idempotent(|mut c| {
+            let mut inv = ACK_SCRIPT.prepare_invoke();
+            for k in &keys {
+                inv.key(k);
+            }
+            for h in &heads {
+                inv.arg(h);
+            }
+            async move { inv.invoke_async::<i64>(&mut c).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// One `DRAIN_MANY` call: reads the stream of each user after its cursor
+    /// (`None`: what was stored for nobody). Removes nothing, so a call whose
+    /// reply is lost is simply made again.
+    async fn read_streams(
+        &self,
+        reqs: &[(String, Option<Cursor>)],
+    ) -> Result<(String, Vec<Drained>), ClusterError> {
+        let mut keys = vec![format!("{}:epoch", self.config.namespace)];
+        let mut args = vec![uuid::Uuid::new_v4().to_string()];
+        for (user, cursor) in reqs {
+            keys.push(self.key("offline", user));
+            keys.push(self.key("offmeta", user));
+            match cursor {
+                Some(c) => args.extend([c.epoch.clone(), format!("{}-{}", c.at.0, c.at.1)]),
+                None => args.extend([String::new(), String::new()]),
+            }
+        }
+        type Raw = (String, Vec<String>, Vec<Vec<Vec<u8>>>);
+        let (epoch, heads, lists): Raw = self
+            .call_idempotent(|mut c| {
+                let mut inv = DRAIN_MANY_SCRIPT.prepare_invoke();
+                for k in &keys {
+                    inv.key(k);
+                }
+                for a in &args {
+                    inv.arg(a);
+                }
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await?;
+        let drained = heads
+            .iter()
+            .zip(lists)
+            .map(|(head, list)| {
+                let entries = list
+                    .chunks_exact(3)
+                    .filter_map(|e| {
+                        Some((parse_id(&e[0])?, e[1] == b"1", Envelope::decode(&e[2])?))
+                    })
+                    .collect();
+                (parse_id(head.as_bytes()), entries)
+            })
+            .collect();
+        Ok((epoch, drained))
+    }
+
+    /// Reads the streams of `users`, which this node has just (re)subscribed
+    /// to, from its cursors, hands what it missed to `deliver` in order, then
+    /// acknowledges; one batch of [`DRAIN_BATCH`] users after the other. Runs
+    /// on the subscriber task before it reads any further pub/sub message, so
+    /// a drained message is delivered before any message published after the
     /// subscription. A batch Redis does not answer is retried with backoff
-    /// (each batch is one atomic script: nothing of it was taken), keeping the
-    /// subscription: messages published to it meanwhile wait in the pub/sub
-    /// connection. Should the subscription have died, the subscriber finds
-    /// out right after and resubscribes (and drains again).
+    /// (reading removes nothing), keeping the subscription: messages
+    /// published to it meanwhile wait in the pub/sub connection. Should the
+    /// subscription have died, the subscriber finds out right after and
+    /// resubscribes (and drains again).
     async fn drain_into(&self, users: &[String], deliver: &impl Fn(&str, Envelope)) {
         for batch in users.chunks(DRAIN_BATCH) {
             // A user whose last connection here closed since is left alone:
             // their stream waits for their next connection.
-            let batch: Vec<String> = {
+            let reqs: Vec<(String, Option<Cursor>)> = {
                 let local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
                 batch
                     .iter()
-                    .filter(|u| local.contains_key(u.as_str()))
-                    .cloned()
+                    .filter_map(|u| Some((u.clone(), local.get(u.as_str())?.cursor.clone())))
                     .collect()
             };
-            if batch.is_empty() {
+            if reqs.is_empty() {
                 continue;
             }
             let mut backoff = Duration::from_millis(100);
-            let all = loop {
-                match self.drain_offline_many(&batch).await {
-                    Ok(all) => break all,
+            let (epoch, drained) = loop {
+                match self.read_streams(&reqs).await {
+                    Ok(r) => break r,
                     Err(e) => {
                         log::warn!(
-                            "offline streams of {} user(s) not drained yet ({e}); retrying in {backoff:?}",
-                            batch.len()
+                            "streams of {} user(s) not read yet ({e}); retrying in {backoff:?}",
+                            reqs.len()
                         );
                         smol::Timer::after(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             };
-            for (user, envelopes) in batch.iter().zip(all) {
+            // Acknowledged: what was delivered to users still held here. The
+            // stream of a user whose last connection closed meanwhile waits
+            // for their next connection.
+            let mut acked = Vec::new();
+            for ((user, cursor), read) in reqs.iter().zip(drained) {
+                let head = read.0;
+                let Some(envelopes) = self.advance(user, cursor.as_ref(), &epoch, read) else {
+                    continue;
+                };
                 for env in envelopes {
-                    // Stored envelopes were delivered nowhere (a node holding
-                    // the user never stores), so this node's own ones count too.
                     self.offline_delivered.fetch_add(1, Ordering::Relaxed);
                     deliver(user, env);
                 }
+                acked.push((user.clone(), head));
+            }
+            if let Err(e) = self.ack(&acked).await {
+                log::warn!("drained streams not acknowledged ({e}); a new connection elsewhere may get their stored messages again");
             }
         }
+    }
+
+    /// Moves `user`'s cursor past what a drain from `cursor` read, and
+    /// returns the messages to deliver: after a new subscription (`None`),
+    /// those stored for nobody; after a resubscription, every message after
+    /// the cursor but this node's own (delivered locally when sent).
+    /// `None` when the node no longer holds the user.
+    fn advance(
+        &self,
+        user: &str,
+        cursor: Option<&Cursor>,
+        epoch: &str,
+        (head, entries): Drained,
+    ) -> Option<Vec<Envelope>> {
+        let same_epoch = cursor.filter(|c| c.epoch == epoch);
+        let at = head.or(same_epoch.map(|c| c.at)).unwrap_or((0, 0));
+        let mut delivered = cursor.is_some().then_some(at);
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, stored, env) in entries {
+            if cursor.is_none() {
+                delivered = delivered.max(Some(id));
+            } else if !stored && env.origin() == self.node_id {
+                continue;
+            }
+            out.push(env);
+        }
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        local.get_mut(user)?.cursor = Some(Cursor {
+            epoch: epoch.to_owned(),
+            at,
+            delivered,
+        });
+        Some(out)
     }
 
     /// Counts a local connection of `user`; the first one subscribes this
@@ -718,6 +1011,7 @@ impl Cluster {
             let entry = local.entry(user.to_owned()).or_insert_with(|| LocalUser {
                 count: 0,
                 confirmed: Arc::new(Confirmed::new()),
+                cursor: None,
             });
             entry.count += 1;
             (entry.count == 1, entry.confirmed.clone())
@@ -772,6 +1066,23 @@ impl Cluster {
         if last {
             let _ = self.sub_tx.try_send(SubCmd::Unsubscribe(user.to_owned()));
         }
+    }
+
+    /// Whether the published message `id` of `user` is not yet delivered
+    /// here (a drain after a resubscription may have delivered it); moves
+    /// the user's cursor past it. Control messages (no id) always are.
+    fn first_delivery(&self, user: &str, id: Option<StreamId>) -> bool {
+        let Some(id) = id else { return true };
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(cursor) = local.get_mut(user).and_then(|u| u.cursor.as_mut()) else {
+            return true;
+        };
+        if cursor.delivered.is_some_and(|d| id <= d) {
+            return false;
+        }
+        cursor.at = cursor.at.max(id);
+        cursor.delivered = Some(id);
+        true
     }
 
     /// Users this node holds (and is subscribed for).
@@ -922,12 +1233,17 @@ impl Cluster {
         }
     }
 
-    /// One published envelope: handed to `deliver` unless this node sent it.
+    /// One published envelope: handed to `deliver` unless this node sent it
+    /// or a drain delivered it already.
     fn receive(&self, prefix: &str, msg: &redis::Msg, deliver: &impl Fn(&str, Envelope)) {
         let Some(user) = msg.get_channel_name().strip_prefix(prefix) else {
             return;
         };
-        let Some(env) = Envelope::decode(msg.get_payload_bytes()) else {
+        let (id, envelope) = split_published(msg.get_payload_bytes());
+        if !self.first_delivery(user, id) {
+            return;
+        }
+        let Some(env) = Envelope::decode(envelope) else {
             log::warn!(
                 "dropping an envelope of unknown version on {}",
                 msg.get_channel_name()
@@ -1011,6 +1327,25 @@ mod tests {
         assert_eq!(Envelope::decode(&other), None);
         assert_eq!(Envelope::decode(&[]), None);
         assert_eq!(Envelope::decode(&[ENVELOPE_VERSION, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn published_payloads_carry_a_stream_id_and_bare_envelopes_still_decode() {
+        let e = Envelope::Deactivate { origin: [9; 16] };
+        let bytes = e.encode();
+        let mut with_id = b"1764320000000-7 ".to_vec();
+        with_id.extend(&bytes);
+        assert_eq!(
+            split_published(&with_id),
+            (Some((1_764_320_000_000, 7)), &bytes[..])
+        );
+        let mut control = b" ".to_vec();
+        control.extend(&bytes);
+        assert_eq!(split_published(&control), (None, &bytes[..]));
+        // From a node of the previous release: the version byte comes first.
+        assert_eq!(split_published(&bytes), (None, &bytes[..]));
+        assert_eq!(Envelope::decode(split_published(&with_id).1), Some(e));
+        assert_eq!(parse_id(b"12-x"), None);
     }
 
     #[test]

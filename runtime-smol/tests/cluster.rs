@@ -1,12 +1,16 @@
 //! Several in-process nodes on one real redis-server (loopback): cross-node
 //! send, the cluster-wide cap, cross-node force-disconnect, offline replay on
-//! another node, and a Redis outage during traffic.
+//! another node, a Redis outage during traffic, and Redis killed (SIGKILL)
+//! and restarted on the same port during traffic, tried as an operator
+//! would: every send that was accepted reaches every tab that stayed
+//! connected, in order, once.
 
 #[path = "support/redis.rs"]
 mod redis_support;
 mod support;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use redis_support::RedisServer;
 use support::*;
@@ -33,6 +37,13 @@ fn capped_node(
     tune(&mut cluster);
     c.cluster = Some(cluster);
     start_with(c, TestHandler::greeting())
+}
+
+/// A redis-server and `n` nodes on it (`None`: no redis-server here).
+fn redis_and_nodes(test: &str, n: usize) -> Option<(RedisServer, Vec<TestServer>)> {
+    let redis = RedisServer::start(test)?;
+    let nodes = (0..n).map(|_| node(&redis, "nodes", |_| {})).collect();
+    Some((redis, nodes))
 }
 
 /// Connects and waits for the greeting, which the server writes only after
@@ -306,140 +317,17 @@ fn a_redis_outage_never_stops_local_delivery_and_cross_node_delivery_resumes() {
 
 #[test]
 fn every_send_accepted_while_redis_restarts_reaches_the_tabs_that_stayed_connected() {
-    let Some(mut redis) = RedisServer::start(
+    // Two tabs of each user on the node: both get everything.
+    restart_during_traffic(
         "every_send_accepted_while_redis_restarts_reaches_the_tabs_that_stayed_connected",
-    ) else {
-        return;
-    };
-    let nodes: Vec<_> = (0..2).map(|_| node(&redis, "restart", |_| {})).collect();
-    let users = ["u0", "u1", "u2"];
-    smol::block_on(async {
-        // Tabs on node 1 (two for u0); the back end posts through node 2.
-        let mut tabs = Vec::new();
-        for user in users {
-            tabs.push((user, join(&nodes[0], user).await));
-        }
-        tabs.push(("u0", join(&nodes[0], "u0").await));
-        // Each tab reads everything until the "end" marker.
-        let readers: Vec<_> = tabs
-            .into_iter()
-            .map(|(user, mut tab)| {
-                smol::spawn(async move {
-                    let mut got = Vec::new();
-                    loop {
-                        match recv_within(&mut tab, Duration::from_secs(10)).await {
-                            Recv::Text(t) if t == "end" => return (user, got),
-                            Recv::Text(t) => got.push(t),
-                            other => panic!("tab of {user}: {other:?} after {got:?}"),
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut accepted: std::collections::HashMap<&str, Vec<String>> = Default::default();
-        let mut maybe: std::collections::HashMap<&str, Vec<String>> = Default::default();
-        let (mut stored, mut refused) = (0, 0);
-        let mut round = 0;
-        let mut send_round = |round: usize| {
-            let node = &nodes[1];
-            let mut published = 0;
-            for user in users {
-                let text = format!("r{round}");
-                match smol::block_on(node.handle.send(user, Message::text(text.clone()))) {
-                    Ok(Reach {
-                        local: None,
-                        remote: Some(Ok(remote)),
-                    }) => {
-                        match remote {
-                            Remote::Published(1) => published += 1,
-                            Remote::Stored(_) => stored += 1,
-                            other => panic!("{other:?}"),
-                        }
-                        accepted.entry(user).or_default().push(text);
-                    }
-                    // Refused: a timeout may still have let it through.
-                    Err(UserError::Cluster(ClusterError::Unavailable(_))) => {
-                        refused += 1;
-                        maybe.entry(user).or_default().push(text);
-                    }
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            published == users.len()
-        };
-        for _ in 0..5 {
-            assert!(send_round(round), "published before the outage");
-            round += 1;
-        }
-        redis.stop();
-        let outage = std::time::Instant::now();
-        while outage.elapsed() < Duration::from_secs(3) {
-            send_round(round);
-            round += 1;
-            smol::Timer::after(Duration::from_millis(30)).await;
-        }
-        redis.restart();
-        // Keep posting until node 1 has resubscribed every user (all
-        // published) for a few rounds in a row; bounded.
-        let back = std::time::Instant::now();
-        let mut in_a_row = 0;
-        while in_a_row < 5 {
-            assert!(
-                back.elapsed() < Duration::from_secs(20),
-                "node 1 did not resubscribe"
-            );
-            in_a_row = if send_round(round) { in_a_row + 1 } else { 0 };
-            round += 1;
-            smol::Timer::after(Duration::from_millis(30)).await;
-        }
-        assert!(refused > 0, "the outage refused sends");
-        assert!(
-            stored > 0,
-            "some sends were stored while node 1 resubscribed"
-        );
-        for user in users {
-            let reach = nodes[1].handle.send(user, Message::text("end")).await;
-            assert!(
-                matches!(
-                    reach,
-                    Ok(Reach {
-                        remote: Some(Ok(Remote::Published(1))),
-                        ..
-                    })
-                ),
-                "{reach:?}"
-            );
-        }
-        for reader in readers {
-            let Some((user, got)) = within(Duration::from_secs(20), reader).await else {
-                panic!("a tab did not see the end marker in time");
-            };
-            // Every accepted send, in order, once; besides them only sends
-            // that were refused with a timeout (which may have gone through).
-            let delivered: Vec<&String> =
-                got.iter().filter(|t| accepted[user].contains(t)).collect();
-            assert_eq!(
-                delivered,
-                accepted[user].iter().collect::<Vec<_>>(),
-                "tab of {user}: every accepted send, in order, once ({stored} stored); got {got:?}"
-            );
-            let round_of = |t: &String| t[1..].parse::<usize>().unwrap();
-            assert!(
-                got.windows(2).all(|w| round_of(&w[0]) < round_of(&w[1])),
-                "tab of {user}: in order, no duplicate: {got:?}"
-            );
-            let unexpected: Vec<_> = got
-                .iter()
-                .filter(|t| {
-                    !accepted[user].contains(t) && !maybe.get(user).is_some_and(|m| m.contains(t))
-                })
-                .collect();
-            assert!(
-                unexpected.is_empty(),
-                "tab of {user}: never sent: {unexpected:?}"
-            );
-        }
-    });
+        Run {
+            tab_nodes: 1,
+            tabs: 2,
+            users: 3,
+            before: Duration::from_millis(500),
+            down_for: Duration::from_secs(2),
+        },
+    );
 }
 
 #[test]
@@ -507,5 +395,346 @@ fn leases_of_connections_that_stayed_open_are_recreated_after_a_redis_restart() 
         .await;
         assert!(freed, "closing a connection frees its re-created lease");
         drop(g1);
+    });
+}
+
+#[test]
+fn the_first_admission_after_a_redis_restart_is_decided_by_redis() {
+    let Some(mut redis) =
+        RedisServer::start("the_first_admission_after_a_redis_restart_is_decided_by_redis")
+    else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2)
+        .map(|_| capped_node(&redis, "first", 1, |_| {}))
+        .collect();
+    smol::block_on(async {
+        // Node 2 has a kept connection to Redis, which the restart kills.
+        let _ivy = join(&nodes[1], "ivy").await;
+        redis.restart();
+        let local_before = nodes[1].stats().cluster.unwrap().local_admissions;
+        // The first call after the restart: admitted by Redis, not by the
+        // local cap (which would let a second connection on node 1 in).
+        let _hank = join(&nodes[1], "hank").await;
+        let cluster = nodes[1].stats().cluster.unwrap();
+        assert_eq!(cluster.local_admissions, local_before, "{cluster:?}");
+        let second = connect_raw(nodes[0].addr, "/ws", Some(&jwt("hank", 300))).await;
+        assert!(
+            matches!(&second, Err(async_tungstenite::tungstenite::Error::Http(r)) if r.status().as_u16() == 429),
+            "hank is at the cluster-wide cap of 1: {:?}",
+            second.as_ref().map(|_| ())
+        );
+    });
+}
+
+/// One fault run.
+struct Run {
+    /// Nodes holding the tabs; one more node sends.
+    tab_nodes: usize,
+    /// Tabs of each user on each of those nodes.
+    tabs: usize,
+    users: usize,
+    /// Traffic before Redis is killed.
+    before: Duration,
+    /// How long Redis stays dead. The subscriber tasks retry at about 0.1,
+    /// 0.3, 0.7, 1.5 and 3.1 s after the kill: a restart at 1.7 or 2 s leaves
+    /// a second or more in which sends are accepted while the nodes are not
+    /// yet subscribed again.
+    down_for: Duration,
+}
+
+/// One round of sends (one to each user) every this long: about 10 messages
+/// a second per user. What a node delivers at once after resubscribing must
+/// fit in a tab's queue (`queue_depth`, 64), else the tab is closed as a slow
+/// consumer.
+const ROUND_EVERY: Duration = Duration::from_millis(100);
+
+/// What the sender saw, per user.
+#[derive(Default)]
+struct Sent {
+    /// Accepted (published or stored), in send order.
+    accepted: HashMap<String, Vec<String>>,
+    /// Refused as unavailable: a timeout may still have let it through.
+    maybe: HashMap<String, Vec<String>>,
+    /// Accepted sends stored because no node was subscribed.
+    stored: usize,
+    /// Accepted sends published to fewer nodes than hold the user.
+    partial: usize,
+    refused: usize,
+}
+
+impl Sent {
+    /// Sends round `round` to every user; true when every send reached
+    /// every node holding the user.
+    fn round(&mut self, sender: &TestServer, users: &[String], holders: u32, round: usize) -> bool {
+        let mut all = true;
+        for user in users {
+            let text = format!("r{round}");
+            match smol::block_on(sender.handle.send(user, Message::text(text.clone()))) {
+                Ok(Reach {
+                    local: None,
+                    remote: Some(Ok(remote)),
+                }) => {
+                    match remote {
+                        Remote::Published(n) if n == holders => {}
+                        Remote::Published(n) if n < holders => self.partial += 1,
+                        Remote::Stored(_) => self.stored += 1,
+                        other => panic!("{other:?}"),
+                    }
+                    all &= remote == Remote::Published(holders);
+                    self.accepted.entry(user.clone()).or_default().push(text);
+                }
+                Err(UserError::Cluster(ClusterError::Unavailable(_))) => {
+                    all = false;
+                    self.refused += 1;
+                    self.maybe.entry(user.clone()).or_default().push(text);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        all
+    }
+
+    /// Every accepted send to `user`, in order, once; besides them only
+    /// sends refused as unavailable.
+    fn check(&self, user: &str, got: &[String]) {
+        let accepted = &self.accepted[user];
+        let delivered: Vec<&String> = got.iter().filter(|t| accepted.contains(t)).collect();
+        assert_eq!(
+            delivered,
+            accepted.iter().collect::<Vec<_>>(),
+            "a tab of {user}: every accepted send, in order, once ({} stored, {} partial); got {got:?}",
+            self.stored,
+            self.partial
+        );
+        let round_of = |t: &String| t[1..].parse::<usize>().unwrap();
+        assert!(
+            got.windows(2).all(|w| round_of(&w[0]) < round_of(&w[1])),
+            "a tab of {user}: in order, no duplicate: {got:?}"
+        );
+        let unexpected: Vec<_> = got
+            .iter()
+            .filter(|t| {
+                !accepted.contains(t) && !self.maybe.get(user).is_some_and(|m| m.contains(t))
+            })
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "a tab of {user}: never sent: {unexpected:?}"
+        );
+    }
+}
+
+/// A tab that reads everything until the "end" marker.
+fn reader(user: String, mut tab: Client) -> smol::Task<(String, Vec<String>)> {
+    smol::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            match recv_within(&mut tab, Duration::from_secs(10)).await {
+                Recv::Text(t) if t == "end" => return (user, got),
+                Recv::Text(t) => got.push(t),
+                other => panic!("tab of {user}: {other:?} after {} messages", got.len()),
+            }
+        }
+    })
+}
+
+/// Posts while Redis is killed and restarted, then checks every tab.
+fn restart_during_traffic(test: &str, run: Run) {
+    let Some(mut redis) = RedisServer::start(test) else {
+        return;
+    };
+    // Room for everything sent while the nodes resubscribe: a refusal for a
+    // full stream would only shrink what the test checks.
+    let nodes: Vec<_> = (0..=run.tab_nodes)
+        .map(|_| node(&redis, "fault", |c| c.offline_max = 10_000))
+        .collect();
+    let (tab_nodes, sender) = nodes.split_at(run.tab_nodes);
+    let sender = &sender[0];
+    let holders = run.tab_nodes as u32;
+    let users: Vec<String> = (0..run.users).map(|i| format!("user{i}")).collect();
+    smol::block_on(async {
+        let mut readers = Vec::new();
+        for user in &users {
+            for n in tab_nodes {
+                for _ in 0..run.tabs {
+                    readers.push(reader(user.clone(), join(n, user).await));
+                }
+            }
+        }
+        let mut sent = Sent::default();
+        let mut round = 0;
+        let started = Instant::now();
+        while started.elapsed() < run.before {
+            assert!(
+                sent.round(sender, &users, holders, round),
+                "before the fault"
+            );
+            round += 1;
+            smol::Timer::after(ROUND_EVERY).await;
+        }
+        redis.stop();
+        let killed = Instant::now();
+        while killed.elapsed() < run.down_for {
+            sent.round(sender, &users, holders, round);
+            round += 1;
+            smol::Timer::after(ROUND_EVERY).await;
+        }
+        redis.restart();
+        // Until every node has resubscribed every user (every send reached
+        // every holder) for a few rounds in a row; bounded.
+        let back = Instant::now();
+        let mut in_a_row = 0;
+        while in_a_row < 5 {
+            assert!(
+                back.elapsed() < Duration::from_secs(15),
+                "the nodes did not resubscribe"
+            );
+            in_a_row = if sent.round(sender, &users, holders, round) {
+                in_a_row + 1
+            } else {
+                0
+            };
+            round += 1;
+            smol::Timer::after(ROUND_EVERY).await;
+        }
+        assert!(sent.refused > 0, "the fault refused sends");
+        assert!(
+            sent.stored + sent.partial > 0,
+            "some sends were accepted while the nodes resubscribed"
+        );
+        for user in &users {
+            let reach = sender.handle.send(user, Message::text("end")).await;
+            assert!(
+                matches!(reach, Ok(Reach { remote: Some(Ok(Remote::Published(n))), .. }) if n == holders),
+                "{reach:?}"
+            );
+        }
+        for r in readers {
+            let Some((user, got)) = within(Duration::from_secs(20), r).await else {
+                panic!("a tab did not see the end marker in time");
+            };
+            sent.check(&user, &got);
+        }
+    });
+}
+
+#[test]
+fn redis_killed_during_traffic_every_accepted_send_reaches_the_tabs_that_stayed_connected() {
+    restart_during_traffic(
+        "redis_killed_during_traffic_every_accepted_send_reaches_the_tabs_that_stayed_connected",
+        Run {
+            tab_nodes: 1,
+            tabs: 1,
+            users: 100,
+            before: Duration::from_secs(2),
+            down_for: Duration::from_millis(1700),
+        },
+    );
+}
+
+#[test]
+fn a_user_with_tabs_on_two_nodes_gets_every_accepted_send_once_on_each_through_a_redis_kill() {
+    restart_during_traffic(
+        "a_user_with_tabs_on_two_nodes_gets_every_accepted_send_once_on_each_through_a_redis_kill",
+        Run {
+            tab_nodes: 2,
+            tabs: 1,
+            users: 10,
+            before: Duration::from_secs(1),
+            down_for: Duration::from_millis(1700),
+        },
+    );
+}
+
+#[test]
+fn a_node_whose_subscription_died_delivers_what_was_published_to_the_other_node_meanwhile() {
+    let Some((redis, nodes)) = redis_and_nodes(
+        "a_node_whose_subscription_died_delivers_what_was_published_to_the_other_node_meanwhile",
+        3,
+    ) else {
+        return;
+    };
+    smol::block_on(async {
+        let mut a1 = join(&nodes[0], "alice").await;
+        let mut a2 = join(&nodes[1], "alice").await;
+        // Node 2 also holds bob: its pub/sub connection has two channels,
+        // node 1's one.
+        let _bob = join(&nodes[1], "bob").await;
+        // The sending node has its connection to Redis.
+        assert!(nodes[2]
+            .handle
+            .cluster()
+            .unwrap()
+            .cluster_gauges()
+            .await
+            .is_ok());
+        let mut admin = redis.admin();
+        let list = admin.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+        let node_one = list
+            .lines()
+            .find(|l| l.contains(" sub=1 "))
+            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+            .unwrap_or_else(|| panic!("node 1's pub/sub connection in {list}"))
+            .to_owned();
+        // Node 1 loses its subscription and cannot reconnect for a while
+        // (Redis refuses new clients); Redis itself keeps running.
+        let connected = admin.cmd(&["CLIENT", "LIST"]).matches("id=").count();
+        assert!(admin
+            .cmd(&["CONFIG", "SET", "maxclients", &(connected - 1).to_string()])
+            .starts_with("+OK"));
+        assert!(admin
+            .cmd(&["CLIENT", "KILL", "ID", &node_one])
+            .starts_with(":1"));
+        for i in 0..10 {
+            let reach = nodes[2]
+                .handle
+                .send("alice", Message::text(format!("m{i}")))
+                .await;
+            assert!(
+                matches!(
+                    reach,
+                    Ok(Reach {
+                        remote: Some(Ok(Remote::Published(1))),
+                        ..
+                    })
+                ),
+                "only node 2 is subscribed: {reach:?}"
+            );
+        }
+        assert!(admin
+            .cmd(&["CONFIG", "SET", "maxclients", "10000"])
+            .starts_with("+OK"));
+        let mut i = 10;
+        let both = eventually(Duration::from_secs(10), || {
+            let reach = smol::block_on(
+                nodes[2]
+                    .handle
+                    .send("alice", Message::text(format!("m{i}"))),
+            );
+            i += 1;
+            matches!(
+                reach,
+                Ok(Reach {
+                    remote: Some(Ok(Remote::Published(2))),
+                    ..
+                })
+            )
+        })
+        .await;
+        assert!(both, "node 1 resubscribed");
+        // Node 1 delivers what it missed, then what came after: both tabs get
+        // everything, in order, once (a send that found node 1 subscribed
+        // again only partly is published to both).
+        for (tab, which) in [(&mut a1, "node 1"), (&mut a2, "node 2")] {
+            for j in 0..i {
+                assert_eq!(
+                    expect_text(tab, which).await,
+                    format!("m{j}"),
+                    "the tab on {which}"
+                );
+            }
+            assert_silent(tab, Duration::from_millis(200), "no duplicate").await;
+        }
     });
 }

@@ -18,6 +18,23 @@ fn cluster(url: &str, ns: &str, lease: Duration) -> Arc<Cluster> {
     Cluster::new(c).unwrap()
 }
 
+/// A node whose Redis calls time out after 300 ms.
+fn impatient(url: &str, ns: &str) -> Arc<Cluster> {
+    let mut config = ClusterConfig::new(url);
+    config.namespace = ns.into();
+    config.op_timeout = Duration::from_millis(300);
+    Cluster::new(config).unwrap()
+}
+
+/// A text message from node `origin`.
+fn text_from(origin: u8, s: &str) -> Envelope {
+    Envelope::Deliver {
+        origin: [origin; 16],
+        text: true,
+        payload: s.as_bytes().to_vec(),
+    }
+}
+
 #[test]
 fn twenty_racing_admissions_on_three_nodes_admit_exactly_five() {
     let Some(redis) =
@@ -96,11 +113,7 @@ fn a_message_is_stored_when_nobody_holds_the_user_and_drained_in_order() {
     };
     let node = cluster(&redis.url(), "off", Duration::from_secs(30));
     smol::block_on(async {
-        let msg = |s: &str| Envelope::Deliver {
-            origin: [1; 16],
-            text: true,
-            payload: s.as_bytes().to_vec(),
-        };
+        let msg = |s: &str| text_from(1, s);
         assert_eq!(
             node.publish("carol", &msg("one"), true).await,
             Ok(Remote::Stored(1))
@@ -142,11 +155,7 @@ fn drain_many_takes_each_users_stream_in_order_over_several_batches() {
     };
     let node = cluster(&redis.url(), "many", Duration::from_secs(30));
     smol::block_on(async {
-        let msg = |s: String| Envelope::Deliver {
-            origin: [2; 16],
-            text: true,
-            payload: s.into_bytes(),
-        };
+        let msg = |s: String| text_from(2, &s);
         // More users than one batch; every third one has nothing stored.
         let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
         for (i, user) in users.iter().enumerate() {
@@ -166,6 +175,17 @@ fn drain_many_takes_each_users_stream_in_order_over_several_batches() {
         // Taken: a second drain finds nothing.
         let again = node.drain_offline_many(&users).await.unwrap();
         assert!(again.iter().all(Vec::is_empty));
+        // Nothing a drain leaves behind outlives the streams, also for a user
+        // whose messages were all delivered (logged, never stored).
+        let delivered = node.publish("lisa", &msg("here".into()), false).await;
+        assert_eq!(delivered, Ok(Remote::Published(0)));
+        assert!(node.drain_offline("lisa").await.unwrap().is_empty());
+        let mut admin = redis.admin();
+        for key in ["many:offline:lisa", "many:offmeta:lisa", "many:offmeta:u2"] {
+            let ttl = admin.cmd(&["PTTL", key]);
+            let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+            assert!(ms > 0, "{key} expires: {ttl:?}");
+        }
     });
 }
 
@@ -179,10 +199,7 @@ fn a_second_concurrent_first_connection_waits_for_the_same_subscription() {
     let Some(redis) = RedisServer::start("a_second_concurrent_first_connection_waits") else {
         return;
     };
-    let mut config = ClusterConfig::new(redis.url());
-    config.namespace = "sub".into();
-    config.op_timeout = Duration::from_millis(300);
-    let node = Cluster::new(config).unwrap();
+    let node = impatient(&redis.url(), "sub");
     smol::block_on(async {
         let started = std::time::Instant::now();
         let second = async {
@@ -202,5 +219,41 @@ fn a_second_concurrent_first_connection_waits_for_the_same_subscription() {
             "{second_after:?}"
         );
         assert_eq!(node.local_users(), vec!["alice".to_owned()]);
+    });
+}
+
+/// A drain whose reply is lost (Redis answered after the call timed out)
+/// used to lose what it had removed. Reading takes nothing away: the next
+/// drain gets the same messages, once they are acknowledged they are gone.
+#[test]
+fn a_drain_that_times_out_loses_nothing() {
+    let Some(redis) = RedisServer::start("a_drain_that_times_out_loses_nothing") else {
+        return;
+    };
+    let node = impatient(&redis.url(), "slow");
+    let msg = |s: &str| text_from(3, s);
+    smol::block_on(async {
+        for m in ["one", "two"] {
+            assert!(matches!(
+                node.publish("hugo", &msg(m), true).await,
+                Ok(Remote::Stored(_))
+            ));
+        }
+        // Redis knows the drain script (else the call would stop at NOSCRIPT).
+        assert_eq!(node.drain_offline("ida").await.unwrap(), vec![]);
+        let stall = redis.stall(Duration::from_millis(800));
+        let timed_out = node.drain_offline("hugo").await;
+        assert!(
+            matches!(timed_out, Err(ClusterError::Unavailable(_))),
+            "{timed_out:?}"
+        );
+        stall.join().unwrap();
+        // Redis ran the timed-out drain after the stall; nothing is lost.
+        smol::Timer::after(Duration::from_millis(100)).await;
+        assert_eq!(
+            node.drain_offline("hugo").await.unwrap(),
+            vec![msg("one"), msg("two")]
+        );
+        assert_eq!(node.drain_offline("hugo").await.unwrap(), vec![]);
     });
 }

@@ -85,6 +85,10 @@ pub struct Args {
     /// Most messages held in Redis for a user connected nowhere.
     #[arg(long, env = "USERLANE_OFFLINE_STREAM_LEN", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub offline_stream_len: u32,
+    /// Seconds a user's messages stay in Redis for a node that holds them and
+    /// resubscribes (Redis came back) to deliver what it missed.
+    #[arg(long, env = "USERLANE_REPLAY_WINDOW", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub replay_window: u64,
     /// Seconds a client has to complete a request from the accept: head, body
     /// and answer, or the WebSocket upgrade (408 / closed beyond).
     #[arg(long, env = "USERLANE_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -250,6 +254,7 @@ impl Args {
             let mut cluster = userlane_smol::cluster::ClusterConfig::new(url.clone());
             cluster.lease_ttl = Duration::from_secs(self.lease_ttl);
             cluster.offline_max = self.offline_stream_len;
+            cluster.replay_window = Duration::from_secs(self.replay_window);
             c.cluster = Some(cluster);
         }
         c.validate().map_err(|e| e.to_string())?;
