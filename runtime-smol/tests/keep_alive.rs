@@ -182,3 +182,16 @@ fn a_refused_body_closes_the_connection() {
     assert_eq!((a.status, a.connection.as_str()), (411, "close"));
     assert!(closed(&mut t));
 }
+
+#[test]
+fn shutdown_closes_a_kept_alive_connection_without_waiting_for_its_idle_timeout() {
+    let s = server(1_000, Duration::from_secs(60));
+    let mut t = connect(&s);
+    t.write_all(post("/a", "", "").as_bytes()).unwrap();
+    assert_eq!(read_answer(&mut t).connection, "keep-alive");
+    let started = Instant::now();
+    smol::block_on(s.handle.shutdown(Duration::from_secs(30)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    assert!(closed(&mut t));
+}
