@@ -367,3 +367,232 @@ fn wrong_methods_on_api_paths_are_405_and_unknown_paths_404() {
         404
     );
 }
+
+/// `POST {path}` with the test service token (or `token`) and a JSON body.
+fn post_batch(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> HttpReply {
+    let auth = format!("Bearer {token}");
+    http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn a_batch_answers_one_result_per_item_in_order_and_a_bad_item_spoils_nothing() {
+    let server = Spawn::dev().args(&["--max-message-bytes", "64"]).start();
+    run(LIMIT, async {
+        let (mut alice1, _) = connect_dev(server.addr, "alice").await;
+        let (mut alice2, _) = connect_dev(server.addr, "alice").await;
+        let (mut bob, _) = connect_dev(server.addr, "bob").await;
+        // The payload's text is delivered as it stands in the request.
+        let raw = r#"{"items":[
+            {"user":"alice","payload":{ "n" : 1, "t":"caf\u00e9" }},
+            {"payload":{"no":"user"}},
+            {"user":"bob","payload":[1, 2]},
+            {"user":"","payload":1},
+            {"user":"bob","payload":"0123456789012345678901234567890123456789012345678901234567890123"},
+            {"user":"carol","payload":{"later":true}},
+            {"user":"alice","payload":2}
+        ]}"#;
+        let auth = format!("Bearer {SERVICE_TOKEN}");
+        let reply = http(
+            server.addr,
+            "POST",
+            "/api/send-batch",
+            &[("Authorization", &auth)],
+            raw.as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let item = "an item is {\"user\": \"…\", \"payload\": …}";
+        assert_eq!(
+            reply.json(),
+            json!({"results": [
+                {"status": 202, "queued_for": 2},
+                {"status": 400, "error": item},
+                {"status": 202, "queued_for": 1},
+                {"status": 400, "error": "bad user id"},
+                {"status": 413, "error": "payload over the message size limit"},
+                {"status": 202, "buffered": true},
+                {"status": 202, "queued_for": 2},
+            ]})
+        );
+        for (tab, what) in [(&mut alice1, "alice 1"), (&mut alice2, "alice 2")] {
+            assert_eq!(
+                expect_text(tab, what).await,
+                r#"{ "n" : 1, "t":"caf\u00e9" }"#
+            );
+            assert_eq!(expect_text(tab, what).await, "2");
+        }
+        assert_eq!(expect_text(&mut bob, "bob").await, "[1, 2]");
+        assert_silent(&mut bob, Duration::from_millis(200), "bob").await;
+        let (mut carol, _) = connect_dev(server.addr, "carol").await;
+        assert_eq!(expect_text(&mut carol, "carol").await, r#"{"later":true}"#);
+    });
+}
+
+#[test]
+fn send_many_gives_one_payload_to_each_user_with_one_result_each() {
+    let server = Spawn::dev().args(&["--offline-buffer", "0"]).start();
+    run(LIMIT, async {
+        let (mut alice, _) = connect_dev(server.addr, "alice").await;
+        let (mut bob1, _) = connect_dev(server.addr, "bob").await;
+        let (mut bob2, _) = connect_dev(server.addr, "bob").await;
+        let body = json!({"users": ["alice", 7, "bob", "nobody", ""], "payload": {"all": "hands"}});
+        let reply = post_batch(server.addr, "/api/send-many", SERVICE_TOKEN, &body);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(
+            reply.json(),
+            json!({"results": [
+                {"status": 202, "queued_for": 1},
+                {"status": 400, "error": "a user id is a string"},
+                {"status": 202, "queued_for": 2},
+                {"status": 404, "error": "unknown user"},
+                {"status": 400, "error": "bad user id"},
+            ]})
+        );
+        for (c, what) in [
+            (&mut alice, "alice"),
+            (&mut bob1, "bob 1"),
+            (&mut bob2, "bob 2"),
+        ] {
+            assert_eq!(expect_text(c, what).await, r#"{"all":"hands"}"#);
+            assert_silent(c, Duration::from_millis(100), what).await;
+        }
+    });
+}
+
+#[test]
+fn batch_calls_are_bounded_and_authorized_and_a_refused_call_sends_nothing() {
+    let server = Spawn::dev()
+        .args(&["--max-batch-items", "3", "--max-batch-bytes", "300"])
+        .start();
+    run(LIMIT, async {
+        let (mut alice, _) = connect_dev(server.addr, "alice").await;
+        let four = json!({"items": (0..4).map(|i| json!({"user": "alice", "payload": i})).collect::<Vec<_>>()});
+        let reply = post_batch(server.addr, "/api/send-batch", SERVICE_TOKEN, &four);
+        assert_eq!(
+            (reply.status, reply.json()),
+            (413, json!({"error": "over 3 items"}))
+        );
+        let many = json!({"users": ["alice", "alice", "alice", "alice"], "payload": 1});
+        let reply = post_batch(server.addr, "/api/send-many", SERVICE_TOKEN, &many);
+        assert_eq!(
+            (reply.status, reply.json()),
+            (413, json!({"error": "over 3 users"}))
+        );
+        let big = json!({"users": ["alice"], "payload": "x".repeat(300)});
+        let reply = post_batch(server.addr, "/api/send-many", SERVICE_TOKEN, &big);
+        assert_eq!(
+            (reply.status, reply.json()),
+            (413, json!({"error": "body over the batch size limit"}))
+        );
+        let one = json!({"items": [{"user": "alice", "payload": 1}]});
+        for path in ["/api/send-batch", "/api/send-many"] {
+            let reply = post_batch(server.addr, path, "wrong-token", &one);
+            assert_eq!(reply.status, 401, "{path}");
+            assert_eq!(
+                reply.json(),
+                json!({"error": "a valid service token is required"})
+            );
+            let reply = post_batch(server.addr, path, SERVICE_TOKEN, &json!([1, 2]));
+            assert_eq!(reply.status, 400, "{path}: {}", reply.text());
+            assert_eq!(http(server.addr, "GET", path, &[], b"").status, 405);
+        }
+        assert_silent(&mut alice, Duration::from_millis(200), "alice").await;
+        // Three items fit.
+        let three = json!({"items": (0..3).map(|i| json!({"user": "alice", "payload": i})).collect::<Vec<_>>()});
+        let reply = post_batch(server.addr, "/api/send-batch", SERVICE_TOKEN, &three);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        for i in 0..3 {
+            assert_eq!(expect_text(&mut alice, "alice").await, i.to_string());
+        }
+    });
+}
+
+#[test]
+fn a_back_end_sends_many_requests_over_one_kept_alive_connection() {
+    use std::io::{Read, Write};
+    let server = Spawn::dev()
+        .args(&["--max-requests-per-connection", "4"])
+        .start();
+    run(LIMIT, async {
+        let (mut alice, _) = connect_dev(server.addr, "alice").await;
+        let mut t = std::net::TcpStream::connect(server.addr).unwrap();
+        t.set_read_timeout(Some(RECV_TIMEOUT)).unwrap();
+        let request = |path: &str, body: &str| {
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SERVICE_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        // Two pipelined in one write, then one batch, then one more: the
+        // fourth is the bound, answered with Connection: close.
+        let mut first = request("/api/users/alice/messages", "1");
+        first.push_str(&request("/api/users/alice/messages", "2"));
+        t.write_all(first.as_bytes()).unwrap();
+        let mut answers = Vec::new();
+        let mut read_answer = |t: &mut std::net::TcpStream| {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(t.read(&mut byte).unwrap(), 1, "answer cut short");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+            let len: usize = head
+                .split("content-length: ")
+                .nth(1)
+                .and_then(|v| v.split("\r\n").next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut body = vec![0u8; len];
+            t.read_exact(&mut body).unwrap();
+            let keep = head.contains("connection: keep-alive");
+            answers.push((
+                head[9..12].to_owned(),
+                keep,
+                String::from_utf8(body).unwrap(),
+            ));
+        };
+        read_answer(&mut t);
+        read_answer(&mut t);
+        let batch = r#"{"items":[{"user":"alice","payload":3},{"user":"alice","payload":4}]}"#;
+        t.write_all(request("/api/send-batch", batch).as_bytes())
+            .unwrap();
+        read_answer(&mut t);
+        t.write_all(request("/api/users/alice/messages", "5").as_bytes())
+            .unwrap();
+        read_answer(&mut t);
+        let queued = r#"{"queued_for":1}"#.to_owned();
+        let batch_answer =
+            r#"{"results":[{"queued_for":1,"status":202},{"queued_for":1,"status":202}]}"#;
+        assert_eq!(
+            answers,
+            [
+                ("202".to_owned(), true, queued.clone()),
+                ("202".to_owned(), true, queued.clone()),
+                ("200".to_owned(), true, batch_answer.to_owned()),
+                ("202".to_owned(), false, queued),
+            ]
+        );
+        assert!(
+            matches!(t.read(&mut [0u8; 1]), Ok(0) | Err(_)),
+            "closed at the bound"
+        );
+        for i in 1..=5 {
+            assert_eq!(expect_text(&mut alice, "alice").await, i.to_string());
+        }
+    });
+}

@@ -150,6 +150,14 @@ pub struct ServerConfig {
     /// slow client (slowloris) can hold a socket before it is a connection.
     /// Default 10 s.
     pub request_timeout: Duration,
+    /// Most plain HTTP requests one connection carries (HTTP/1.1
+    /// keep-alive); the last is answered with `Connection: close`. 1 means
+    /// one request per connection. Default 1,000.
+    pub max_requests_per_connection: u32,
+    /// How long a kept-alive connection may wait, between a response and the
+    /// first byte of the next request, before it is closed; the next request
+    /// then has its own `request_timeout`. Default 5 s.
+    pub http_idle_timeout: Duration,
     /// Clock skew accepted on a JWT's `exp` and `nbf`. Default 30 s.
     pub jwt_leeway: Duration,
     /// When set, a JWT's `iss` must be this. Default none (not checked).
@@ -199,6 +207,11 @@ impl fmt::Debug for ServerConfig {
             .field("echo_path", &self.echo_path)
             .field("max_http_body_bytes", &self.max_http_body_bytes)
             .field("request_timeout", &self.request_timeout)
+            .field(
+                "max_requests_per_connection",
+                &self.max_requests_per_connection,
+            )
+            .field("http_idle_timeout", &self.http_idle_timeout)
             .field("jwt_leeway", &self.jwt_leeway)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
@@ -238,6 +251,8 @@ impl ServerConfig {
             cluster: None,
             max_http_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 1_000,
+            http_idle_timeout: Duration::from_secs(5),
             jwt_leeway: Duration::from_secs(30),
             jwt_issuer: None,
             jwt_audience: None,
@@ -290,24 +305,7 @@ impl ServerConfig {
                 "an inbound byte burst must hold at least one max_message_bytes message",
             ));
         }
-        if self.ping_interval.is_zero()
-            || self.idle_timeout.is_zero()
-            || self.empty_manager_ttl.is_zero()
-        {
-            return Err(ConfigError::Invalid(
-                "ping_interval, idle_timeout and empty_manager_ttl must be positive",
-            ));
-        }
-        if self.ping_interval >= self.idle_timeout {
-            return Err(ConfigError::Invalid(
-                "ping_interval must be shorter than idle_timeout",
-            ));
-        }
-        if self.request_timeout.is_zero() || self.jwt_max_lifetime.is_zero() {
-            return Err(ConfigError::Invalid(
-                "request_timeout and jwt_max_lifetime must be positive",
-            ));
-        }
+        self.validate_durations()?;
         if !self.ws_path.starts_with('/') {
             return Err(ConfigError::Invalid("ws_path must start with '/'"));
         }
@@ -330,6 +328,35 @@ impl ServerConfig {
         self.core_config(0)
             .validate(crate::shards::ShardFactory::CAPACITY)
             .map_err(ConfigError::Core)
+    }
+
+    /// The timers and the keep-alive bound are positive, and a ping comes
+    /// before the idle timeout.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        if self.ping_interval.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.empty_manager_ttl.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "ping_interval, idle_timeout and empty_manager_ttl must be positive",
+            ));
+        }
+        if self.ping_interval >= self.idle_timeout {
+            return Err(ConfigError::Invalid(
+                "ping_interval must be shorter than idle_timeout",
+            ));
+        }
+        if self.request_timeout.is_zero() || self.jwt_max_lifetime.is_zero() {
+            return Err(ConfigError::Invalid(
+                "request_timeout and jwt_max_lifetime must be positive",
+            ));
+        }
+        if self.max_requests_per_connection == 0 || self.http_idle_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "max_requests_per_connection and http_idle_timeout must be positive",
+            ));
+        }
+        Ok(())
     }
 
     /// [`max_offline_users`](Self::max_offline_users), or its default.

@@ -26,7 +26,8 @@ use crate::auth::JWT_AUTH_PROTOCOL;
 use crate::handle::ServerHandle;
 use crate::handler::App;
 use crate::http::{
-    body_length, read_head, serve_plain, Head, HeadError, HttpResponse, Phase, PhaseCell, Replay,
+    body_length, next_request, read_head, serve_plain, Head, HeadError, HttpResponse, Phase,
+    PhaseCell, Plain, Replay,
 };
 use crate::info::ConnectionInfo;
 use crate::signals::{Signals, CLOSING, CORE, KILL, SOCKET, TIMER};
@@ -135,30 +136,15 @@ async fn open(
     deadline: std::time::Instant,
 ) -> Option<Opened> {
     let mut buf = Vec::with_capacity(1024);
-    let phase = PhaseCell::new(Phase::Reading);
-    // Boxed: the head reader's buffers and the plain-HTTP path (~9 KiB)
-    // would otherwise stay in every connection task's state for its whole life.
-    let first = bounded(
+    let head = Box::pin(upgrade_request(
         shared,
+        app,
+        &mut socket,
+        &mut buf,
+        remote,
         deadline,
-        Box::pin(read_request(
-            shared,
-            app,
-            &mut socket,
-            &mut buf,
-            remote,
-            &phase,
-        )),
-    )
-    .await;
-    let head = match first {
-        Bounded::Done(Some(head)) => head,
-        Bounded::Done(None) | Bounded::Killed => return None,
-        Bounded::TimedOut => {
-            timed_out(shared, remote, &mut socket, phase.get()).await;
-            return None;
-        }
-    };
+    ))
+    .await?;
     // The head was parsed once; what follows it (frames a client sent
     // early) is read again by tungstenite.
     buf.drain(..head.len);
@@ -235,8 +221,58 @@ async fn timed_out(
     .await;
 }
 
+/// Answers the plain HTTP requests of a kept-alive connection, each before
+/// its own request deadline (the first one's is `deadline`, counted from
+/// the accept; a later one's from its first byte, which must come within
+/// `http_idle_timeout`), until one is an upgrade (its head is returned) or
+/// the connection closes (`None`).
+async fn upgrade_request(
+    shared: &Arc<ServerShared>,
+    app: &App,
+    socket: &mut Async<TcpStream>,
+    buf: &mut Vec<u8>,
+    remote: SocketAddr,
+    mut deadline: std::time::Instant,
+) -> Option<Head> {
+    let config = &shared.config;
+    for served in 1..=config.max_requests_per_connection {
+        let phase = PhaseCell::new(Phase::Reading);
+        let may_keep_alive = served < config.max_requests_per_connection;
+        // Boxed: the head reader's buffers and the plain-HTTP path (~9 KiB)
+        // would otherwise stay in every connection task's state for its whole life.
+        let step = read_request(shared, app, socket, buf, remote, &phase, may_keep_alive);
+        match bounded(shared, deadline, Box::pin(step)).await {
+            Bounded::Done(Request::Upgrade(head)) => return Some(head),
+            Bounded::Done(Request::Served) => {}
+            Bounded::Done(Request::Closed) | Bounded::Killed => return None,
+            Bounded::TimedOut => {
+                timed_out(shared, remote, socket, phase.get()).await;
+                return None;
+            }
+        }
+        let stop = shared.lifecycle.accepting_stopped();
+        if !next_request(socket, buf, config.http_idle_timeout, stop).await {
+            return None;
+        }
+        deadline = std::time::Instant::now() + config.request_timeout;
+    }
+    None
+}
+
+/// What became of a request read by [`read_request`].
+enum Request {
+    /// A WebSocket upgrade, with its head.
+    Upgrade(Head),
+    /// A plain request was answered and the connection stays open.
+    Served,
+    /// The connection is done with.
+    Closed,
+}
+
 /// Reads the request head; answers a plain HTTP request (or a head that
-/// cannot be read) and returns `None`, or returns the head of an upgrade.
+/// cannot be read), keeping the connection open if `may_keep_alive`, the
+/// client wants it and the server is not shutting down; or returns the
+/// head of an upgrade.
 async fn read_request(
     shared: &Arc<ServerShared>,
     app: &App,
@@ -244,9 +280,10 @@ async fn read_request(
     buf: &mut Vec<u8>,
     remote: SocketAddr,
     phase: &PhaseCell,
-) -> Option<Head> {
+    may_keep_alive: bool,
+) -> Request {
     let head = match read_head(socket, buf).await {
-        Err(HeadError::Io) => return None,
+        Err(HeadError::Io) => return Request::Closed,
         Err(HeadError::Bad(status, why)) => {
             if status == 400 {
                 bump(&shared.counters.rejected_400);
@@ -257,23 +294,26 @@ async fn read_request(
                 &HttpResponse::text(status, why).encode(),
             )
             .await;
-            return None;
+            return Request::Closed;
         }
         Ok(head) => head,
     };
     if head.is_websocket_upgrade() {
-        return Some(head);
+        return Request::Upgrade(head);
     }
     let handle = ServerHandle {
         shared: shared.clone(),
     };
-    let max_body = shared.config.max_http_body_bytes;
+    let plain = Plain {
+        max_body: shared.config.max_http_body_bytes,
+        may_keep_alive: may_keep_alive && shared.lifecycle.is_accepting(),
+    };
     let served = serve_plain(
         socket,
         head,
         std::mem::take(buf),
         remote,
-        max_body,
+        plain,
         phase,
         |req| async {
             let answer = AssertUnwindSafe(async { app.http.handle(&handle, req).await });
@@ -286,10 +326,17 @@ async fn read_request(
         },
     )
     .await;
-    if let Err(e) = served {
-        log::debug!("HTTP request from {remote} failed: {e}");
+    match served {
+        Ok(Some(rest)) => {
+            *buf = rest;
+            Request::Served
+        }
+        Ok(None) => Request::Closed,
+        Err(e) => {
+            log::debug!("HTTP request from {remote} failed: {e}");
+            Request::Closed
+        }
     }
-    None
 }
 
 /// What the upgrade step produced.

@@ -1,7 +1,11 @@
 //! Plain HTTP on the WebSocket port: the request head is parsed with
 //! `httparse`; upgrades go on to the WebSocket handshake (the bytes already
 //! read are replayed), everything else goes to the application's
-//! [`HttpService`](crate::service::HttpService) and gets one response with `Connection: close`.
+//! [`HttpService`](crate::service::HttpService). An HTTP/1.1 connection is
+//! kept alive for the next request (pipelined requests are answered in
+//! order) unless the client sends `Connection: close`, the connection
+//! reached `max_requests_per_connection`, the body was refused, or the
+//! server is shutting down; HTTP/1.0 gets one response and `Connection: close`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -143,14 +147,20 @@ impl HttpResponse {
             .unwrap_or("")
     }
 
-    /// The response on the wire.
+    /// The response on the wire, closing the connection.
     pub(crate) fn encode(&self) -> Vec<u8> {
+        self.encode_for(false)
+    }
+
+    /// The response on the wire, with `Connection: keep-alive` or `close`.
+    pub(crate) fn encode_for(&self, keep_alive: bool) -> Vec<u8> {
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: {}\r\n",
             self.status,
             self.reason(),
             self.content_type,
-            self.body.len()
+            self.body.len(),
+            if keep_alive { "keep-alive" } else { "close" }
         )
         .into_bytes();
         for (k, v) in &self.headers {
@@ -233,6 +243,18 @@ impl Head {
             len: 0,
             version: 1,
         }
+    }
+
+    /// Whether the client lets the connection carry another request: HTTP/1.1
+    /// without a `Connection: close` (RFC 9112 §9.3); HTTP/1.0 never.
+    pub(crate) fn keeps_alive(&self) -> bool {
+        self.version >= 1
+            && !self
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "connection")
+                .flat_map(|(_, v)| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
     }
 
     pub(crate) fn is_websocket_upgrade(&self) -> bool {
@@ -344,8 +366,20 @@ impl PhaseCell {
     }
 }
 
+/// How a plain request is served.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plain {
+    /// Largest body accepted (413 beyond).
+    pub(crate) max_body: usize,
+    /// Whether the server lets the connection carry another request after
+    /// this one (the client's wish is read from the head).
+    pub(crate) may_keep_alive: bool,
+}
+
 /// Reads the body of a plain request and asks the service; writes the
-/// response. `phase` follows along (see [`Phase`]).
+/// response. `phase` follows along (see [`Phase`]). When the connection
+/// stays open, returns the bytes read past this request (the start of the
+/// next, pipelined, request; maybe none).
 pub(crate) async fn serve_plain<
     S: AsyncRead + AsyncWrite + Unpin,
     F: std::future::Future<Output = HttpResponse>,
@@ -354,10 +388,13 @@ pub(crate) async fn serve_plain<
     head: Head,
     mut buf: Vec<u8>,
     remote: SocketAddr,
-    max_body: usize,
+    plain: Plain,
     phase: &PhaseCell,
     respond: impl FnOnce(HttpRequest) -> F,
-) -> io::Result<u16> {
+) -> io::Result<Option<Vec<u8>>> {
+    let max_body = plain.max_body;
+    let mut keep_alive = plain.may_keep_alive && head.keeps_alive();
+    let mut rest = Vec::new();
     let received = buf.len() - head.len;
     // Bytes of a refused body the client may still be sending.
     let mut unread = None;
@@ -380,7 +417,7 @@ pub(crate) async fn serve_plain<
                 }
                 body.extend_from_slice(&chunk[..read]);
             }
-            body.truncate(n);
+            rest = body.split_off(n);
             phase.set(Phase::Answering);
             respond(HttpRequest {
                 method: head.method,
@@ -393,13 +430,53 @@ pub(crate) async fn serve_plain<
             .await
         }
     };
+    keep_alive &= unread.is_none();
     phase.set(Phase::Written);
-    stream.write_all(&response.encode()).await?;
+    stream.write_all(&response.encode_for(keep_alive)).await?;
     stream.flush().await?;
     if let Some(left) = unread {
         discard_unread(stream, left).await;
     }
-    Ok(response.status)
+    Ok(keep_alive.then_some(rest))
+}
+
+/// Waits, on a kept-alive connection, for the first byte of the next
+/// request (appended to `buf`): `true` when there is one (or `buf` already
+/// holds a pipelined request), `false` when the client closed, `idle`
+/// passed, or `stop` resolved (the server is shutting down).
+pub(crate) async fn next_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> bool {
+    if !buf.is_empty() {
+        return true;
+    }
+    let read = async {
+        let mut chunk = [0u8; 2048];
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => {
+                buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            _ => false,
+        }
+    };
+    smol::future::or(
+        read,
+        smol::future::or(
+            async {
+                smol::Timer::after(idle).await;
+                false
+            },
+            async {
+                stop.await;
+                false
+            },
+        ),
+    )
+    .await
 }
 
 /// How long a refused body is read and discarded after the response.

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::handle::ServerHandle;
-use crate::http::{read_head, serve_plain, HeadError, HttpRequest, HttpResponse, Phase, PhaseCell};
+use crate::http::{
+    read_head, serve_plain, HeadError, HttpRequest, HttpResponse, Phase, PhaseCell, Plain,
+};
 
 /// A boxed future answering one HTTP request.
 pub type HttpFuture<'a> =
@@ -47,7 +49,11 @@ pub async fn serve_http_request<S: AsyncRead + AsyncWrite + Unpin>(
     match read_head(stream, &mut buf).await {
         Ok(head) => {
             let phase = PhaseCell::new(Phase::Reading);
-            serve_plain(stream, head, buf, remote, max_body, &phase, |req| {
+            let plain = Plain {
+                max_body,
+                may_keep_alive: false,
+            };
+            serve_plain(stream, head, buf, remote, plain, &phase, |req| {
                 service.handle(server, req)
             })
             .await

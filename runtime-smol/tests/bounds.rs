@@ -36,14 +36,21 @@ fn start_http(config: ServerConfig) -> TestServer {
     start_with_http(config, BodyLength)
 }
 
-/// Sends `raw` on a fresh socket and reads until the server closes it
-/// (bounded): the status and the body.
+/// Sends `raw` on a fresh socket and reads one response (until its
+/// `Content-Length` is read or the server closes the socket; bounded): the
+/// status and the body.
 fn raw_http(addr: SocketAddr, raw: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(RECV_TIMEOUT)).unwrap();
     s.write_all(raw).unwrap();
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let mut chunk = [0u8; 4096];
+    while !one_response(&out) {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .split(' ')
@@ -55,6 +62,19 @@ fn raw_http(addr: SocketAddr, raw: &[u8]) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Whether `out` holds a whole response: its head and as many body bytes
+/// as its `Content-Length` says.
+fn one_response(out: &[u8]) -> bool {
+    let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| out.len() >= end + 4 + len)
 }
 
 /// Reads from `s` until the server closes it; how long that took from

@@ -86,6 +86,8 @@ fn run(args: Args) -> Result<(), String> {
         service_token,
         dev_secret,
         max_message_bytes: config.max_message_bytes,
+        max_batch_items: args.max_batch_items as usize,
+        max_batch_bytes: args.max_batch_bytes as usize,
         agent: agent_stats,
         health,
     };

@@ -7,6 +7,8 @@
 //! | `GET /metrics` | operational surface only | Prometheus text format |
 //! | `POST /dev/token` | development without a configured secret | `{"user_id": …}` → `{"token": …}` |
 //! | `POST /api/users/{user_id}/messages` | service token | JSON body to every connection of the user |
+//! | `POST /api/send-batch` | service token | `{"items":[{"user":…,"payload":…},…]}`: each payload to its user; one result per item |
+//! | `POST /api/send-many` | service token | `{"users":[…],"payload":…}`: one payload to each user; one result per user |
 //! | `DELETE /api/users/{user_id}/connections` | service token | close the user's connections with 4001 |
 //!
 //! The operational surface (`/metrics`, detailed `/healthz`) is the ops
@@ -66,8 +68,13 @@ pub struct Api {
     /// development without a configured secret; otherwise `/dev/token` is
     /// 404. A configured secret is never used to mint tokens.
     pub dev_secret: Option<Vec<u8>>,
-    /// Largest body accepted by the service API.
+    /// Largest message (a single send's body, a batch item's payload).
     pub max_message_bytes: usize,
+    /// Most items of a batch (`/api/send-batch`) or users of a
+    /// `/api/send-many` call.
+    pub max_batch_items: usize,
+    /// Largest body of a batch or send-many call.
+    pub max_batch_bytes: usize,
     /// Agent counters (health and metrics).
     pub agent: Arc<AgentStats>,
     /// The health window.
@@ -106,6 +113,14 @@ impl Api {
                     Some(user) => self.post_message(server, &user, &req).await,
                     None => HttpResponse::json(400, &json!({"error": "bad user id in path"})),
                 },
+            },
+            ("POST", ["api", "send-batch"]) => match self.authorize(&req) {
+                Err(r) => r,
+                Ok(()) => self.send_batch(server, &req).await,
+            },
+            ("POST", ["api", "send-many"]) => match self.authorize(&req) {
+                Err(r) => r,
+                Ok(()) => self.send_many(server, &req).await,
             },
             ("DELETE", ["api", "users", user, "connections"]) => match self.authorize(&req) {
                 Err(r) => r,
@@ -164,7 +179,7 @@ impl Api {
 }
 
 impl Api {
-    fn authorize(&self, req: &HttpRequest) -> Result<(), HttpResponse> {
+    pub(super) fn authorize(&self, req: &HttpRequest) -> Result<(), HttpResponse> {
         let presented = req.bearer_token().unwrap_or_default();
         match &self.service_token {
             Some(expected) if constant_time_eq(presented.as_bytes(), expected.as_bytes()) => Ok(()),
@@ -271,6 +286,19 @@ impl Api {
         if serde_json::from_str::<serde_json::Value>(text).is_err() {
             return HttpResponse::json(400, &json!({"error": "body is not JSON"}));
         }
+        let (status, answer) = self.deliver(server, user, text).await;
+        HttpResponse::json(status, &answer)
+    }
+
+    /// Sends `text` (a JSON document) to every connection of `user`: the
+    /// status and JSON answer of the service API (202 `{"queued_for": n}` or
+    /// `{"buffered": true}`, or a typed error).
+    pub(super) async fn deliver(
+        &self,
+        server: &ServerHandle,
+        user: &str,
+        text: &str,
+    ) -> (u16, serde_json::Value) {
         let sent = server.send(user, Message::text(text.to_owned())).await;
         match &sent {
             Ok(_) => self.health.users.record(user, Outcome::DeliveryOk),
@@ -283,35 +311,32 @@ impl Api {
             Ok(Reach {
                 local: Some(SendOutcome::Buffered { .. }),
                 ..
-            }) => HttpResponse::json(202, &json!({ "buffered": true })),
+            }) => (202, json!({ "buffered": true })),
             Ok(Reach {
                 remote: Some(Ok(Remote::Stored(_))),
                 ..
-            }) => HttpResponse::json(202, &json!({ "buffered": true })),
+            }) => (202, json!({ "buffered": true })),
             Ok(Reach { local, remote }) => {
                 let queued_for = local.map_or(0, |o| o.queued_for());
                 match remote {
-                    None => HttpResponse::json(202, &json!({ "queued_for": queued_for })),
-                    Some(Ok(Remote::Published(nodes))) => HttpResponse::json(
-                        202,
-                        &json!({ "queued_for": queued_for, "nodes": nodes }),
-                    ),
-                    Some(Ok(Remote::Stored(_))) => {
-                        HttpResponse::json(202, &json!({ "buffered": true }))
+                    None => (202, json!({ "queued_for": queued_for })),
+                    Some(Ok(Remote::Published(nodes))) => {
+                        (202, json!({ "queued_for": queued_for, "nodes": nodes }))
                     }
-                    Some(Err(e)) => HttpResponse::json(
+                    Some(Ok(Remote::Stored(_))) => (202, json!({ "buffered": true })),
+                    Some(Err(e)) => (
                         202,
-                        &json!({ "queued_for": queued_for, "cluster": "unavailable", "error": e.to_string() }),
+                        json!({ "queued_for": queued_for, "cluster": "unavailable", "error": e.to_string() }),
                     ),
                 }
             }
             Err(UserError::UnknownUser | UserError::Core(CoreError::NoConnections(_))) => {
-                HttpResponse::json(404, &json!({"error": "unknown user"}))
+                (404, json!({"error": "unknown user"}))
             }
             Err(UserError::Core(CoreError::InvalidContext(e))) => {
-                HttpResponse::json(400, &json!({"error": e.to_string()}))
+                (400, json!({"error": e.to_string()}))
             }
-            Err(UserError::Cluster(e)) => HttpResponse::json(503, &json!({"error": e.to_string()})),
+            Err(UserError::Cluster(e)) => (503, json!({"error": e.to_string()})),
             Err(UserError::Core(
                 e @ (CoreError::LimitReached(
                     Limit::OfflineBuffer
@@ -321,8 +346,8 @@ impl Api {
                 )
                 | CoreError::QueueFull(_)
                 | CoreError::EventsPending),
-            )) => HttpResponse::json(503, &json!({"error": e.to_string()})),
-            Err(e) => HttpResponse::json(500, &json!({"error": e.to_string()})),
+            )) => (503, json!({"error": e.to_string()})),
+            Err(e) => (500, json!({"error": e.to_string()})),
         }
     }
 }

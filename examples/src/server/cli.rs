@@ -44,6 +44,18 @@ pub struct Args {
     /// Largest inbound message and service-API body, in bytes (1009 / 413 beyond).
     #[arg(long, env = "USERLANE_MAX_MESSAGE_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
     pub max_message_bytes: u64,
+    /// Most items of a `/api/send-batch` call, or users of a `/api/send-many` call (413 beyond).
+    #[arg(long, env = "USERLANE_MAX_BATCH_ITEMS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_batch_items: u64,
+    /// Largest body of a `/api/send-batch` or `/api/send-many` call, in bytes (413 beyond).
+    #[arg(long, env = "USERLANE_MAX_BATCH_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(16..=67_108_864))]
+    pub max_batch_bytes: u64,
+    /// Most plain HTTP requests one kept-alive connection carries.
+    #[arg(long, env = "USERLANE_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_per_connection: u32,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "USERLANE_HTTP_IDLE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_idle_timeout: u64,
     /// Inbound messages per second each connection may send (bursts of twice
     /// as many); more are refused, and a connection that keeps on is closed (1008).
     #[arg(long, env = "USERLANE_INBOUND_MESSAGES_PER_SECOND", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -207,7 +219,9 @@ impl Args {
         c.max_connections_per_user = self.max_connections_per_user;
         c.max_connections = self.max_connections;
         c.max_message_bytes = self.max_message_bytes as usize;
-        c.max_http_body_bytes = self.max_message_bytes as usize;
+        c.max_http_body_bytes = self.max_message_bytes.max(self.max_batch_bytes) as usize;
+        c.max_requests_per_connection = self.max_requests_per_connection;
+        c.http_idle_timeout = Duration::from_secs(self.http_idle_timeout);
         c.queue_depth = self.queue_depth;
         // Bursts of two seconds' worth, and a byte burst that always holds
         // one largest message.

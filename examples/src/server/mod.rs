@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod batch;
 pub mod cli;
 pub mod health;
 pub mod metrics;

@@ -492,8 +492,9 @@ impl HttpReply {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection; the server answers with
-/// `Connection: close`, so the reply is read to the end of the stream.
+/// One HTTP/1.1 request on a fresh connection with `Connection: close`
+/// (unless `headers` name a `Connection` of their own), so the reply is
+/// read to the end of the stream.
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -511,6 +512,12 @@ pub fn http(
     );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
+        head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
     let mut request = head.into_bytes();

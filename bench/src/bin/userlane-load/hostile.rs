@@ -46,7 +46,7 @@ fn token(secret: &str, user: &str) -> String {
 }
 
 /// A WebSocket connection as `user`, authenticated with a token signed by `secret`.
-async fn connect_as(addr: SocketAddr, secret: &str, user: &str) -> Result<Ws, String> {
+pub(super) async fn connect_as(addr: SocketAddr, secret: &str, user: &str) -> Result<Ws, String> {
     let stream = Async::<TcpStream>::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;

@@ -21,8 +21,11 @@
 //!   slow side of `paced`: reads until stopped, then reports the close codes.
 //! - `flood` and `slowloris`: hostile clients against the example server,
 //!   see [`hostile`].
+//! - `service`: one back end pushing messages through the example server's
+//!   service API with keep-alive and batches, see [`service`].
 
 mod hostile;
+mod service;
 
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, TcpStream};
@@ -201,8 +204,9 @@ fn main() {
             "hold" => hold(&ex, addr, &args).await,
             "flood" => hostile::flood(&ex, addr, &args).await,
             "slowloris" => hostile::slowloris(&ex, addr, &args).await,
+            "service" => service::service(&ex, addr, &args).await,
             other => eprintln!(
-                "unknown mode {other:?}: echo, idle, fanout, paced, hold, flood or slowloris"
+                "unknown mode {other:?}: echo, idle, fanout, paced, hold, flood, slowloris or service"
             ),
         }
     };
