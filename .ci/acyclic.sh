@@ -4,10 +4,12 @@
 # cargo-modules lists which module uses which (its "uses" edges, from `use`
 # declarations and paths in the code; items, externs and std filtered out);
 # tsort finds a loop in that graph if there is one.
+# With --all-features, so that modules behind a feature (userlane-core's
+# `shim`, its serde and log code) are in the graph too.
 set -euo pipefail
 status=0
 for pkg in "$@"; do
-  edges=$(cargo modules dependencies -p "$pkg" --lib --no-externs --no-sysroot --no-fns --no-traits --no-types 2>/dev/null \
+  edges=$(cargo modules dependencies -p "$pkg" --lib --all-features --no-externs --no-sysroot --no-fns --no-traits --no-types 2>/dev/null \
     | sed -n 's/^ *"\([^"]*\)" -> "\([^"]*\)" \[label="uses".*/\1 \2/p' \
     | awk '$1 != $2')
   if [ -z "$edges" ]; then

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::Message;
 use userlane_core::{
-    CloseCode, CloseFrame, CloseReason, Error as CoreError, SendOutcome, Stats, UserContext,
+    CloseCode, CloseFrame, CloseReason, Creation, Error as CoreError, SendOutcome, Stats,
+    UserContext,
 };
 
 use crate::cluster::{ClusterError, ClusterStats, Envelope, Remote};
@@ -149,15 +150,20 @@ impl ServerHandle {
         let now = self.shared.clock.now();
         let buffering = self.shared.config.offline_buffer > 0;
         slot.core.with(|f| {
-            let manager = match (f.manager_for_user(user_id), absent) {
-                (Some(m), Absent::Buffer) => m,
-                (Some(m), Absent::Skip) if f.connection_count(m).unwrap_or(0) > 0 => m,
-                (None, Absent::Buffer) if buffering => {
-                    let ctx = service_context(user_id)?;
-                    f.create_offline_manager(ctx, now)?
-                }
-                (None, Absent::Buffer) => return Err(UserError::UnknownUser),
-                (_, Absent::Skip) => return Ok(None),
+            let manager = match absent {
+                // The core's lookup-or-create; the context is built only
+                // when the user has no manager.
+                Absent::Buffer if buffering => f.as_lanes().try_manager_or_create_with(
+                    user_id,
+                    || service_context(user_id),
+                    Creation::Offline,
+                    now,
+                )?,
+                Absent::Buffer => f.manager_for_user(user_id).ok_or(UserError::UnknownUser)?,
+                Absent::Skip => match f.manager_for_user(user_id) {
+                    Some(m) if f.connection_count(m).unwrap_or(0) > 0 => m,
+                    _ => return Ok(None),
+                },
             };
             Ok(Some(
                 f.send_to_user(manager, message, now)

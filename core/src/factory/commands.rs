@@ -1,8 +1,7 @@
 //! Commands from the application: create, connect, send, close, deactivate.
 
-use super::lanes::Departure;
-use super::slots::{empty_link, idle_link, user_link, EV_READY};
-use super::{LifeEvent, ManagerFactory};
+use super::slots::{empty_link, idle_link, user_link, Departure, EV_READY};
+use super::tables::{LifeEvent, ManagerFactory};
 use crate::inbound::Levels;
 use crate::index::SlotIndex;
 use crate::list::NIL;

@@ -1,9 +1,8 @@
 //! The sans-IO surface: facts from outside (`handle_*`) and what the caller
 //! must act on (`poll_*`).
 
-use super::lanes::Departure;
-use super::slots::{idle_link, ConnState, EV_CLOSED};
-use super::{LifeEvent, ManagerFactory};
+use super::slots::{idle_link, ConnState, Departure, EV_CLOSED};
+use super::tables::{LifeEvent, ManagerFactory};
 use crate::inbound::{fits, seconds_crossed, take};
 use crate::index::SlotIndex;
 use crate::list::{Link, List, NIL};

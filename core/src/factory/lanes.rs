@@ -2,9 +2,9 @@
 //! refusals, slot allocation, and the transitions of connections and managers.
 
 use super::slots::{
-    empty_link, event_link, idle_link, next_generation, user_link, ConnState, EV_CLOSED,
+    empty_link, event_link, idle_link, next_generation, user_link, ConnState, Departure, EV_CLOSED,
 };
-use super::ManagerFactory;
+use super::tables::ManagerFactory;
 use crate::inbound::Levels;
 use crate::index::SlotIndex;
 use crate::list::NIL;
@@ -12,13 +12,6 @@ use crate::{
     CloseFrame, CloseReason, ConnectionHandle, Error, Instant, Limit, ManagerHandle, Released,
     UserContext, Violation,
 };
-
-/// Why an open connection stopped being open, for the stats.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Departure {
-    Removed,
-    Lost,
-}
 
 impl<
         P: Clone,

@@ -108,6 +108,13 @@ pub(crate) enum ConnState {
     },
 }
 
+/// Why an open connection stopped being open, for the stats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Departure {
+    Removed,
+    Lost,
+}
+
 /// Pending-event flags of a connection.
 pub(crate) const EV_READY: u8 = 1;
 pub(crate) const EV_CLOSED: u8 = 2;
