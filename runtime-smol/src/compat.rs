@@ -153,9 +153,10 @@ pub fn create_websocket_manager(ctx: UserContext) -> Result<UserLane, CompatErro
     let server = get_websocket_manager()?.server;
     let slot = server.shared.shards.of(ctx.user_id());
     let user_id = ctx.user_id().to_owned();
+    let now = server.shared.clock.now();
     let manager = slot
         .core
-        .create_manager(ctx, server.shared.clock.now())
+        .with(|f| f.create_manager(ctx, now))
         .map_err(UserError::from)?;
     Ok(UserLane {
         server,
@@ -185,9 +186,10 @@ impl UserLane {
     /// reclaimed.
     pub fn send(&self, message: impl Into<Message>) -> Result<SendOutcome, UserError> {
         let slot = self.server.shared.shards.of(&self.user_id);
+        let now = self.server.shared.clock.now();
         Ok(slot
             .core
-            .send_to_user(self.manager, message.into(), self.server.shared.clock.now())
+            .with(|f| f.send_to_user(self.manager, message.into(), now))
             .map_err(userlane_core::Error::from)?)
     }
 
@@ -199,8 +201,7 @@ impl UserLane {
     /// Deactivates the user's manager (its connections close with 1000).
     pub fn deactivate(&self) -> Result<u32, UserError> {
         let slot = self.server.shared.shards.of(&self.user_id);
-        Ok(slot
-            .core
-            .deactivate(self.manager, self.server.shared.clock.now())?)
+        let now = self.server.shared.clock.now();
+        Ok(slot.core.with(|f| f.deactivate(self.manager, now))?)
     }
 }

@@ -177,7 +177,11 @@ pub struct ServerConfig {
     /// a single node.
     pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Independent shards (each with its own lock and timer). Default: the
-    /// number of cores.
+    /// number of cores. Each shard's tables hold its share of `max_users`
+    /// and `max_connections` with room for uneven hashing (users are routed
+    /// by a hash of their id), so more shards means smaller ones: idle
+    /// memory follows the limits, not the shard count. A shard that fills
+    /// up before the server does answers like a full server (503).
     pub shards: usize,
 }
 
@@ -326,7 +330,7 @@ impl ServerConfig {
             });
         }
         self.core_config(0)
-            .validate(crate::shards::ShardFactory::CAPACITY)
+            .validate(self.shard_capacity())
             .map_err(ConfigError::Core)
     }
 
@@ -364,7 +368,6 @@ impl ServerConfig {
         self.max_offline_users.unwrap_or(self.max_users / 4)
     }
 
-    /// The core limits of one shard. Its `factory_tag` is 0:
     /// The tungstenite settings of every connection. The write buffer has no
     /// upper bound of its own (`max_write_buffer_size` stays unlimited):
     /// the writer feeds a message only after `poll_ready`, so the buffer
@@ -382,16 +385,33 @@ impl ServerConfig {
             .max_frame_size(Some(self.max_message_bytes))
     }
 
+    /// The capacities of every shard's tables: the smallest profile that
+    /// holds one shard's share of `max_users` and of `max_connections`
+    /// ([`shard_share`]).
+    pub(crate) fn shard_capacity(&self) -> userlane_core::Capacity {
+        crate::shards::profile_for(
+            shard_share(self.max_users, self.shards),
+            shard_share(self.max_connections, self.shards),
+        )
+    }
+
+    /// The core limits of one shard. Its `factory_tag` is 0:
     /// [`ShardSlot::build`](crate::shards::ShardSlot::build) gives every
-    /// shard its own.
+    /// shard its own. A shard admits users and connections up to what its
+    /// tables hold (never more than the server-wide limits), and keeps the
+    /// server's proportion of offline managers, so the users who connect
+    /// always find the rest of its slots.
     pub(crate) fn core_config(&self, _shard: usize) -> userlane_core::Config {
+        let capacity = self.shard_capacity();
         let per_shard = |total: u32, cap: usize| total.min(cap as u32);
-        let max_users = per_shard(self.max_users, SHARD_USERS);
+        let max_users = per_shard(self.max_users, capacity.users);
+        let offline = u64::from(self.offline_users()) * u64::from(max_users)
+            / u64::from(self.max_users.max(1));
         userlane_core::Config {
             max_users,
-            max_offline_managers: per_shard(self.offline_users(), SHARD_USERS).min(max_users),
+            max_offline_managers: (offline as u32).min(max_users),
             max_connections_per_user: self.max_connections_per_user,
-            max_connections: per_shard(self.max_connections, SHARD_CONNS),
+            max_connections: per_shard(self.max_connections, capacity.connections),
             queue_depth: self.queue_depth,
             offline_buffer: self.offline_buffer,
             slow_consumer: self.slow_consumer,
@@ -404,6 +424,18 @@ impl ServerConfig {
             inbound_strikes: self.inbound_strikes,
         }
     }
+}
+
+/// What one shard must hold of a server-wide limit `total` over `shards`
+/// shards: its even share, plus a quarter of it and 32 more, because users
+/// are routed by a hash of their id and a shard may get more than its share
+/// (10,000 users on 8 shards: about 1,250 ± 33 a shard, against a margin of
+/// 344); never more than `total`. The profile chosen rounds it up again.
+/// A shard that is full answers like a full server (503).
+fn shard_share(total: u32, shards: usize) -> usize {
+    let total = total as usize;
+    let share = total.div_ceil(shards.max(1));
+    (share + share / 4 + 32).min(total)
 }
 
 /// Why a [`ServerConfig`] cannot be used.
@@ -452,6 +484,53 @@ mod tests {
         );
         c.max_offline_users = Some(999);
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn shard_tables_follow_the_limits_not_the_shard_count() {
+        // The default limits (10,000 users and connections): the more
+        // shards, the smaller each one's tables.
+        let mut c = ServerConfig::new(Environment::Testing);
+        for (shards, users) in [
+            (2, 8_192),
+            (4, 4_096),
+            (8, 2_048),
+            (16, 1_024),
+            (32, 512),
+            (64, 256),
+        ] {
+            c.shards = shards;
+            let capacity = c.shard_capacity();
+            assert_eq!(
+                (capacity.users, capacity.connections),
+                (users, 2 * users),
+                "{shards} shards"
+            );
+            assert_eq!(c.validate(), Ok(()));
+            // A shard admits what its tables hold, up to the server's limits.
+            let core = c.core_config(0);
+            assert_eq!(core.max_users, users.min(10_000) as u32);
+            assert_eq!(core.max_connections, (2 * users).min(10_000) as u32);
+            assert_eq!(core.max_offline_managers, core.max_users / 4);
+        }
+        // Small limits on many shards: the smallest tables, the server's limits.
+        c.shards = 8;
+        c.max_users = 100;
+        c.max_connections = 100;
+        let core = c.core_config(0);
+        assert_eq!(c.shard_capacity().users, 256);
+        assert_eq!(
+            (
+                core.max_users,
+                core.max_connections,
+                core.max_offline_managers
+            ),
+            (100, 100, 25)
+        );
+        // Each shard holds its even share with room for uneven hashing.
+        assert_eq!(shard_share(10_000, 8), 1_250 + 312 + 32);
+        assert_eq!(shard_share(100, 8), 13 + 3 + 32);
+        assert_eq!(shard_share(10, 1), 10);
     }
 
     #[test]

@@ -307,7 +307,8 @@ impl ServerHandle {
             let Some(m) = f.manager_for_user(user_id) else {
                 return 0;
             };
-            let conns: Vec<_> = f.connections(m).map(|it| it.collect()).unwrap_or_default();
+            let mut conns = Vec::new();
+            let _ = f.for_each_connection(m, &mut |c| conns.push(c));
             conns
                 .into_iter()
                 .filter(|c| slot.close_connection(f, m, *c, code, reason, now))
@@ -319,9 +320,11 @@ impl ServerHandle {
     pub fn user_connections(&self, user_id: &str) -> Vec<Arc<ConnectionInfo>> {
         let slot = self.shared.shards.of(user_id);
         let conns = slot.core.read(|f| {
-            f.manager_for_user(user_id)
-                .and_then(|m| f.connections(m).ok().map(|it| it.collect::<Vec<_>>()))
-                .unwrap_or_default()
+            let mut conns = Vec::new();
+            if let Some(m) = f.manager_for_user(user_id) {
+                let _ = f.for_each_connection(m, &mut |c| conns.push(c));
+            }
+            conns
         });
         let registry = slot.registry();
         conns

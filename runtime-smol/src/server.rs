@@ -164,15 +164,18 @@ impl Server {
             shared: shared.clone(),
         });
         let background = spawn_background(&shared);
+        let tables = shared.shards.slots[0].core.capacity();
         log::info!(
-            "userlane listening on {} ({} mode, {} shard(s))",
+            "userlane listening on {} ({} mode, {} shard(s) with tables for {} users and {} connections each)",
             listener
                 .get_ref()
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             shared.config.environment,
-            shared.shards.slots.len()
+            shared.shards.slots.len(),
+            tables.users,
+            tables.connections
         );
         accept_loop(&shared, &app, &listener, &tasks_tx).await;
         shared.lifecycle.stop_accepting();

@@ -314,6 +314,41 @@ fn a_token_with_a_huge_or_multiline_alg_gets_a_short_fixed_401() {
 
 // ------------------------------------------------------------ 4. echo caps
 
+/// Eight shards sized from small limits (the smallest tables) still admit
+/// every connection up to the server's limit, however the users hash, and
+/// then answer like a full server.
+#[test]
+fn many_shards_with_small_limits_admit_up_to_the_limits() {
+    let server = start(ServerConfig {
+        shards: 8,
+        max_users: 200,
+        max_connections: 200,
+        max_connections_per_user: 1,
+        ..config(Environment::Testing)
+    });
+    smol::block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..200 {
+            clients.push(connect(server.addr, &format!("user-{i}")).await);
+        }
+        assert_eq!(
+            refused_status(server.addr, "/ws", Some(&jwt("one-more", 300))).await,
+            503
+        );
+        assert_eq!(server.stats().core.connections_active, 200);
+        // Every shard still serves its users after the refusal.
+        for i in [0, 99, 199] {
+            let user = format!("user-{i}");
+            assert_eq!(server.handle.user_connections(&user).len(), 1);
+            server.handle.send_text(&user, "still here").unwrap();
+            assert_eq!(expect_text(&mut clients[i], &user).await, "still here");
+        }
+    });
+    let stats = server.stats();
+    assert_eq!(stats.core.total_connections_managed, 200);
+    assert!(stats.rejected_server_full >= 1);
+}
+
 #[test]
 fn echo_connections_count_toward_max_connections() {
     let mut cfg = config(Environment::Testing);
