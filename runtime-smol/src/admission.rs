@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_tungstenite::tungstenite::http::StatusCode;
-use userlane_core::{Error as CoreError, Limit, UserContext};
+use userlane_core::{Error as CoreError, Limit, Stats, UserContext};
 
 use crate::auth::{find_token, AuthError, Identity};
 use crate::bounded::excerpt;
 use crate::http::Head;
 use crate::info::ConnectionInfo;
+use crate::shards::ShardSlot;
 use crate::signals::Signals;
 use crate::state::{bump, ServerShared};
 
@@ -95,13 +96,18 @@ fn check_common(shared: &ServerShared, head: &Head) -> Result<(), Refusal> {
 /// Open connections of every kind: the shards' plus the echo endpoint's.
 /// Call with `shared.admitting` held.
 fn open_connections(shared: &ServerShared) -> u64 {
-    let core: u64 = shared
+    let core = summed(shared, |s| s.connections_active);
+    core + shared.echo_open.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// One core counter summed over every shard (each read under its own lock).
+fn summed(shared: &ServerShared, counter: impl Fn(&Stats) -> u64) -> u64 {
+    shared
         .shards
         .slots
         .iter()
-        .map(|s| s.core.read(|f| f.stats().connections_active))
-        .sum();
-    core + shared.echo_open.load(std::sync::atomic::Ordering::Acquire)
+        .map(|s| s.core.read(|f| counter(&f.stats())))
+        .sum()
 }
 
 /// An open echo connection's share of `max_connections`, given back on drop.
@@ -122,6 +128,24 @@ impl Drop for EchoSlot {
 /// connect that follows are one step.
 fn check_room(shared: &ServerShared) -> Result<(), Refusal> {
     if open_connections(shared) >= u64::from(shared.config.max_connections) {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is full",
+        ));
+    }
+    Ok(())
+}
+
+/// 503 when a user without a manager would take the server past its
+/// `max_users`, counted over every shard (a shard's own limit only bounds
+/// its tables, and users hash unevenly). Called with the `admitting` lock
+/// held, like [`check_room`]. Offline managers made by the service path
+/// count too; they are capped separately, per shard, by `max_offline_users`.
+fn check_users(shared: &ServerShared, slot: &ShardSlot, user_id: &str) -> Result<(), Refusal> {
+    if slot.core.read(|f| f.manager_for_user(user_id).is_some()) {
+        return Ok(());
+    }
+    if summed(shared, |s| s.managers_active) >= u64::from(shared.config.max_users) {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is full",
@@ -180,6 +204,7 @@ fn decide(shared: &ServerShared, head: &Head, remote: SocketAddr) -> Result<Admi
     check_room(shared)?;
     let shard = shared.shards.index_of(ctx.user_id());
     let slot = &shared.shards.slots[shard];
+    check_users(shared, slot, ctx.user_id())?;
     let signals = Signals::new();
     let now = shared.clock.now();
     let info = slot

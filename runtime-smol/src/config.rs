@@ -85,7 +85,8 @@ pub struct ServerConfig {
     pub jwt_secret: Option<Vec<u8>>,
     /// Path of the WebSocket endpoint.
     pub ws_path: String,
-    /// Most users with a manager, over all shards.
+    /// Most users with a manager, over all shards: admission answers 503 to a
+    /// user without a manager once the shards together hold this many.
     pub max_users: u32,
     /// Most users with a manager but no open connection that the service
     /// path ([`ServerHandle::send_to_user`](crate::ServerHandle::send_to_user)

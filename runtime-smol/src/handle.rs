@@ -153,7 +153,7 @@ impl ServerHandle {
             let manager = match absent {
                 // The core's lookup-or-create; the context is built only
                 // when the user has no manager.
-                Absent::Buffer if buffering => f.as_lanes().try_manager_or_create_with(
+                Absent::Buffer if buffering => f.try_manager_or_create_with(
                     user_id,
                     || service_context(user_id),
                     Creation::Offline,

@@ -349,6 +349,38 @@ fn many_shards_with_small_limits_admit_up_to_the_limits() {
     assert!(stats.rejected_server_full >= 1);
 }
 
+/// `max_users` holds over all shards together, however the users hash: the
+/// user past it is refused with 503 while the users already in keep
+/// opening tabs.
+#[test]
+fn max_users_holds_across_shards() {
+    let server = start(ServerConfig {
+        shards: 8,
+        max_users: 20,
+        max_connections: 200,
+        max_connections_per_user: 2,
+        ..config(Environment::Testing)
+    });
+    smol::block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..20 {
+            clients.push(connect(server.addr, &format!("user-{i}")).await);
+        }
+        for i in 20..24 {
+            let token = jwt(&format!("user-{i}"), 300);
+            assert_eq!(refused_status(server.addr, "/ws", Some(&token)).await, 503);
+        }
+        // A user who is already in opens a second tab at the cap.
+        clients.push(connect(server.addr, "user-7").await);
+        assert_eq!(server.handle.user_connections("user-7").len(), 2);
+        // Read while every client is still connected.
+        let stats = server.stats();
+        assert_eq!(stats.core.managers_active, 20);
+        assert_eq!(stats.core.connections_active, 21);
+        assert!(stats.rejected_server_full >= 4);
+    });
+}
+
 #[test]
 fn echo_connections_count_toward_max_connections() {
     let mut cfg = config(Environment::Testing);
