@@ -16,7 +16,7 @@ pub const WRITE_BUF: usize = 4 * 1024;
 /// Largest message, as in `ServerConfig`'s default.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The tungstenite configuration userlane-smol uses (`connection.rs`) with
+/// The tungstenite configuration userlane-smol uses (`connection/upgrade.rs`) with
 /// its default `ServerConfig`; every bench server and the client use it, so
 /// the designs differ only in what they put around tungstenite.
 pub fn ws_config() -> WebSocketConfig {
