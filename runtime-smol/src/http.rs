@@ -563,7 +563,12 @@ pub(crate) struct Replay<S> {
 }
 
 impl<S> Replay<S> {
-    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Self {
+    /// Replays `prefix`, then reads `inner`. The prefix keeps only the bytes
+    /// it holds: an empty one (the usual case: nothing after the request
+    /// head) frees its buffer now instead of holding the head reader's
+    /// capacity for the connection's whole life.
+    pub(crate) fn new(mut prefix: Vec<u8>, inner: S) -> Self {
+        prefix.shrink_to_fit();
         Replay {
             prefix,
             pos: 0,
@@ -667,6 +672,20 @@ mod tests {
             replay.read_to_end(&mut all).await.unwrap();
             assert_eq!(all, raw);
         });
+    }
+
+    /// A connection keeps no request-head buffer once upgraded: nothing
+    /// after the head means no prefix storage at all, and early frames keep
+    /// only their own bytes (the head reader's capacity is released).
+    #[test]
+    fn a_replay_holds_only_the_bytes_it_replays() {
+        let empty = Replay::new(Vec::with_capacity(4096), smol::io::empty());
+        assert_eq!(empty.prefix.capacity(), 0);
+        let mut early = Vec::with_capacity(4096);
+        early.extend_from_slice(b"frame");
+        let early = Replay::new(early, smol::io::empty());
+        assert!(early.prefix.capacity() < 64, "{}", early.prefix.capacity());
+        assert_eq!(early.prefix, b"frame");
     }
 
     #[test]
