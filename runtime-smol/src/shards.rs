@@ -285,10 +285,9 @@ impl ShardSlot {
         now: Instant,
     ) -> Result<Arc<ConnectionInfo>, CoreError> {
         self.core.with(|f| {
-            let manager = match f.manager_for_user(ctx.user_id()) {
-                Some(m) => m,
-                None => f.create_manager(ctx.clone(), now)?,
-            };
+            // The core's one lookup-or-create: the context is cloned only
+            // when the user has no manager yet.
+            let manager = f.manager_or_create_with(ctx.user_id(), || ctx.clone(), now)?;
             let connection = f.add_connection(manager, &ctx, now)?;
             let info = Arc::new(ConnectionInfo::new(
                 ctx, connection, manager, shard, remote, anonymous,
